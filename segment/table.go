@@ -1,0 +1,343 @@
+package segment
+
+import (
+	"container/list"
+	"encoding/binary"
+	"fmt"
+)
+
+// Tables hold fixed-size entries (the DAT, the segment usage table) in
+// blocks of exactly BlockSize bytes, stored raw (never compressed, so their
+// size is known before they are written). A table is a radix tree: leaves
+// at level 0 hold entries; an interior node holds BlockSize/16 pointers
+// (BlockPtr: 8-byte address, 8-byte xxhash64 of the block; address 0 means
+// "never written: all zero"). A table of depth d has d interior levels; with
+// depth 0 the root pointer names leaf 0 itself. The checkpoint record holds
+// each table's root pointer and depth. Part of the on-disk format.
+const (
+	TableDAT = 1
+	TableSUT = 2
+
+	BlockPtrSize = 16
+)
+
+// BlockPtr points at a raw table block and carries its checksum.
+type BlockPtr struct {
+	Addr uint64
+	Sum  uint64
+}
+
+// PutBlockPtr encodes p into b[0:16].
+func PutBlockPtr(b []byte, p BlockPtr) {
+	binary.LittleEndian.PutUint64(b, p.Addr)
+	binary.LittleEndian.PutUint64(b[8:], p.Sum)
+}
+
+// GetBlockPtr decodes b[0:16].
+func GetBlockPtr(b []byte) BlockPtr {
+	return BlockPtr{Addr: binary.LittleEndian.Uint64(b), Sum: binary.LittleEndian.Uint64(b[8:])}
+}
+
+// BlockReader reads a raw table block of exactly len(buf) bytes at addr.
+type BlockReader func(addr uint64, buf []byte) error
+
+// TablePut writes a table block and returns where it went. old is where the
+// block was before (zero if never written), so the caller can account for
+// the space.
+type TablePut func(level int, index uint64, old BlockPtr, raw []byte) (BlockPtr, error)
+
+type tableLeaf struct {
+	index uint64
+	data  []byte
+	dirty bool
+	lru   *list.Element
+}
+
+type tableNode struct {
+	ptrs  []BlockPtr
+	dirty bool
+}
+
+// Table is one table in memory: interior nodes stay loaded once read (they
+// are 1/256 of the leaves), leaves are cached up to a bound and dirty ones
+// are kept until Flush. Not safe for concurrent use.
+type Table struct {
+	id        uint8
+	bs        int
+	esize     int
+	perLeaf   uint64
+	fanout    uint64
+	depth     int
+	rootPtr   BlockPtr
+	read      BlockReader
+	nodes     []map[uint64]*tableNode // nodes[l-1] is interior level l
+	leaves    map[uint64]*tableLeaf
+	lru       *list.List // clean leaves, front = most recent
+	maxLeaves int
+}
+
+// NewTable opens a table of entrySize-byte entries from its root pointer.
+func NewTable(id uint8, blockSize, entrySize int, root BlockPtr, depth int, read BlockReader, maxCachedLeaves int) *Table {
+	t := &Table{id: id, bs: blockSize, esize: entrySize, perLeaf: uint64(blockSize / entrySize),
+		fanout: uint64(blockSize / BlockPtrSize), depth: depth, rootPtr: root, read: read,
+		leaves: map[uint64]*tableLeaf{}, lru: list.New(), maxLeaves: max(maxCachedLeaves, 8)}
+	for i := 0; i < depth; i++ {
+		t.nodes = append(t.nodes, map[uint64]*tableNode{})
+	}
+	return t
+}
+
+// Root returns the root pointer and depth, valid after Flush.
+func (t *Table) Root() (BlockPtr, int) { return t.rootPtr, t.depth }
+
+// PerLeaf is the number of entries in one leaf.
+func (t *Table) PerLeaf() uint64 { return t.perLeaf }
+
+func (t *Table) capacity(depth int) uint64 {
+	c := t.perLeaf
+	for i := 0; i < depth; i++ {
+		if c > 1<<62/t.fanout {
+			return 1 << 62
+		}
+		c *= t.fanout
+	}
+	return c
+}
+
+// Grow makes room for entries [0, n).
+func (t *Table) Grow(n uint64) {
+	for t.capacity(t.depth) < n {
+		// The old root becomes child 0 of a new root one level up.
+		t.depth++
+		t.nodes = append(t.nodes, map[uint64]*tableNode{})
+		root := &tableNode{ptrs: make([]BlockPtr, t.fanout), dirty: true}
+		root.ptrs[0] = t.rootPtr
+		t.nodes[t.depth-1][0] = root
+		t.rootPtr = BlockPtr{}
+	}
+}
+
+func (t *Table) errorf(format string, a ...any) error {
+	return fmt.Errorf("%w: table %d: %s", ErrCorrupt, t.id, fmt.Sprintf(format, a...))
+}
+
+// ptrOf returns the pointer to the block (level, index).
+func (t *Table) ptrOf(level int, index uint64) (BlockPtr, error) {
+	if level == t.depth {
+		if index != 0 {
+			return BlockPtr{}, nil
+		}
+		return t.rootPtr, nil
+	}
+	parent, err := t.node(level+1, index/t.fanout)
+	if err != nil {
+		return BlockPtr{}, err
+	}
+	return parent.ptrs[index%t.fanout], nil
+}
+
+func (t *Table) readBlock(p BlockPtr, what string) ([]byte, error) {
+	buf := make([]byte, t.bs)
+	if p.Addr == 0 {
+		return buf, nil
+	}
+	if err := t.read(p.Addr, buf); err != nil {
+		return nil, fmt.Errorf("table %d %s at %d: %w", t.id, what, p.Addr, err)
+	}
+	if got := Checksum(buf); got != p.Sum {
+		return nil, fmt.Errorf("%w: table %d %s at %d: stored %x, computed %x", ErrChecksum, t.id, what, p.Addr, p.Sum, got)
+	}
+	return buf, nil
+}
+
+// node returns interior node (level >= 1, index), loading it.
+func (t *Table) node(level int, index uint64) (*tableNode, error) {
+	if level < 1 || level > t.depth {
+		return nil, t.errorf("no level %d", level)
+	}
+	if n := t.nodes[level-1][index]; n != nil {
+		return n, nil
+	}
+	p, err := t.ptrOf(level, index)
+	if err != nil {
+		return nil, err
+	}
+	buf, err := t.readBlock(p, fmt.Sprintf("node %d/%d", level, index))
+	if err != nil {
+		return nil, err
+	}
+	n := &tableNode{ptrs: make([]BlockPtr, t.fanout)}
+	for i := range n.ptrs {
+		n.ptrs[i] = GetBlockPtr(buf[i*BlockPtrSize:])
+	}
+	t.nodes[level-1][index] = n
+	return n, nil
+}
+
+func (t *Table) leaf(index uint64) (*tableLeaf, error) {
+	if l := t.leaves[index]; l != nil {
+		if l.lru != nil {
+			t.lru.MoveToFront(l.lru)
+		}
+		return l, nil
+	}
+	p, err := t.ptrOf(0, index)
+	if err != nil {
+		return nil, err
+	}
+	buf, err := t.readBlock(p, fmt.Sprintf("leaf %d", index))
+	if err != nil {
+		return nil, err
+	}
+	l := &tableLeaf{index: index, data: buf}
+	l.lru = t.lru.PushFront(l)
+	t.leaves[index] = l
+	t.evict()
+	return l, nil
+}
+
+func (t *Table) evict() {
+	for t.lru.Len() > t.maxLeaves {
+		e := t.lru.Back()
+		l := e.Value.(*tableLeaf)
+		t.lru.Remove(e)
+		delete(t.leaves, l.index)
+	}
+}
+
+// Get copies entry i into dst (len entrySize).
+func (t *Table) Get(i uint64, dst []byte) error {
+	if i >= t.capacity(t.depth) {
+		clear(dst)
+		return nil
+	}
+	l, err := t.leaf(i / t.perLeaf)
+	if err != nil {
+		return err
+	}
+	o := int(i%t.perLeaf) * t.esize
+	copy(dst, l.data[o:o+t.esize])
+	return nil
+}
+
+// Set stores entry i, growing the table when needed.
+func (t *Table) Set(i uint64, e []byte) error {
+	t.Grow(i + 1)
+	l, err := t.leaf(i / t.perLeaf)
+	if err != nil {
+		return err
+	}
+	if !l.dirty {
+		l.dirty = true
+		t.lru.Remove(l.lru)
+		l.lru = nil
+	}
+	o := int(i%t.perLeaf) * t.esize
+	copy(l.data[o:o+t.esize], e)
+	return nil
+}
+
+// Dirty reports whether anything awaits Flush.
+func (t *Table) Dirty() bool {
+	for _, l := range t.leaves {
+		if l.dirty {
+			return true
+		}
+	}
+	for _, lv := range t.nodes {
+		for _, n := range lv {
+			if n.dirty {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Flush writes every dirty block bottom-up through put and updates the root.
+func (t *Table) Flush(put TablePut) error {
+	for idx, l := range t.leaves {
+		if !l.dirty {
+			continue
+		}
+		if err := t.flushBlock(0, idx, l.data, put); err != nil {
+			return err
+		}
+		l.dirty = false
+		l.lru = t.lru.PushFront(l)
+	}
+	for level := 1; level <= t.depth; level++ {
+		for idx, n := range t.nodes[level-1] {
+			if !n.dirty {
+				continue
+			}
+			buf := make([]byte, t.bs)
+			for i, p := range n.ptrs {
+				PutBlockPtr(buf[i*BlockPtrSize:], p)
+			}
+			if err := t.flushBlock(level, idx, buf, put); err != nil {
+				return err
+			}
+			n.dirty = false
+		}
+	}
+	t.evict()
+	return nil
+}
+
+func (t *Table) flushBlock(level int, idx uint64, data []byte, put TablePut) error {
+	old, err := t.ptrOf(level, idx)
+	if err != nil {
+		return err
+	}
+	p, err := put(level, idx, old, data)
+	if err != nil {
+		return err
+	}
+	if level == t.depth {
+		t.rootPtr = p
+		return nil
+	}
+	parent, err := t.node(level+1, idx/t.fanout)
+	if err != nil {
+		return err
+	}
+	parent.ptrs[idx%t.fanout] = p
+	parent.dirty = true
+	return nil
+}
+
+// Walk calls fn for every written block of the table (interior nodes and
+// leaves), loading interior nodes as needed. For checkers and for knowing
+// which segments hold the table.
+func (t *Table) Walk(fn func(level int, index uint64, p BlockPtr) error) error {
+	return t.walk(t.depth, 0, fn)
+}
+
+func (t *Table) walk(level int, index uint64, fn func(int, uint64, BlockPtr) error) error {
+	p, err := t.ptrOf(level, index)
+	if err != nil {
+		return err
+	}
+	if p.Addr == 0 {
+		return nil
+	}
+	if err := fn(level, index, p); err != nil {
+		return err
+	}
+	if level == 0 {
+		return nil
+	}
+	n, err := t.node(level, index)
+	if err != nil {
+		return err
+	}
+	for i, c := range n.ptrs {
+		if c.Addr != 0 {
+			if err := t.walk(level-1, index*t.fanout+uint64(i), fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

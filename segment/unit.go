@@ -1,0 +1,300 @@
+package segment
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/pierrec/lz4/v4"
+)
+
+// Log unit layout. A unit starts on a block boundary inside one segment and
+// is a whole number of blocks long (all integers little-endian):
+//
+//	header (64 bytes)
+//	  0  4 magic "TXLU"
+//	  4  2 format version
+//	  6  2 kind (UnitOps, UnitMeta, UnitCheckpoint)
+//	  8  8 volume ID (first 8 bytes of the UUID)
+//	 16  8 sequence number: previous unit's + 1
+//	 24  8 checksum of the previous unit (a hash chain: a stale unit left
+//	       behind a torn one never links to a newer unit)
+//	 32  4 length of the whole unit in bytes (a multiple of the block size)
+//	 36  4 bytes of stored blocks that follow the header
+//	 40  4 number of summary entries
+//	 44  4 stored length of the record section
+//	 48  4 raw length of the record section if it is LZ4-compressed, else 0
+//	 52  4 next segment: where the log goes on when this segment is full
+//	 56  8 xxhash64 of the whole unit with this field zero
+//	blocks     the stored bytes of every block, back to back, in summary order
+//	summary    one 40-byte entry per block (SummaryEntry)
+//	records    the record section (journal records or a checkpoint record)
+//	padding    zeros up to the length
+//
+// Blocks come first so that a block's address is known the moment it is
+// added to a unit being built.
+const (
+	UnitMagic      = "TXLU"
+	UnitHeaderSize = 64
+	SummarySize    = 40
+
+	UnitOps        = 1 // journal records of operations and the blocks they wrote
+	UnitMeta       = 2 // blocks written by a checkpoint, no records
+	UnitCheckpoint = 3 // a checkpoint record; superblocks point at these
+)
+
+// Summary entry kinds: what a stored block is. Part of the on-disk format.
+const (
+	SumData  = 1 // file data: ID = virtual block, Owner = inode, Offset = file block index
+	SumNode  = 2 // metadata tree node: ID = virtual block
+	SumTable = 3 // table block: Owner = table (TableDAT, TableSUT), Offset = level (0 = leaf), ID = index in level
+)
+
+// SummaryEntry describes one block of a unit (40 bytes):
+//
+//	 0 1 kind
+//	 1 1 flags (BlockLZ4)
+//	 2 2 reserved
+//	 4 4 stored length
+//	 8 8 id
+//	16 8 owner
+//	24 8 offset
+//	32 8 xxhash64 of the stored bytes
+type SummaryEntry struct {
+	Kind   uint8
+	Flags  uint8
+	Len    uint32
+	ID     uint64
+	Owner  uint64
+	Offset uint64
+	Sum    uint64
+}
+
+// UnitHeader is the decoded fixed header of a unit.
+type UnitHeader struct {
+	Kind      uint16
+	VolumeID  uint64
+	Seq       uint64
+	Prev      uint64
+	Length    uint32
+	BlocksLen uint32
+	NSum      uint32
+	RecStored uint32
+	RecRaw    uint32
+	NextSeg   uint32
+	Sum       uint64
+}
+
+// ParseUnitHeader decodes the first 64 bytes of a unit. It checks what can
+// be checked without the rest: magic, version, kind and that the parts fit.
+func ParseUnitHeader(b []byte, maxLen uint32) (UnitHeader, error) {
+	var h UnitHeader
+	if len(b) < UnitHeaderSize || string(b[0:4]) != UnitMagic {
+		return h, fmt.Errorf("%w: no unit header", ErrCorrupt)
+	}
+	le := binary.LittleEndian
+	if v := le.Uint16(b[4:]); v != FormatVersion {
+		return h, fmt.Errorf("%w: unit version %d", ErrVersion, v)
+	}
+	h = UnitHeader{
+		Kind: le.Uint16(b[6:]), VolumeID: le.Uint64(b[8:]), Seq: le.Uint64(b[16:]), Prev: le.Uint64(b[24:]),
+		Length: le.Uint32(b[32:]), BlocksLen: le.Uint32(b[36:]), NSum: le.Uint32(b[40:]),
+		RecStored: le.Uint32(b[44:]), RecRaw: le.Uint32(b[48:]), NextSeg: le.Uint32(b[52:]), Sum: le.Uint64(b[56:]),
+	}
+	if h.Kind < UnitOps || h.Kind > UnitCheckpoint {
+		return h, fmt.Errorf("%w: unit kind %d", ErrCorrupt, h.Kind)
+	}
+	need := uint64(UnitHeaderSize) + uint64(h.BlocksLen) + uint64(h.NSum)*SummarySize + uint64(h.RecStored)
+	if h.Length < UnitHeaderSize || h.Length > maxLen || need > uint64(h.Length) {
+		return h, fmt.Errorf("%w: unit length %d cannot hold its %d bytes (limit %d)", ErrCorrupt, h.Length, need, maxLen)
+	}
+	return h, nil
+}
+
+// Unit is a verified, decoded unit.
+type Unit struct {
+	Header  UnitHeader
+	Addr    uint64         // byte address of the unit on the device
+	Summary []SummaryEntry // one per block
+	Offsets []uint32       // offset of each block's stored bytes within Raw
+	Records []byte         // the record section, decompressed
+	Raw     []byte         // the whole unit as read
+}
+
+// Block returns the stored bytes of block i.
+func (u *Unit) Block(i int) []byte {
+	o := u.Offsets[i]
+	return u.Raw[o : o+u.Summary[i].Len]
+}
+
+// BlockAddr is the device address of block i.
+func (u *Unit) BlockAddr(i int) uint64 { return u.Addr + uint64(u.Offsets[i]) }
+
+// DecodeUnit verifies and decodes a whole unit read from addr. It never
+// trusts a length before the checksum has covered it.
+func DecodeUnit(b []byte, addr uint64, maxLen uint32) (*Unit, error) {
+	h, err := ParseUnitHeader(b, maxLen)
+	if err != nil {
+		return nil, err
+	}
+	if uint32(len(b)) < h.Length {
+		return nil, fmt.Errorf("%w: unit of %d bytes, have %d", ErrCorrupt, h.Length, len(b))
+	}
+	b = b[:h.Length]
+	if got := unitChecksum(b); got != h.Sum {
+		return nil, fmt.Errorf("%w: unit seq %d at %d: stored %x, computed %x", ErrChecksum, h.Seq, addr, h.Sum, got)
+	}
+	u := &Unit{Header: h, Addr: addr, Raw: b}
+	le := binary.LittleEndian
+	off := uint32(UnitHeaderSize)
+	sumOff := UnitHeaderSize + h.BlocksLen
+	var total uint64
+	for i := uint32(0); i < h.NSum; i++ {
+		e := b[sumOff+i*SummarySize:]
+		s := SummaryEntry{Kind: e[0], Flags: e[1], Len: le.Uint32(e[4:]), ID: le.Uint64(e[8:]),
+			Owner: le.Uint64(e[16:]), Offset: le.Uint64(e[24:]), Sum: le.Uint64(e[32:])}
+		total += uint64(s.Len)
+		if total > uint64(h.BlocksLen) {
+			return nil, fmt.Errorf("%w: unit seq %d: summary lengths exceed the block area", ErrCorrupt, h.Seq)
+		}
+		u.Summary = append(u.Summary, s)
+		u.Offsets = append(u.Offsets, off)
+		off += s.Len
+	}
+	recOff := sumOff + h.NSum*SummarySize
+	rec := b[recOff : recOff+h.RecStored]
+	if h.RecRaw == 0 {
+		u.Records = rec
+	} else {
+		if h.RecRaw > maxLen*4 {
+			return nil, fmt.Errorf("%w: unit seq %d: record section of %d bytes", ErrCorrupt, h.Seq, h.RecRaw)
+		}
+		u.Records = make([]byte, h.RecRaw)
+		n, err := lz4.UncompressBlock(rec, u.Records)
+		if err != nil || n != int(h.RecRaw) {
+			return nil, fmt.Errorf("%w: unit seq %d: records do not decompress", ErrCorrupt, h.Seq)
+		}
+	}
+	return u, nil
+}
+
+func unitChecksum(b []byte) uint64 {
+	var saved [8]byte
+	copy(saved[:], b[56:64])
+	clear(b[56:64])
+	s := Checksum(b)
+	copy(b[56:64], saved[:])
+	return s
+}
+
+// UnitBuilder assembles a unit whose address is fixed before the first block
+// is added, so every block's address is known at once.
+type UnitBuilder struct {
+	Addr      uint64
+	Kind      uint16
+	blockSize uint32
+	maxLen    uint32
+	blocks    []byte
+	summary   []SummaryEntry
+	records   []byte
+}
+
+// NewUnitBuilder starts a unit at addr that may grow to maxLen bytes.
+func NewUnitBuilder(addr uint64, kind uint16, blockSize, maxLen uint32) *UnitBuilder {
+	return &UnitBuilder{Addr: addr, Kind: kind, blockSize: blockSize, maxLen: maxLen}
+}
+
+// Size is an upper bound of the unit's length if sealed now (records
+// counted uncompressed, rounded up to a block).
+func (u *UnitBuilder) Size() uint32 { return u.sizeWith(0, 0, 0) }
+
+func (u *UnitBuilder) sizeWith(blocks, sums, rec int) uint32 {
+	n := UnitHeaderSize + len(u.blocks) + blocks + (len(u.summary)+sums)*SummarySize + len(u.records) + rec
+	return roundUp(uint32(n), u.blockSize)
+}
+
+// Fits reports whether blocks of storedBytes bytes in nblocks summary
+// entries and rec bytes of records still fit.
+func (u *UnitBuilder) Fits(storedBytes, nblocks, rec int) bool {
+	return uint64(UnitHeaderSize+len(u.blocks)+storedBytes+(len(u.summary)+nblocks)*SummarySize+len(u.records)+rec) <= uint64(u.maxLen)
+}
+
+// Empty reports whether nothing was added.
+func (u *UnitBuilder) Empty() bool { return len(u.summary) == 0 && len(u.records) == 0 }
+
+// NumBlocks is the number of blocks added so far.
+func (u *UnitBuilder) NumBlocks() int { return len(u.summary) }
+
+// AddBlock appends a stored block and returns its summary index and device
+// address. The caller checked Fits.
+func (u *UnitBuilder) AddBlock(e SummaryEntry, stored []byte) (int, uint64) {
+	e.Len = uint32(len(stored))
+	addr := u.Addr + UnitHeaderSize + uint64(len(u.blocks))
+	u.blocks = append(u.blocks, stored...)
+	u.summary = append(u.summary, e)
+	return len(u.summary) - 1, addr
+}
+
+// BlockBytes returns the stored bytes at a device address inside this
+// unit, for reads of blocks not yet on the device.
+func (u *UnitBuilder) BlockBytes(addr uint64, n uint32) ([]byte, bool) {
+	start := u.Addr + UnitHeaderSize
+	if addr < start || addr+uint64(n) > start+uint64(len(u.blocks)) {
+		return nil, false
+	}
+	o := addr - start
+	return u.blocks[o : o+uint64(n)], true
+}
+
+// AppendRecords adds bytes to the record section.
+func (u *UnitBuilder) AppendRecords(b []byte) { u.records = append(u.records, b...) }
+
+// RecordsLen is the raw length of the record section so far.
+func (u *UnitBuilder) RecordsLen() int { return len(u.records) }
+
+// Seal encodes the unit. The record section is stored LZ4-compressed when
+// that saves space.
+func (u *UnitBuilder) Seal(volumeID, seq, prev uint64, nextSeg uint32) (buf []byte, sum uint64) {
+	rec := u.records
+	var recRaw uint32
+	if len(rec) >= 256 {
+		dst := make([]byte, lz4.CompressBlockBound(len(rec)))
+		c := compressors.Get().(*lz4.Compressor)
+		n, err := c.CompressBlock(rec, dst)
+		compressors.Put(c)
+		if err == nil && n > 0 && n < len(rec)-len(rec)/16 {
+			rec, recRaw = dst[:n], uint32(len(u.records))
+		}
+	}
+	length := roundUp(uint32(UnitHeaderSize+len(u.blocks)+len(u.summary)*SummarySize+len(rec)), u.blockSize)
+	buf = make([]byte, length)
+	le := binary.LittleEndian
+	copy(buf[0:4], UnitMagic)
+	le.PutUint16(buf[4:], FormatVersion)
+	le.PutUint16(buf[6:], u.Kind)
+	le.PutUint64(buf[8:], volumeID)
+	le.PutUint64(buf[16:], seq)
+	le.PutUint64(buf[24:], prev)
+	le.PutUint32(buf[32:], length)
+	le.PutUint32(buf[36:], uint32(len(u.blocks)))
+	le.PutUint32(buf[40:], uint32(len(u.summary)))
+	le.PutUint32(buf[44:], uint32(len(rec)))
+	le.PutUint32(buf[48:], recRaw)
+	le.PutUint32(buf[52:], nextSeg)
+	p := UnitHeaderSize + copy(buf[UnitHeaderSize:], u.blocks)
+	for _, s := range u.summary {
+		e := buf[p : p+SummarySize]
+		e[0], e[1] = s.Kind, s.Flags
+		le.PutUint32(e[4:], s.Len)
+		le.PutUint64(e[8:], s.ID)
+		le.PutUint64(e[16:], s.Owner)
+		le.PutUint64(e[24:], s.Offset)
+		le.PutUint64(e[32:], s.Sum)
+		p += SummarySize
+	}
+	copy(buf[p:], rec)
+	sum = unitChecksum(buf)
+	le.PutUint64(buf[56:], sum)
+	return buf, sum
+}
+
+func roundUp(n, to uint32) uint32 { return (n + to - 1) / to * to }
