@@ -253,6 +253,9 @@ func (d *DAT) AddRef(v uint64, delta int64) (old Entry, freed bool, err error) {
 	return old, false, d.put(v, e)
 }
 
+// DirtyBytes is how much the next Flush writes, about.
+func (d *DAT) DirtyBytes(blockSize int) int64 { return int64(d.t.DirtyLeaves()) * int64(blockSize) }
+
 // Dirty reports whether the DAT changed since the last Flush.
 func (d *DAT) Dirty() bool { return d.t.Dirty() }
 

@@ -74,7 +74,11 @@ type Table struct {
 	leaves    map[uint64]*tableLeaf
 	lru       *list.List // clean leaves, front = most recent
 	maxLeaves int
+	dirty     int // dirty leaves
 }
+
+// DirtyLeaves is the number of leaves waiting for Flush.
+func (t *Table) DirtyLeaves() int { return t.dirty }
 
 // NewTable opens a table of entrySize-byte entries from its root pointer.
 func NewTable(id uint8, blockSize, entrySize int, root BlockPtr, depth int, read BlockReader, maxCachedLeaves int) *Table {
@@ -229,6 +233,7 @@ func (t *Table) Set(i uint64, e []byte) error {
 	}
 	if !l.dirty {
 		l.dirty = true
+		t.dirty++
 		t.lru.Remove(l.lru)
 		l.lru = nil
 	}
@@ -264,6 +269,7 @@ func (t *Table) Flush(put TablePut) error {
 			return err
 		}
 		l.dirty = false
+		t.dirty--
 		l.lru = t.lru.PushFront(l)
 	}
 	for level := 1; level <= t.depth; level++ {
@@ -319,22 +325,29 @@ func (t *Table) walk(level int, index uint64, fn func(int, uint64, BlockPtr) err
 	if err != nil {
 		return err
 	}
-	if p.Addr == 0 {
-		return nil
-	}
-	if err := fn(level, index, p); err != nil {
-		return err
+	if p.Addr != 0 {
+		if err := fn(level, index, p); err != nil {
+			return err
+		}
 	}
 	if level == 0 {
 		return nil
 	}
-	n, err := t.node(level, index)
-	if err != nil {
-		return err
+	// An interior node made since the last flush (the table grew) has no
+	// address yet but children that do.
+	n := t.nodes[level-1][index]
+	if n == nil {
+		if p.Addr == 0 {
+			return nil
+		}
+		if n, err = t.node(level, index); err != nil {
+			return err
+		}
 	}
 	for i, c := range n.ptrs {
-		if c.Addr != 0 {
-			if err := t.walk(level-1, index*t.fanout+uint64(i), fn); err != nil {
+		child := index*t.fanout + uint64(i)
+		if c.Addr != 0 || (level >= 2 && t.nodes[level-2][child] != nil) {
+			if err := t.walk(level-1, child, fn); err != nil {
 				return err
 			}
 		}

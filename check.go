@@ -1,0 +1,361 @@
+package txfs
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"syscall"
+
+	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/segment"
+)
+
+// ErrCheck is wrapped by every problem Check finds.
+var ErrCheck = errors.New("txfs: check found problems")
+
+// CheckReport is what Check found.
+type CheckReport struct {
+	Inodes      uint64
+	Directories uint64
+	DataBlocks  uint64 // virtual blocks of file data
+	Nodes       uint64 // metadata tree nodes
+	Orphans     uint64
+	Problems    []string
+}
+
+func (r *CheckReport) addf(format string, a ...any) {
+	if len(r.Problems) < 1000 {
+		r.Problems = append(r.Problems, fmt.Sprintf(format, a...))
+	}
+}
+
+// Err returns nil for a clean report, else an error listing the problems.
+func (r *CheckReport) Err() error {
+	if len(r.Problems) == 0 {
+		return nil
+	}
+	n := min(len(r.Problems), 10)
+	return fmt.Errorf("%w: %d problems, first: %v", ErrCheck, len(r.Problems), r.Problems[:n])
+}
+
+// Check verifies the whole volume as it is now (after recovery): every
+// tree node and data block is read and its checksum verified; every
+// reference count in the DAT equals the references that exist; the free
+// list is whole; the segment usage table equals the live blocks; link
+// counts, directory entries, parents and block counts agree; every inode is
+// reachable or an orphan. It returns an error when it finds a problem.
+func (v *Volume) Check() error {
+	r, err := v.CheckReport()
+	if err != nil {
+		return err
+	}
+	return r.Err()
+}
+
+// CheckReport runs the checks of Check and returns everything found. The
+// error is for the checker itself failing (a closed volume).
+func (v *Volume) CheckReport() (*CheckReport, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return nil, ErrClosed
+	}
+	rep := &CheckReport{}
+	refs := map[uint64]uint32{} // references that exist to each virtual block
+	// Tree structure and nodes.
+	err := v.tree.Walk(func(id inode.NodeID, level int) error {
+		if uint64(id)&(1<<63) != 0 {
+			return nil // new in memory, not yet in the DAT
+		}
+		rep.Nodes++
+		refs[uint64(id)]++
+		if _, err := v.readBlock(uint64(id), nil); err != nil {
+			rep.addf("tree node %d: %v", id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		rep.addf("metadata tree: %v", err)
+		return rep, nil
+	}
+	for _, id := range v.tree.PendingFree() {
+		refs[uint64(id)]++ // dropped from the tree, freed at the next checkpoint
+	}
+	v.checkNamespace(rep, refs)
+	v.checkDAT(rep, refs)
+	v.checkUsage(rep)
+	return rep, nil
+}
+
+type inodeInfo struct {
+	rec      *inodeRec
+	names    uint32 // directory entries naming it
+	subdirs  uint32
+	parents  []Ino
+	blocks   uint64
+	symBytes uint64
+	orphan   bool
+}
+
+func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32) {
+	inodes := map[Ino]*inodeInfo{}
+	get := func(ino Ino) *inodeInfo {
+		i := inodes[ino]
+		if i == nil {
+			i = &inodeInfo{}
+			inodes[ino] = i
+		}
+		return i
+	}
+	type entry struct {
+		dir Ino
+		e   dirent
+	}
+	var entries []entry
+	var blocks []struct {
+		ino Ino
+		off uint64
+		vb  uint64
+	}
+	truncs := map[Ino]uint64{}
+	err := v.tree.Ascend(inode.Key{}, func(k inode.Key, val []byte) bool {
+		switch k.Type {
+		case itemInode:
+			r, err := decodeInode(k.Ino, val)
+			if err != nil {
+				rep.addf("inode %d: %v", k.Ino, err)
+				return true
+			}
+			get(k.Ino).rec = r
+			if k.Ino >= v.nextIno {
+				rep.addf("inode %d at or above the next inode number %d", k.Ino, v.nextIno)
+			}
+		case itemDirent:
+			es, err := decodeDirents(val)
+			if err != nil {
+				rep.addf("directory %d entry item %d: %v", k.Ino, k.Off, err)
+				return true
+			}
+			for _, e := range es {
+				if nameHash(e.Name) != k.Off {
+					rep.addf("directory %d: entry %q filed under the wrong hash", k.Ino, e.Name)
+				}
+				entries = append(entries, entry{k.Ino, e})
+			}
+		case itemXattr:
+			if _, err := decodeXattrs(val); err != nil {
+				rep.addf("inode %d xattr item: %v", k.Ino, err)
+			}
+			get(k.Ino)
+		case itemSymlink:
+			get(k.Ino).symBytes += uint64(len(val))
+		case itemBlock:
+			if len(val) != 8 {
+				rep.addf("inode %d block %d: mapping of %d bytes", k.Ino, k.Off, len(val))
+				return true
+			}
+			blocks = append(blocks, struct {
+				ino Ino
+				off uint64
+				vb  uint64
+			}{k.Ino, k.Off, leUint64(val)})
+			get(k.Ino).blocks++
+		case itemOrphan:
+			get(k.Off).orphan = true
+		case itemTrunc:
+			truncs[k.Off] = leUint64(val)
+		default:
+			rep.addf("item of unknown type %d (inode %d)", k.Type, k.Ino)
+		}
+		return true
+	})
+	if err != nil {
+		rep.addf("metadata tree: %v", err)
+		return
+	}
+	for _, en := range entries {
+		d := inodes[en.dir]
+		if d == nil || d.rec == nil || !isDir(d.rec.Mode) {
+			rep.addf("entry %q in %d, which is not a directory", en.e.Name, en.dir)
+			continue
+		}
+		t := inodes[en.e.Ino]
+		if t == nil || t.rec == nil {
+			rep.addf("entry %q in directory %d names missing inode %d", en.e.Name, en.dir, en.e.Ino)
+			continue
+		}
+		t.names++
+		t.parents = append(t.parents, en.dir)
+		if uint32(en.e.Type) != t.rec.Mode>>12 {
+			rep.addf("entry %q in directory %d has type %d, inode %d has mode %#o", en.e.Name, en.dir, en.e.Type, en.e.Ino, t.rec.Mode)
+		}
+		if isDir(t.rec.Mode) {
+			d.subdirs++
+		}
+	}
+	for _, b := range blocks {
+		refs[b.vb]++
+		rep.DataBlocks++
+		i := inodes[b.ino]
+		if i == nil || i.rec == nil {
+			rep.addf("block %d of missing inode %d", b.off, b.ino)
+			continue
+		}
+		limit := i.rec.Size
+		if t, ok := truncs[b.ino]; ok {
+			limit = max(limit, t)
+		}
+		if _, ok := truncs[b.ino]; !ok && b.off*uint64(v.bs) >= limit {
+			rep.addf("inode %d maps block %d past its size %d", b.ino, b.off, i.rec.Size)
+		}
+		if _, err := v.readBlock(b.vb, nil); err != nil {
+			rep.addf("inode %d block %d: %v", b.ino, b.off, err)
+		}
+	}
+	inos := make([]Ino, 0, len(inodes))
+	for ino := range inodes {
+		inos = append(inos, ino)
+	}
+	sort.Slice(inos, func(a, b int) bool { return inos[a] < inos[b] })
+	for _, ino := range inos {
+		i := inodes[ino]
+		if i.rec == nil {
+			rep.addf("items of inode %d, which does not exist", ino)
+			continue
+		}
+		rep.Inodes++
+		r := i.rec
+		want := i.names
+		if isDir(r.Mode) {
+			rep.Directories++
+			if i.names > 1 {
+				rep.addf("directory %d has %d names", ino, i.names)
+			}
+			want = 2 + i.subdirs
+			if ino != RootIno && i.names == 0 {
+				want = 0
+			}
+			if i.names == 1 && r.Parent != i.parents[0] {
+				rep.addf("directory %d records parent %d, is in %d", ino, r.Parent, i.parents[0])
+			}
+		}
+		if ino == RootIno && i.names != 0 {
+			rep.addf("the root directory has a name")
+		}
+		if r.Nlink != want {
+			rep.addf("inode %d has link count %d, want %d", ino, r.Nlink, want)
+		}
+		if i.orphan {
+			rep.Orphans++
+			if r.Nlink != 0 {
+				rep.addf("orphan inode %d has link count %d", ino, r.Nlink)
+			}
+		} else if ino != RootIno && i.names == 0 {
+			rep.addf("inode %d is not reachable and not an orphan", ino)
+		}
+		if r.NBlocks != i.blocks {
+			rep.addf("inode %d counts %d blocks, maps %d", ino, r.NBlocks, i.blocks)
+		}
+		if r.Mode&syscall.S_IFMT == syscall.S_IFLNK && i.symBytes != r.Size {
+			rep.addf("symlink %d has %d target bytes, size %d", ino, i.symBytes, r.Size)
+		}
+	}
+}
+
+func (v *Volume) checkDAT(rep *CheckReport, refs map[uint64]uint32) {
+	st := v.dat.State()
+	var free uint64
+	for vb := uint64(1); vb < st.Count; vb++ {
+		e, err := v.dat.Get(vb)
+		if err != nil {
+			rep.addf("DAT entry %d: %v", vb, err)
+			return
+		}
+		if e.Free() {
+			free++
+			if refs[vb] != 0 {
+				rep.addf("virtual block %d is free but referenced %d times", vb, refs[vb])
+			}
+			continue
+		}
+		if e.Refs != refs[vb] {
+			rep.addf("virtual block %d has reference count %d, referenced %d times", vb, e.Refs, refs[vb])
+		}
+		delete(refs, vb)
+	}
+	for vb, n := range refs {
+		if vb >= st.Count {
+			rep.addf("virtual block %d referenced %d times is beyond the DAT (%d)", vb, n, st.Count)
+		}
+	}
+	if free != st.FreeCount {
+		rep.addf("DAT has %d free entries, records %d", free, st.FreeCount)
+	}
+	// The free list must link every free entry once, both ways.
+	var n, prev uint64
+	for vb := st.FreeHead; vb != 0; n++ {
+		if n > st.FreeCount {
+			rep.addf("DAT free list is longer than the free count (a cycle?)")
+			return
+		}
+		e, err := v.dat.Get(vb)
+		if err != nil || !e.Free() {
+			rep.addf("DAT free list reaches virtual block %d, which is not free", vb)
+			return
+		}
+		if e.Sum != prev {
+			rep.addf("DAT free entry %d links back to %d, not %d", vb, e.Sum, prev)
+		}
+		prev, vb = vb, e.Addr
+	}
+	if n != st.FreeCount {
+		rep.addf("DAT free list has %d entries, free count %d", n, st.FreeCount)
+	}
+}
+
+func (v *Volume) checkUsage(rep *CheckReport) {
+	live := make([]int64, v.geo.Segments)
+	tables := make([]int64, v.geo.Segments)
+	st := v.dat.State()
+	for vb := uint64(1); vb < st.Count; vb++ {
+		e, err := v.dat.Get(vb)
+		if err != nil {
+			return
+		}
+		if e.Free() || e.Addr == 0 {
+			continue
+		}
+		s, ok := v.geo.SegmentOf(e.Addr)
+		if !ok {
+			rep.addf("virtual block %d at %d is outside the segments", vb, e.Addr)
+			continue
+		}
+		live[s] += int64(e.Len)
+	}
+	err := v.dat.Walk(func(level int, index uint64, p segment.BlockPtr) error {
+		if s, ok := v.geo.SegmentOf(p.Addr); ok {
+			tables[s]++
+		} else {
+			rep.addf("DAT block %d/%d at %d is outside the segments", level, index, p.Addr)
+		}
+		return nil
+	})
+	if err != nil {
+		rep.addf("DAT table: %v", err)
+	}
+	for s := uint32(0); s < v.geo.Segments; s++ {
+		e, err := v.sut.Get(s)
+		if err != nil {
+			rep.addf("usage of segment %d: %v", s, err)
+			return
+		}
+		if int64(e.Live) != live[s] || int64(e.Tables) != tables[s] {
+			rep.addf("segment %d usage says %d live bytes and %d table blocks, has %d and %d", s, e.Live, e.Tables, live[s], tables[s])
+		}
+	}
+	for _, s := range v.free {
+		if live[s] != 0 || tables[s] != 0 {
+			rep.addf("free segment %d holds %d live bytes and %d table blocks", s, live[s], tables[s])
+		}
+	}
+}

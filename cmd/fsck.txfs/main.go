@@ -1,0 +1,144 @@
+// Command fsck.txfs checks a txfs volume: it recovers the volume in memory
+// (the newest checkpoint and every whole log unit after it) and verifies
+// every checksum, reference count, link count, directory and the segment
+// usage table. It never writes to the image.
+//
+// Exit codes (as fsck(8)): 0 clean, 4 errors found and left uncorrected,
+// 8 operational error (the image cannot be opened or read), 16 usage error.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/txfs/txfs"
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes of fsck(8).
+const (
+	exitClean       = 0
+	exitUncorrected = 4
+	exitOperational = 8
+	exitUsage       = 16
+)
+
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+
+func main() {
+	err := Main(os.Args)
+	if err == nil {
+		os.Exit(exitClean)
+	}
+	var e exitError
+	if !errors.As(err, &e) {
+		e = exitError{exitUsage, err}
+	}
+	if e.err != nil && e.err.Error() != "" {
+		fmt.Fprintln(os.Stderr, "fsck.txfs:", e.err)
+	}
+	os.Exit(e.code)
+}
+
+// Main runs fsck.txfs with args (args[0] is the program name).
+func Main(args []string) error {
+	app := &cli.App{
+		Name:      "fsck.txfs",
+		Usage:     "check a txfs volume",
+		ArgsUsage: "IMAGE",
+		Description: `Recovers IMAGE in memory and checks everything: superblocks, the checkpoint,
+every log unit and block checksum, the metadata tree, reference counts, link
+counts, directories, orphans and the segment usage table. The image is only
+read. An image mounted read-write is refused (it is locked).
+
+Exit codes: 0 clean, 4 errors found, 8 the image cannot be opened or read,
+16 wrong arguments.
+
+Examples:
+   fsck.txfs disk.img
+   fsck.txfs -n --json disk.img`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "n", Usage: "check only, change nothing (the default)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+		},
+		HideHelpCommand: true,
+		Action:          run,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return exitError{exitUsage, err}
+		},
+	}
+	return app.Run(args)
+}
+
+type result struct {
+	Image       string   `json:"image"`
+	Clean       bool     `json:"clean"`
+	Inodes      uint64   `json:"inodes"`
+	Directories uint64   `json:"directories"`
+	DataBlocks  uint64   `json:"data_blocks"`
+	TreeNodes   uint64   `json:"tree_nodes"`
+	Orphans     uint64   `json:"orphans"`
+	Problems    []string `json:"problems"`
+}
+
+func run(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return exitError{exitUsage, errors.New("need exactly one IMAGE argument (see --help)")}
+	}
+	path := c.Args().First()
+	if _, err := os.Stat(path); err != nil {
+		return exitError{exitOperational, err}
+	}
+	res := result{Image: path, Problems: []string{}}
+	v, err := txfs.OpenPath(path, txfs.Options{ReadOnly: true})
+	if err != nil {
+		if errors.Is(err, txfs.ErrBusy) || os.IsPermission(err) {
+			return exitError{exitOperational, err}
+		}
+		// The volume does not recover: that is damage fsck reports.
+		res.Problems = append(res.Problems, err.Error())
+		return report(c, res)
+	}
+	defer v.Close()
+	rep, err := v.CheckReport()
+	if err != nil {
+		return exitError{exitOperational, err}
+	}
+	res.Inodes, res.Directories, res.DataBlocks = rep.Inodes, rep.Directories, rep.DataBlocks
+	res.TreeNodes, res.Orphans = rep.Nodes, rep.Orphans
+	res.Problems = append(res.Problems, rep.Problems...)
+	return report(c, res)
+}
+
+func report(c *cli.Context, res result) error {
+	res.Clean = len(res.Problems) == 0
+	w := c.App.Writer
+	if c.Bool("json") {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return exitError{exitOperational, err}
+		}
+	} else {
+		for _, p := range res.Problems {
+			fmt.Fprintln(w, "problem:", p)
+		}
+		state := "clean"
+		if !res.Clean {
+			state = fmt.Sprintf("%d problems", len(res.Problems))
+		}
+		fmt.Fprintf(w, "%s: %s: %d inodes (%d directories, %d orphans), %d data blocks, %d tree nodes\n",
+			res.Image, state, res.Inodes, res.Directories, res.Orphans, res.DataBlocks, res.TreeNodes)
+	}
+	if !res.Clean {
+		return exitError{exitUncorrected, errors.New("")}
+	}
+	return nil
+}

@@ -1,0 +1,243 @@
+// Command mkfs.txfs formats an image file or block device as a txfs volume.
+//
+// Exit codes: 0 formatted, 1 failed (the device is refused or cannot be
+// written), 2 wrong arguments.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/txfs/txfs"
+	"github.com/txfs/txfs/segment"
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+type usageError struct{ error }
+
+func main() {
+	err := Main(os.Args)
+	switch {
+	case err == nil:
+		os.Exit(exitOK)
+	case errors.As(err, new(usageError)):
+		fmt.Fprintln(os.Stderr, "mkfs.txfs:", err)
+		os.Exit(exitUsage)
+	default:
+		fmt.Fprintln(os.Stderr, "mkfs.txfs:", err)
+		os.Exit(exitError)
+	}
+}
+
+// Main runs mkfs.txfs with args (args[0] is the program name).
+func Main(args []string) error {
+	app := &cli.App{
+		Name:      "mkfs.txfs",
+		Usage:     "format an image file or block device as a txfs volume",
+		ArgsUsage: "IMAGE",
+		Description: `Creates IMAGE as a sparse file of --size bytes, or formats an existing file
+or block device (its whole size unless --size says less). An existing txfs
+volume, or a device with data on it, is refused without --force.
+
+Examples:
+   mkfs.txfs --size 1G disk.img
+   mkfs.txfs --size 64M --segment-size 512K --label cache cache.img
+   mkfs.txfs --force /dev/sdb1`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "size", Usage: "size of a new image (K, M, G, T suffixes)"},
+			&cli.StringFlag{Name: "block-size", Value: "4K", Usage: "block size: a power of two, 4K to 64K"},
+			&cli.StringFlag{Name: "segment-size", Usage: "segment size (default: 4M, less for small volumes)"},
+			&cli.StringFlag{Name: "compression", Value: "lz4", Usage: "lz4 or none"},
+			&cli.StringFlag{Name: "label", Usage: "volume label, up to 32 bytes"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite an existing volume or data"},
+		},
+		HideHelpCommand: true,
+		Action:          run,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+	}
+	return app.Run(args)
+}
+
+func run(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError{errors.New("need exactly one IMAGE argument (see --help)")}
+	}
+	path := c.Args().First()
+	var o txfs.FormatOptions
+	var size int64
+	var err error
+	if s := c.String("size"); s != "" {
+		if size, err = ParseSize(s); err != nil {
+			return usageError{fmt.Errorf("--size: %w", err)}
+		}
+	}
+	bs, err := ParseSize(c.String("block-size"))
+	if err != nil {
+		return usageError{fmt.Errorf("--block-size: %w", err)}
+	}
+	o.BlockSize = uint32(bs)
+	if s := c.String("segment-size"); s != "" {
+		ss, err := ParseSize(s)
+		if err != nil {
+			return usageError{fmt.Errorf("--segment-size: %w", err)}
+		}
+		o.SegmentSize = uint32(ss)
+	}
+	switch c.String("compression") {
+	case "lz4":
+	case "none":
+		o.NoCompress = true
+	default:
+		return usageError{fmt.Errorf("--compression must be lz4 or none, not %q", c.String("compression"))}
+	}
+	o.Label = c.String("label")
+	if len(o.Label) > segment.LabelSize {
+		return usageError{fmt.Errorf("--label is %d bytes, at most %d", len(o.Label), segment.LabelSize)}
+	}
+
+	dev, created, err := openTarget(path, size, c.Bool("force"))
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	var target segment.Device = dev
+	if size > 0 && size < dev.Size() {
+		target = limitDevice{dev, size}
+	}
+	if err := txfs.Format(target, o); err != nil {
+		if created {
+			os.Remove(path)
+		}
+		if errors.Is(err, segment.ErrGeometry) {
+			return fmt.Errorf("%s: too small or badly shaped for a volume: %v", path, err)
+		}
+		return fmt.Errorf("format %s: %w", path, err)
+	}
+	sb, _, err := segment.ReadSuperblock(target)
+	if err != nil {
+		return fmt.Errorf("read back %s: %w", path, err)
+	}
+	g := sb.Geometry
+	comp := "lz4"
+	if o.NoCompress {
+		comp = "none"
+	}
+	fmt.Fprintf(c.App.Writer, "%s: txfs volume of %s, %d segments of %s, blocks of %s, compression %s\nuuid %s",
+		path, FormatSize(g.DeviceBytes()), g.Segments, FormatSize(int64(g.SegmentSize)), FormatSize(int64(g.BlockSize)), comp, uuidString(sb.UUID))
+	if sb.Label != "" {
+		fmt.Fprintf(c.App.Writer, " label %q", sb.Label)
+	}
+	fmt.Fprintln(c.App.Writer)
+	return nil
+}
+
+// openTarget opens or creates the image, refusing to overwrite a volume or
+// data without force.
+func openTarget(path string, size int64, force bool) (*segment.FileDevice, bool, error) {
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if size == 0 {
+			return nil, false, usageError{fmt.Errorf("%s does not exist: give --size to create it", path)}
+		}
+		dev, err := segment.CreateFile(path, size)
+		return dev, true, err
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	dev, err := segment.OpenFile(path, false)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := txfs.LockDevice(dev, path, true); err != nil {
+		dev.Close()
+		return nil, false, err
+	}
+	if !force {
+		if sb, _, err := segment.ReadSuperblock(dev); err == nil {
+			dev.Close()
+			return nil, false, fmt.Errorf("%s already holds a txfs volume (uuid %s); use --force to overwrite it", path, uuidString(sb.UUID))
+		}
+		head := make([]byte, 64<<10)
+		n, _ := dev.ReadAt(head, 0)
+		if !bytes.Equal(head[:n], make([]byte, n)) {
+			dev.Close()
+			return nil, false, fmt.Errorf("%s is not empty; use --force to overwrite it", path)
+		}
+	}
+	if st.Mode().IsRegular() && size > 0 && size != dev.Size() {
+		dev.Close()
+		if err := os.Truncate(path, size); err != nil {
+			return nil, false, err
+		}
+		if dev, err = segment.OpenFile(path, false); err != nil {
+			return nil, false, err
+		}
+	}
+	return dev, false, nil
+}
+
+// limitDevice formats only the first n bytes of a larger device.
+type limitDevice struct {
+	*segment.FileDevice
+	n int64
+}
+
+func (d limitDevice) Size() int64 { return d.n }
+
+// ParseSize parses a byte count with an optional K, M, G or T suffix
+// (powers of 1024; "KiB" and "KB" spellings too).
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			t = t[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size %q (a positive number with an optional K, M, G or T suffix)", s)
+	}
+	return n * mult, nil
+}
+
+// FormatSize renders a byte count with the largest exact binary suffix.
+func FormatSize(n int64) string {
+	for _, u := range []struct {
+		s string
+		m int64
+	}{{"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
+		if n >= u.m && n%u.m == 0 {
+			return fmt.Sprintf("%d%s", n/u.m, u.s)
+		}
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+func uuidString(u [16]byte) string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/txfs/txfs"
+	txfuse "github.com/txfs/txfs/fuse"
+)
+
+func mountCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "mount",
+		Usage:     "serve an image on a directory until unmounted",
+		ArgsUsage: "IMAGE DIR",
+		Description: `Opens IMAGE (taking an exclusive lock on it: a second mount of the same
+image fails at once and names the process that holds it), mounts it on DIR
+and serves it in the foreground. SIGTERM or SIGINT unmounts; while files are
+open the unmount fails, txfs reports "DIR is busy" and keeps serving. Once DIR
+is unmounted, by a signal or by "txfs umount DIR", txfs writes a checkpoint,
+closes the image and exits 0.
+
+Options (-o, comma separated, repeatable):
+   ro                   mount read-only (the image is opened read-only)
+   allow_other          let other users use the mount
+   default_permissions  the kernel checks permissions (always on)
+   noatime              do not update access times on reads
+   debug                log every FUSE request
+
+Examples:
+   txfs mount disk.img /mnt/txfs
+   txfs mount -o ro,allow_other disk.img /mnt/txfs
+   txfs mount --ready-fd 3 disk.img /mnt/txfs 3>ready.pipe`,
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{
+				Name:  "o",
+				Usage: "mount options: ro, allow_other, default_permissions, noatime, debug",
+			},
+			&cli.IntFlag{
+				Name:  "ready-fd",
+				Value: -1,
+				Usage: `write "ready\n" to file descriptor ` + "`N`" + ` once the mount is usable, then close it`,
+			},
+		},
+		OnUsageError: onUsageError,
+		Action:       runMount,
+	}
+}
+
+// mountOptions parses the -o options.
+func mountOptions(opts []string) (txfuse.MountConfig, error) {
+	var cfg txfuse.MountConfig
+	for _, o := range opts {
+		switch strings.TrimSpace(o) {
+		case "":
+		case "ro":
+			cfg.ReadOnly = true
+		case "rw":
+			cfg.ReadOnly = false
+		case "allow_other":
+			cfg.AllowOther = true
+		case "default_permissions":
+			// Always on.
+		case "noatime":
+			cfg.NoAtime = true
+		case "atime", "relatime":
+			cfg.NoAtime = false
+		case "debug":
+			cfg.Debug = true
+		default:
+			return cfg, usagef("unknown mount option %q", o)
+		}
+	}
+	return cfg, nil
+}
+
+func runMount(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return usagef("mount needs IMAGE and DIR (see 'txfs help mount')")
+	}
+	image, dir := c.Args().Get(0), c.Args().Get(1)
+	cfg, err := mountOptions(c.StringSlice("o"))
+	if err != nil {
+		return err
+	}
+	readyFd := c.Int("ready-fd")
+	var ready *os.File
+	if readyFd >= 0 {
+		ready = os.NewFile(uintptr(readyFd), "ready-fd")
+		if ready == nil {
+			return usagef("--ready-fd %d is not a file descriptor", readyFd)
+		}
+		defer ready.Close()
+	}
+
+	if abs, err := filepath.Abs(image); err == nil {
+		image = abs
+	}
+	cfg.FsName = image
+
+	// Catch signals before the mount exists, so a SIGTERM that arrives
+	// right after the mount still unmounts cleanly.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	v, err := txfs.OpenPath(image, txfs.Options{ReadOnly: cfg.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", image, err)
+	}
+	srv, err := txfuse.Mount(v, dir, cfg)
+	if err != nil {
+		v.Close()
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		srv.Wait()
+		close(done)
+	}()
+
+	if ready != nil {
+		_, err := ready.WriteString("ready\n")
+		ready.Close()
+		ready = nil
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "txfs: --ready-fd %d: %v\n", readyFd, err)
+		}
+	}
+
+serve:
+	for {
+		select {
+		case <-done:
+			break serve
+		case s := <-sigs:
+			err := srv.Unmount()
+			switch {
+			case err == nil:
+				break serve
+			case errors.Is(err, syscall.EBUSY) || strings.Contains(err.Error(), "busy"):
+				fmt.Fprintf(os.Stderr, "txfs: %v: %s is busy; still serving\n", s, dir)
+			default:
+				fmt.Fprintf(os.Stderr, "txfs: %v: unmount %s: %v; still serving\n", s, dir, err)
+			}
+		}
+	}
+	<-done
+
+	// Every request is answered: write the checkpoint and let the
+	// image go.
+	if err := v.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", image, err)
+	}
+	return nil
+}

@@ -1,0 +1,61 @@
+package txfs
+
+import (
+	"errors"
+	"syscall"
+)
+
+// Error is a txfs error that stands for exactly one errno. Every error the
+// API returns either is one of the sentinels below (possibly wrapped with
+// more detail) or wraps ErrIO.
+type Error struct {
+	errno syscall.Errno
+	msg   string
+}
+
+func (e *Error) Error() string { return e.msg }
+
+// Errno is the errno the error maps onto.
+func (e *Error) Errno() syscall.Errno { return e.errno }
+
+// The sentinels, one per errno. Test with errors.Is.
+var (
+	ErrNotExist     = &Error{syscall.ENOENT, "txfs: no such file or directory"}
+	ErrExist        = &Error{syscall.EEXIST, "txfs: file exists"}
+	ErrNotEmpty     = &Error{syscall.ENOTEMPTY, "txfs: directory not empty"}
+	ErrNotDir       = &Error{syscall.ENOTDIR, "txfs: not a directory"}
+	ErrIsDir        = &Error{syscall.EISDIR, "txfs: is a directory"}
+	ErrNameTooLong  = &Error{syscall.ENAMETOOLONG, "txfs: file name too long"}
+	ErrNoSpace      = &Error{syscall.ENOSPC, "txfs: no space left on device"}
+	ErrInvalid      = &Error{syscall.EINVAL, "txfs: invalid argument"}
+	ErrTooManyLinks = &Error{syscall.EMLINK, "txfs: too many links"}
+	ErrNoAttr       = &Error{syscall.ENODATA, "txfs: no such attribute"}
+	ErrAttrTooBig   = &Error{syscall.E2BIG, "txfs: attribute value too large"}
+	ErrRange        = &Error{syscall.ERANGE, "txfs: result too large for buffer"}
+	ErrFileTooBig   = &Error{syscall.EFBIG, "txfs: file too large"}
+	ErrReadOnly     = &Error{syscall.EROFS, "txfs: read-only volume"}
+	ErrBusy         = &Error{syscall.EBUSY, "txfs: volume busy"}
+	ErrNotSupported = &Error{syscall.EOPNOTSUPP, "txfs: operation not supported"}
+	ErrPermission   = &Error{syscall.EPERM, "txfs: operation not permitted"}
+	ErrClosed       = &Error{syscall.EIO, "txfs: volume closed"}
+	// ErrIO wraps device errors and corruption: checksum mismatches and
+	// structures that do not decode. The volume stops writing after one.
+	ErrIO = &Error{syscall.EIO, "txfs: input/output error"}
+)
+
+// ToErrno maps any error from this package onto its errno (EIO for errors
+// that are not txfs errors).
+func ToErrno(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.errno
+	}
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return en
+	}
+	return syscall.EIO
+}

@@ -1,0 +1,524 @@
+package txfs
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/segment"
+)
+
+func leUint64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(b)
+}
+
+func le64(x uint64) []byte { return binary.LittleEndian.AppendUint64(nil, x) }
+
+// blockMap returns the virtual blocks of ino's file blocks [first, last].
+func (v *Volume) blockMap(ino Ino, first, last uint64) (map[uint64]uint64, error) {
+	m := map[uint64]uint64{}
+	err := v.tree.Ascend(blockKey(ino, first), func(k inode.Key, val []byte) bool {
+		if k.Ino != ino || k.Type != itemBlock || k.Off > last {
+			return false
+		}
+		m[k.Off] = leUint64(val)
+		return true
+	})
+	return m, v.failIf(err)
+}
+
+// Read reads up to len(buf) bytes at off. Holes read as zeros.
+func (v *Volume) Read(ino Ino, buf []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, ErrInvalid
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.usable(); err != nil {
+		return 0, err
+	}
+	r, err := v.getInode(ino)
+	if err != nil {
+		return 0, err
+	}
+	if isDir(r.Mode) {
+		return 0, ErrIsDir
+	}
+	if uint64(off) >= r.Size || len(buf) == 0 {
+		return 0, nil
+	}
+	n := int(min(uint64(len(buf)), r.Size-uint64(off)))
+	bs := uint64(v.bs)
+	first, last := uint64(off)/bs, (uint64(off)+uint64(n)-1)/bs
+	m, err := v.blockMap(ino, first, last)
+	if err != nil {
+		return 0, err
+	}
+	var raw []byte
+	for b := first; b <= last; b++ {
+		bstart := b * bs
+		lo := max(bstart, uint64(off))
+		hi := min(bstart+bs, uint64(off)+uint64(n))
+		dst := buf[lo-uint64(off) : hi-uint64(off)]
+		vb, ok := m[b]
+		if !ok {
+			clear(dst)
+			continue
+		}
+		if raw, err = v.readBlock(vb, raw); err != nil {
+			return 0, err
+		}
+		copy(dst, raw[lo-bstart:hi-bstart])
+	}
+	return n, nil
+}
+
+// writeChunkBlocks bounds the blocks of one write transaction so that it
+// always fits one log unit: at most 1 MiB, less with small segments.
+func (v *Volume) writeChunkBlocks() int64 {
+	unit := int64(v.unitPayload() - v.metaRecBytes())
+	per := int64(v.bs) + 64 + segment.SummarySize + 48
+	return max(1, min(1<<20/int64(v.bs), unit/per))
+}
+
+// Write writes data at off, extending the file as needed. A write of more
+// than writeChunkBlocks blocks is split into several transactions, each
+// atomic.
+func (v *Volume) Write(ino Ino, data []byte, off int64) (int, error) {
+	if off < 0 || uint64(off)+uint64(len(data)) > MaxFileSize {
+		if off >= 0 {
+			return 0, ErrFileTooBig
+		}
+		return 0, ErrInvalid
+	}
+	bs := int64(v.bs)
+	done := 0
+	for done < len(data) || len(data) == 0 {
+		pos := off + int64(done)
+		end := min(off+int64(len(data)), (pos/bs+v.writeChunkBlocks())*bs)
+		if err := v.writeChunk(ino, data[done:end-off], pos); err != nil {
+			return done, err
+		}
+		done = int(end - off)
+		if len(data) == 0 {
+			break
+		}
+	}
+	return done, nil
+}
+
+func (v *Volume) writeChunk(ino Ino, data []byte, off int64) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	// A truncate that had to wait for space while freeing is finished
+	// first, so it cannot free blocks this write is about to map.
+	if err := v.finishTruncate(ino); err != nil {
+		return err
+	}
+	bs := uint64(v.bs)
+	first, last := uint64(off)/bs, (uint64(off)+uint64(len(data))+bs-1)/bs
+	nb := int(last - first)
+	t, err := v.begin(opWrite, nb*(v.bs+64), nb, nb*48+v.metaRecBytes(), false)
+	if err != nil {
+		return err
+	}
+	r, err := v.getInode(ino)
+	if err != nil {
+		return err
+	}
+	if isDir(r.Mode) {
+		return ErrIsDir
+	}
+	if len(data) == 0 {
+		return nil
+	}
+	m, err := v.blockMap(ino, first, last-1)
+	if err != nil {
+		return err
+	}
+	block := make([]byte, v.bs)
+	for b := first; b < last; b++ {
+		bstart := b * bs
+		lo := max(bstart, uint64(off))
+		hi := min(bstart+bs, uint64(off)+uint64(len(data)))
+		vb, mapped := m[b]
+		if hi-lo < bs {
+			// A partial block keeps the rest of its old content.
+			clear(block)
+			if mapped {
+				old, err := v.readBlock(vb, nil)
+				if err != nil {
+					return err
+				}
+				copy(block, old)
+			}
+		}
+		copy(block[lo-bstart:], data[lo-uint64(off):hi-uint64(off)])
+		if mapped {
+			e, err := v.dat.Live(vb)
+			if err != nil {
+				return v.fail(err)
+			}
+			if e.Refs > 1 {
+				// Shared with a snapshot or a clone: this file gets its own copy.
+				if err := t.ref(vb, -1); err != nil {
+					return err
+				}
+				mapped = false
+			}
+		}
+		if !mapped {
+			if vb, err = t.allocBlock(); err != nil {
+				return err
+			}
+			if err := t.put(blockKey(ino, b), le64(vb)); err != nil {
+				return err
+			}
+			if _, had := m[b]; !had {
+				r.NBlocks++
+			}
+		}
+		if err := t.writeBlock(vb, block, ino, b); err != nil {
+			return err
+		}
+	}
+	now := nowSpec()
+	r.Size = max(r.Size, uint64(off)+uint64(len(data)))
+	r.Mtime, r.Ctime = now, now
+	if err := t.putInode(ino, r); err != nil {
+		return err
+	}
+	t.touch(ino)
+	t.commit()
+	return nil
+}
+
+// SetAttr changes the attributes in.Valid names. Changing the size
+// truncates or extends the file (extension reads as zeros).
+func (v *Volume) SetAttr(ino Ino, in *SetAttrIn) (Attr, error) {
+	if in.Valid&SetSize != 0 && in.Size > MaxFileSize {
+		return Attr{}, ErrFileTooBig
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.finishTruncate(ino); err != nil {
+		return Attr{}, err
+	}
+	t, err := v.begin(opSetAttr, v.bs+64, 1, v.metaRecBytes(), in.Valid&SetSize != 0)
+	if err != nil {
+		return Attr{}, err
+	}
+	r, err := v.getInode(ino)
+	if err != nil {
+		return Attr{}, err
+	}
+	now := nowSpec()
+	shrink := false
+	if in.Valid&SetSize != 0 {
+		if isDir(r.Mode) {
+			return Attr{}, ErrIsDir
+		}
+		if r.Mode&syscall.S_IFMT != syscall.S_IFREG {
+			return Attr{}, ErrInvalid
+		}
+		if in.Size < r.Size {
+			shrink = true
+			if err := t.zeroTail(ino, in.Size); err != nil {
+				return Attr{}, err
+			}
+			if err := t.put(truncKey(ino), le64(in.Size)); err != nil {
+				return Attr{}, err
+			}
+		}
+		r.Size = in.Size
+		r.Mtime = now
+	}
+	if in.Valid&SetMode != 0 {
+		r.Mode = r.Mode&syscall.S_IFMT | in.Mode&^syscall.S_IFMT
+	}
+	if in.Valid&SetUid != 0 {
+		r.Uid = in.Uid
+	}
+	if in.Valid&SetGid != 0 {
+		r.Gid = in.Gid
+	}
+	if in.Valid&SetAtime != 0 {
+		r.Atime = in.Atime
+	}
+	if in.Valid&SetAtimeNow != 0 {
+		r.Atime = now
+	}
+	if in.Valid&SetMtime != 0 {
+		r.Mtime = in.Mtime
+	}
+	if in.Valid&SetMtimeNow != 0 {
+		r.Mtime = now
+	}
+	r.Ctime = now
+	if in.Valid&SetCtime != 0 {
+		r.Ctime = in.Ctime
+	}
+	if err := t.putInode(ino, r); err != nil {
+		return Attr{}, err
+	}
+	t.touch(ino)
+	t.commit()
+	if shrink {
+		if err := v.finishTruncate(ino); err != nil {
+			return Attr{}, err
+		}
+	}
+	return r.attr(ino, v.bs), nil
+}
+
+// zeroTail clears the bytes of the block that holds size past size, so a
+// later extension reads zeros there.
+func (t *tx) zeroTail(ino Ino, size uint64) error {
+	v := t.v
+	bs := uint64(v.bs)
+	if size%bs == 0 {
+		return nil
+	}
+	b := size / bs
+	val, ok, err := v.tree.Get(blockKey(ino, b))
+	if err != nil || !ok {
+		return v.failIf(err)
+	}
+	vb := leUint64(val)
+	raw, err := v.readBlock(vb, nil)
+	if err != nil {
+		return err
+	}
+	block := append([]byte(nil), raw...)
+	clear(block[size%bs:])
+	e, err := v.dat.Live(vb)
+	if err != nil {
+		return v.fail(err)
+	}
+	if e.Refs > 1 {
+		if err := t.ref(vb, -1); err != nil {
+			return err
+		}
+		if vb, err = t.allocBlock(); err != nil {
+			return err
+		}
+		if err := t.put(blockKey(ino, b), le64(vb)); err != nil {
+			return err
+		}
+	}
+	return t.writeBlock(vb, block, ino, b)
+}
+
+// finishTruncate frees the blocks past the size the truncate item records,
+// in bounded transactions; the last one removes the item. Lock held.
+func (v *Volume) finishTruncate(ino Ino) error {
+	for {
+		val, ok, err := v.tree.Get(truncKey(ino))
+		if err != nil || !ok {
+			return v.failIf(err)
+		}
+		size := leUint64(val)
+		from := (size + uint64(v.bs) - 1) / uint64(v.bs)
+		done, err := v.freeChunk(ino, from, false)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// Extended attributes.
+
+var xattrPrefixes = []string{"user.", "trusted.", "security.", "system."}
+
+func (v *Volume) checkXattrName(name string) error {
+	if len(name) == 0 || len(name) > 255 {
+		return fmt.Errorf("%w: attribute name of %d bytes", ErrInvalid, len(name))
+	}
+	for _, p := range xattrPrefixes {
+		if strings.HasPrefix(name, p) && len(name) > len(p) {
+			return nil
+		}
+	}
+	return ErrNotSupported
+}
+
+func (v *Volume) xattrItem(ino Ino, name string) ([]xattrEntry, error) {
+	b, _, err := v.tree.Get(xattrKey(ino, nameHash(name)))
+	if err != nil {
+		return nil, v.fail(err)
+	}
+	return decodeXattrs(b)
+}
+
+// GetXattr returns the value of attribute name.
+func (v *Volume) GetXattr(ino Ino, name string) ([]byte, error) {
+	if err := v.checkXattrName(name); err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.usable(); err != nil {
+		return nil, err
+	}
+	if _, err := v.getInode(ino); err != nil {
+		return nil, err
+	}
+	es, err := v.xattrItem(ino, name)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range es {
+		if e.Name == name {
+			return e.Value, nil
+		}
+	}
+	return nil, ErrNoAttr
+}
+
+// MaxXattrValue is the largest attribute value the volume stores.
+func (v *Volume) MaxXattrValue() int { return v.maxValue() - 3 - 255 }
+
+// SetXattr sets attribute name. XattrCreate fails if it exists,
+// XattrReplace if it does not.
+func (v *Volume) SetXattr(ino Ino, name string, value []byte, flags uint32) error {
+	if err := v.checkXattrName(name); err != nil {
+		return err
+	}
+	if flags&^(XattrCreate|XattrReplace) != 0 {
+		return ErrInvalid
+	}
+	if len(value) > v.MaxXattrValue() {
+		return ErrAttrTooBig
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, err := v.begin(opSetXattr, 0, 0, v.metaRecBytes(), false)
+	if err != nil {
+		return err
+	}
+	r, err := v.getInode(ino)
+	if err != nil {
+		return err
+	}
+	es, err := v.xattrItem(ino, name)
+	if err != nil {
+		return err
+	}
+	found := -1
+	for i, e := range es {
+		if e.Name == name {
+			found = i
+		}
+	}
+	if found >= 0 && flags&XattrCreate != 0 {
+		return ErrExist
+	}
+	if found < 0 && flags&XattrReplace != 0 {
+		return ErrNoAttr
+	}
+	e := xattrEntry{Name: name, Value: append([]byte(nil), value...)}
+	if found >= 0 {
+		es[found] = e
+	} else {
+		es = append(es, e)
+	}
+	enc := encodeXattrs(es)
+	if len(enc) > v.maxValue() {
+		return ErrNoSpace // names colliding on one hash filled the item
+	}
+	if err := t.put(xattrKey(ino, nameHash(name)), enc); err != nil {
+		return err
+	}
+	r.Ctime = nowSpec()
+	if err := t.putInode(ino, r); err != nil {
+		return err
+	}
+	t.touch(ino)
+	t.commit()
+	return nil
+}
+
+// ListXattr returns the attribute names, sorted.
+func (v *Volume) ListXattr(ino Ino) ([]string, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.usable(); err != nil {
+		return nil, err
+	}
+	if _, err := v.getInode(ino); err != nil {
+		return nil, err
+	}
+	var names []string
+	var derr error
+	err := v.tree.Ascend(xattrKey(ino, 0), func(k inode.Key, val []byte) bool {
+		if k.Ino != ino || k.Type != itemXattr {
+			return false
+		}
+		es, err := decodeXattrs(val)
+		if err != nil {
+			derr = err
+			return false
+		}
+		for _, e := range es {
+			names = append(names, e.Name)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, v.fail(err)
+	}
+	sort.Strings(names)
+	return names, derr
+}
+
+// RemoveXattr removes attribute name.
+func (v *Volume) RemoveXattr(ino Ino, name string) error {
+	if err := v.checkXattrName(name); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, err := v.begin(opRemoveXattr, 0, 0, v.metaRecBytes(), true)
+	if err != nil {
+		return err
+	}
+	r, err := v.getInode(ino)
+	if err != nil {
+		return err
+	}
+	es, err := v.xattrItem(ino, name)
+	if err != nil {
+		return err
+	}
+	out := es[:0]
+	for _, e := range es {
+		if e.Name != name {
+			out = append(out, e)
+		}
+	}
+	if len(out) == len(es) {
+		return ErrNoAttr
+	}
+	k := xattrKey(ino, nameHash(name))
+	if len(out) == 0 {
+		err = t.del(k)
+	} else {
+		err = t.put(k, encodeXattrs(out))
+	}
+	if err != nil {
+		return err
+	}
+	r.Ctime = nowSpec()
+	if err := t.putInode(ino, r); err != nil {
+		return err
+	}
+	t.touch(ino)
+	t.commit()
+	return nil
+}

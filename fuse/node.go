@@ -1,0 +1,809 @@
+// Package fuse serves a txfs volume to the kernel through go-fuse v2.
+//
+// It is a thin adapter: every request becomes one or a few calls on
+// *txfs.Volume, and every txfs error becomes an errno in exactly one place
+// (toErrno, below). The adapter keeps no file data and no directory
+// contents of its own; the engine copies whatever it keeps, so the
+// request buffers go-fuse reuses are safe.
+//
+// Permission checks are the kernel's (the mount uses default_permissions).
+// What ext4 does in the filesystem itself rather than in the VFS, the
+// adapter does here:
+//
+//   - write, truncate and chown clear S_ISUID, and S_ISGID when group
+//     execute is set (writes and truncates by root keep them);
+//   - a new inode in a set-group-ID directory takes the directory's group,
+//     and a new subdirectory is set-group-ID too;
+//   - only root changes the owner; the owner changes the group only to a
+//     group it belongs to (the caller's groups are read from
+//     /proc/PID/status);
+//   - chmod by a caller that is not in the file's group drops S_ISGID.
+//
+// The kernel applied the caller's umask before a create reaches us; the
+// daemon applies none of its own.
+//
+// Locks: go-fuse v2.12 has no lock manager of its own (its fs package
+// answers GETLK/SETLK with ENOTSUP unless the node implements them), so
+// the mount leaves MountOptions.EnableLocks false and the kernel keeps
+// POSIX (fcntl, OFD) and BSD (flock) locks itself. They are correct for
+// every process on this machine, which is the only place an image can be
+// mounted (txfs.OpenPath takes an exclusive lock on the image).
+package fuse
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/txfs/txfs"
+)
+
+// Linux constants that package syscall does not have.
+const (
+	seekData = 3 // SEEK_DATA
+	seekHole = 4 // SEEK_HOLE
+
+	fallocKeepSize  = 0x01 // FALLOC_FL_KEEP_SIZE
+	fallocPunchHole = 0x02 // FALLOC_FL_PUNCH_HOLE
+
+	renameNoReplace = 1 << 0 // RENAME_NOREPLACE
+	renameExchange  = 1 << 1 // RENAME_EXCHANGE
+)
+
+// blockSize is what stat reports as st_blksize, the preferred I/O size.
+// stdio and cp size their buffers by it; every request costs a round trip
+// to the daemon, so bigger than a page is cheaper.
+const blockSize = 128 << 10
+
+// readdirBatch is how many entries a directory handle fetches from the
+// engine at a time.
+const readdirBatch = 256
+
+// toErrno is the one place where txfs errors become errnos.
+func toErrno(err error) syscall.Errno {
+	return txfs.ToErrno(err)
+}
+
+// filesystem is what all nodes of one mount share.
+type filesystem struct {
+	v *txfs.Volume
+}
+
+// Node is one txfs inode as go-fuse sees it. go-fuse keeps one Node per
+// inode number (StableAttr.Ino), so hard links share their Node.
+type Node struct {
+	fs.Inode
+
+	fsys *filesystem
+
+	// mode is the last mode this adapter saw for the inode. Every mode
+	// change goes through this Node (Setattr), so it is exact; Write uses
+	// it to skip a GetAttr when no set-ID bit can need clearing.
+	mode atomic.Uint32
+}
+
+func newRoot(v *txfs.Volume) *Node {
+	return &Node{fsys: &filesystem{v: v}}
+}
+
+func (n *Node) vol() *txfs.Volume { return n.fsys.v }
+
+func (n *Node) ino() txfs.Ino { return n.StableAttr().Ino }
+
+// setAttrOut fills out from a, and remembers the mode.
+func (n *Node) setAttrOut(out *fuse.Attr, a *txfs.Attr) {
+	n.mode.Store(a.Mode)
+	fillAttr(out, a)
+}
+
+func fillAttr(out *fuse.Attr, a *txfs.Attr) {
+	out.Ino = a.Ino
+	out.Size = a.Size
+	out.Blocks = a.Blocks
+	out.Atime = uint64(a.Atime.Sec)
+	out.Atimensec = a.Atime.Nsec
+	out.Mtime = uint64(a.Mtime.Sec)
+	out.Mtimensec = a.Mtime.Nsec
+	out.Ctime = uint64(a.Ctime.Sec)
+	out.Ctimensec = a.Ctime.Nsec
+	out.Mode = a.Mode
+	out.Nlink = a.Nlink
+	out.Uid = a.Uid
+	out.Gid = a.Gid
+	// The kernel encodes rdev for FUSE as new_encode_dev, which equals
+	// the low 32 bits of the glibc dev_t for every device number that
+	// fits; Mknod stores what the kernel sent.
+	out.Rdev = uint32(a.Rdev)
+	out.Blksize = blockSize
+}
+
+// newChild returns the go-fuse Inode for a, which the engine just looked
+// up or made in n, and fills out.
+func (n *Node) newChild(ctx context.Context, a *txfs.Attr, out *fuse.EntryOut) *fs.Inode {
+	child := n.NewInode(ctx, &Node{fsys: n.fsys}, fs.StableAttr{
+		Mode: a.Mode & syscall.S_IFMT,
+		Ino:  a.Ino,
+		Gen:  1, // txfs never reuses inode numbers
+	})
+	// NewInode returns the existing Inode if go-fuse knows a.Ino already
+	// (a hard link, or a lookup racing another): fill that one.
+	cn := child.Operations().(*Node)
+	cn.setAttrOut(&out.Attr, a)
+	return child
+}
+
+// caller returns who sent the request. Requests the kernel makes on its
+// own behalf have no caller; they are treated as root's.
+func caller(ctx context.Context) *fuse.Caller {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return c
+	}
+	return &fuse.Caller{}
+}
+
+// inGroup reports whether the caller belongs to gid: its fsgid, or one of
+// the supplementary groups in /proc/PID/status.
+func inGroup(c *fuse.Caller, gid uint32) bool {
+	if c.Gid == gid {
+		return true
+	}
+	if c.Pid == 0 {
+		return false
+	}
+	groups, err := procGroups(c.Pid)
+	if err != nil {
+		return false
+	}
+	for _, g := range groups {
+		if g == gid {
+			return true
+		}
+	}
+	return false
+}
+
+// procGroups reads the supplementary groups of pid from /proc.
+func procGroups(pid uint32) ([]uint32, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "Groups:")
+		if !ok {
+			continue
+		}
+		var groups []uint32
+		for _, f := range strings.Fields(line) {
+			g, err := strconv.ParseUint(f, 10, 32)
+			if err != nil {
+				return nil, err
+			}
+			groups = append(groups, uint32(g))
+		}
+		return groups, nil
+	}
+	return nil, fmt.Errorf("no Groups line in /proc/%d/status", pid)
+}
+
+// killPriv returns mode without the set-ID bits that a write, truncate or
+// chown clears: S_ISUID always, S_ISGID when group execute is set (without
+// it, S_ISGID means mandatory locking and stays).
+func killPriv(mode uint32) uint32 {
+	mode &^= syscall.S_ISUID
+	if mode&syscall.S_IXGRP != 0 {
+		mode &^= syscall.S_ISGID
+	}
+	return mode
+}
+
+// newOwner returns the owner of an inode the caller makes in n, and
+// whether n is a set-group-ID directory.
+func (n *Node) newOwner(ctx context.Context) (txfs.Owner, bool, syscall.Errno) {
+	c := caller(ctx)
+	o := txfs.Owner{Uid: c.Uid, Gid: c.Gid}
+	dir, err := n.vol().GetAttr(n.ino())
+	if err != nil {
+		return o, false, toErrno(err)
+	}
+	if dir.Mode&syscall.S_ISGID != 0 {
+		o.Gid = dir.Gid
+		return o, true, 0
+	}
+	return o, false, 0
+}
+
+// Lookup implements fs.NodeLookuper.
+func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	a, err := n.vol().Lookup(n.ino(), name)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return n.newChild(ctx, &a, out), 0
+}
+
+// Getattr implements fs.NodeGetattrer.
+func (n *Node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	a, err := n.vol().GetAttr(n.ino())
+	if err != nil {
+		return toErrno(err)
+	}
+	n.setAttrOut(&out.Attr, &a)
+	return 0
+}
+
+// Setattr implements fs.NodeSetattrer: chmod, chown, truncate, utimes.
+// The engine sets ctime.
+func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	c := caller(ctx)
+	root := c.Uid == 0
+	var sa txfs.SetAttrIn
+
+	var cur txfs.Attr
+	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID|fuse.FATTR_SIZE|fuse.FATTR_KILL_SUIDGID) != 0 {
+		var err error
+		if cur, err = n.vol().GetAttr(n.ino()); err != nil {
+			return toErrno(err)
+		}
+	}
+	isDir := cur.Mode&syscall.S_IFMT == syscall.S_IFDIR
+	gid := cur.Gid // the group after this call
+
+	if in.Valid&fuse.FATTR_UID != 0 {
+		// Only root gives a file away; the owner may "change" it to
+		// itself (chown_ok in the kernel).
+		if !root && (c.Uid != cur.Uid || in.Uid != cur.Uid) {
+			return syscall.EPERM
+		}
+		sa.Valid |= txfs.SetUid
+		sa.Uid = in.Uid
+	}
+	if in.Valid&fuse.FATTR_GID != 0 {
+		if !root && (c.Uid != cur.Uid || (in.Gid != cur.Gid && !inGroup(c, in.Gid))) {
+			return syscall.EPERM
+		}
+		sa.Valid |= txfs.SetGid
+		sa.Gid = in.Gid
+		gid = in.Gid
+	}
+	if in.Valid&fuse.FATTR_MODE != 0 {
+		if !root && c.Uid != cur.Uid {
+			return syscall.EPERM
+		}
+		mode := in.Mode & 07777
+		if !root && mode&syscall.S_ISGID != 0 && !inGroup(c, gid) {
+			mode &^= syscall.S_ISGID
+		}
+		sa.Valid |= txfs.SetMode
+		sa.Mode = mode
+	} else {
+		// chown clears the set-ID bits of everything but directories,
+		// even for root; truncate by anyone but root clears them. (The
+		// kernel usually sends the mode change itself; doing it here too
+		// covers the requests where it does not.)
+		kill := (in.Valid&(fuse.FATTR_UID|fuse.FATTR_GID) != 0 && !isDir) ||
+			(in.Valid&(fuse.FATTR_SIZE|fuse.FATTR_KILL_SUIDGID) != 0 && !root)
+		if kill {
+			if m := killPriv(cur.Mode); m != cur.Mode {
+				sa.Valid |= txfs.SetMode
+				sa.Mode = m & 07777
+			}
+		}
+	}
+	if in.Valid&fuse.FATTR_SIZE != 0 {
+		sa.Valid |= txfs.SetSize
+		sa.Size = in.Size
+	}
+	// UTIME_NOW arrives as FATTR_ATIME|FATTR_ATIME_NOW, UTIME_OMIT as
+	// neither bit.
+	if in.Valid&fuse.FATTR_ATIME_NOW != 0 {
+		sa.Valid |= txfs.SetAtimeNow
+	} else if in.Valid&fuse.FATTR_ATIME != 0 {
+		sa.Valid |= txfs.SetAtime
+		sa.Atime = txfs.Timespec{Sec: int64(in.Atime), Nsec: in.Atimensec}
+	}
+	if in.Valid&fuse.FATTR_MTIME_NOW != 0 {
+		sa.Valid |= txfs.SetMtimeNow
+	} else if in.Valid&fuse.FATTR_MTIME != 0 {
+		sa.Valid |= txfs.SetMtime
+		sa.Mtime = txfs.Timespec{Sec: int64(in.Mtime), Nsec: in.Mtimensec}
+	}
+
+	var a txfs.Attr
+	var err error
+	if sa.Valid == 0 {
+		a, err = n.vol().GetAttr(n.ino())
+	} else {
+		a, err = n.vol().SetAttr(n.ino(), &sa)
+	}
+	if err != nil {
+		return toErrno(err)
+	}
+	n.setAttrOut(&out.Attr, &a)
+	return 0
+}
+
+// fileHandle is an open regular file. All I/O goes through the Node; the
+// handle only marks the open reference the engine holds until Release.
+type fileHandle struct{}
+
+// open takes the engine's open reference and applies O_TRUNC.
+func (n *Node) open(ctx context.Context, flags uint32) (fs.FileHandle, syscall.Errno) {
+	ino := n.ino()
+	if err := n.vol().OpenFile(ino); err != nil {
+		return nil, toErrno(err)
+	}
+	// Without FUSE_ATOMIC_O_TRUNC (go-fuse does not ask for it) the
+	// kernel truncates with SETATTR before OPEN; handle it here anyway in
+	// case a kernel passes it.
+	if flags&syscall.O_TRUNC != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		var out fuse.AttrOut
+		in := fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_SIZE}}
+		if errno := n.Setattr(ctx, nil, &in, &out); errno != 0 {
+			n.vol().Release(ino)
+			return nil, errno
+		}
+	}
+	return &fileHandle{}, 0
+}
+
+// Open implements fs.NodeOpener. It returns no FOPEN_KEEP_CACHE: the
+// kernel drops cached pages of the file on every open.
+func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	fh, errno := n.open(ctx, flags)
+	return fh, 0, errno
+}
+
+// Release implements fs.NodeReleaser: the engine drops the open reference,
+// and the data of an unlinked file with it when it was the last.
+func (n *Node) Release(ctx context.Context, f fs.FileHandle) syscall.Errno {
+	return toErrno(n.vol().Release(n.ino()))
+}
+
+// Create implements fs.NodeCreater: a new regular file, opened.
+func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	o, _, errno := n.newOwner(ctx)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	// The kernel looks a name up before it creates it and holds the
+	// directory lock meanwhile, so EEXIST here is a real race: report
+	// it rather than open a file whose permissions the kernel did not
+	// check.
+	a, err := n.vol().Create(n.ino(), name, mode&07777, o)
+	if err != nil {
+		return nil, nil, 0, toErrno(err)
+	}
+	child := n.newChild(ctx, &a, out)
+	cn := child.Operations().(*Node)
+	fh, errno := cn.open(ctx, flags&^syscall.O_TRUNC)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	return child, fh, 0, 0
+}
+
+// Read implements fs.NodeReader.
+func (n *Node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	nr, err := n.vol().Read(n.ino(), dest, off)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return fuse.ReadResultData(dest[:nr]), 0
+}
+
+// Write implements fs.NodeWriter. A write by anyone but root clears the
+// set-ID bits first, as ext4 does. The engine copies data before it
+// returns.
+func (n *Node) Write(ctx context.Context, f fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	ino := n.ino()
+	if caller(ctx).Uid != 0 {
+		if m := n.mode.Load(); killPriv(m) != m {
+			if errno := n.clearSetID(ino); errno != 0 {
+				return 0, errno
+			}
+		}
+	}
+	nw, err := n.vol().Write(ino, data, off)
+	if err != nil {
+		return uint32(nw), toErrno(err)
+	}
+	return uint32(nw), 0
+}
+
+// clearSetID clears the bits killPriv clears, after checking the mode the
+// engine has.
+func (n *Node) clearSetID(ino txfs.Ino) syscall.Errno {
+	a, err := n.vol().GetAttr(ino)
+	if err != nil {
+		return toErrno(err)
+	}
+	m := killPriv(a.Mode)
+	if m == a.Mode {
+		n.mode.Store(a.Mode)
+		return 0
+	}
+	a, err = n.vol().SetAttr(ino, &txfs.SetAttrIn{Valid: txfs.SetMode, Mode: m & 07777})
+	if err != nil {
+		return toErrno(err)
+	}
+	n.mode.Store(a.Mode)
+	return 0
+}
+
+// Flush implements fs.NodeFlusher. close(2) has nothing to write back:
+// the engine has every write already.
+func (n *Node) Flush(ctx context.Context, f fs.FileHandle) syscall.Errno {
+	return 0
+}
+
+// Fsync implements fs.NodeFsyncer, for files and directories alike.
+func (n *Node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall.Errno {
+	return toErrno(n.vol().Fsync(n.ino()))
+}
+
+// Lseek implements fs.NodeLseeker for SEEK_DATA and SEEK_HOLE (the kernel
+// handles the other whences). The whole file counts as data.
+func (n *Node) Lseek(ctx context.Context, f fs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	a, err := n.vol().GetAttr(n.ino())
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	switch whence {
+	case seekData:
+		if off >= a.Size {
+			return 0, syscall.ENXIO
+		}
+		return off, 0
+	case seekHole:
+		if off >= a.Size {
+			return 0, syscall.ENXIO
+		}
+		return a.Size, 0
+	}
+	return 0, syscall.EINVAL
+}
+
+// Allocate implements fs.NodeAllocater. txfs does not preallocate: mode 0
+// only extends the size, KEEP_SIZE does nothing, PUNCH_HOLE writes zeros
+// over the part of the range inside the file.
+func (n *Node) Allocate(ctx context.Context, f fs.FileHandle, off uint64, size uint64, mode uint32) syscall.Errno {
+	ino := n.ino()
+	end := off + size
+	if end < off || end > 1<<63-1 {
+		return syscall.EFBIG
+	}
+	a, err := n.vol().GetAttr(ino)
+	if err != nil {
+		return toErrno(err)
+	}
+	switch mode {
+	case 0:
+		if end <= a.Size {
+			return 0
+		}
+		if caller(ctx).Uid != 0 {
+			if errno := n.clearSetID(ino); errno != 0 {
+				return errno
+			}
+		}
+		a, err = n.vol().SetAttr(ino, &txfs.SetAttrIn{Valid: txfs.SetSize, Size: end})
+		if err != nil {
+			return toErrno(err)
+		}
+		n.mode.Store(a.Mode)
+		return 0
+	case fallocKeepSize:
+		return 0
+	case fallocPunchHole | fallocKeepSize:
+		end = min(end, a.Size)
+		if off >= end {
+			return 0
+		}
+		if caller(ctx).Uid != 0 {
+			if errno := n.clearSetID(ino); errno != 0 {
+				return errno
+			}
+		}
+		zeros := make([]byte, min(end-off, 1<<20))
+		for off < end {
+			chunk := zeros[:min(end-off, uint64(len(zeros)))]
+			nw, err := n.vol().Write(ino, chunk, int64(off))
+			if err != nil {
+				return toErrno(err)
+			}
+			if nw == 0 {
+				return syscall.EIO
+			}
+			off += uint64(nw)
+		}
+		return 0
+	}
+	return syscall.EOPNOTSUPP
+}
+
+// Mkdir implements fs.NodeMkdirer.
+func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	o, sgid, errno := n.newOwner(ctx)
+	if errno != 0 {
+		return nil, errno
+	}
+	mode &= 07777
+	if sgid {
+		mode |= syscall.S_ISGID
+	}
+	a, err := n.vol().Mkdir(n.ino(), name, mode, o)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	if sgid && a.Mode&syscall.S_ISGID == 0 {
+		// The engine dropped the bit: set it explicitly.
+		a, err = n.vol().SetAttr(a.Ino, &txfs.SetAttrIn{Valid: txfs.SetMode, Mode: mode})
+		if err != nil {
+			return nil, toErrno(err)
+		}
+	}
+	return n.newChild(ctx, &a, out), 0
+}
+
+// Mknod implements fs.NodeMknoder: fifos, sockets, device nodes, and
+// regular files.
+func (n *Node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	o, _, errno := n.newOwner(ctx)
+	if errno != 0 {
+		return nil, errno
+	}
+	a, err := n.vol().Mknod(n.ino(), name, mode, uint64(dev), o)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return n.newChild(ctx, &a, out), 0
+}
+
+// Symlink implements fs.NodeSymlinker.
+func (n *Node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	o, _, errno := n.newOwner(ctx)
+	if errno != 0 {
+		return nil, errno
+	}
+	a, err := n.vol().Symlink(n.ino(), name, target, o)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return n.newChild(ctx, &a, out), 0
+}
+
+// Readlink implements fs.NodeReadlinker.
+func (n *Node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	t, err := n.vol().Readlink(n.ino())
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return []byte(t), 0
+}
+
+// Link implements fs.NodeLinker. go-fuse hands back the target's Node for
+// the new name, since both have the same StableAttr.
+func (n *Node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	tn, ok := target.(*Node)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	a, err := n.vol().Link(tn.ino(), n.ino(), name)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return n.newChild(ctx, &a, out), 0
+}
+
+// Unlink implements fs.NodeUnlinker.
+func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
+	return toErrno(n.vol().Unlink(n.ino(), name))
+}
+
+// Rmdir implements fs.NodeRmdirer.
+func (n *Node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return toErrno(n.vol().Rmdir(n.ino(), name))
+}
+
+// Rename implements fs.NodeRenamer, with RENAME_NOREPLACE and
+// RENAME_EXCHANGE. Other flags (RENAME_WHITEOUT) get EINVAL, never ENOSYS:
+// the kernel would remember ENOSYS and fail every renameat2 with flags.
+func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if flags&^(renameNoReplace|renameExchange) != 0 ||
+		flags == renameNoReplace|renameExchange {
+		return syscall.EINVAL
+	}
+	np, ok := newParent.(*Node)
+	if !ok {
+		return syscall.EXDEV
+	}
+	var tflags uint32
+	if flags&renameNoReplace != 0 {
+		tflags |= txfs.RenameNoReplace
+	}
+	if flags&renameExchange != 0 {
+		tflags |= txfs.RenameExchange
+	}
+	return toErrno(n.vol().Rename(n.ino(), name, np.ino(), newName, tflags))
+}
+
+// OpendirHandle implements fs.NodeOpendirHandler: a handle that reads the
+// directory from the engine in batches.
+func (n *Node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	a, err := n.vol().GetAttr(n.ino())
+	if err != nil {
+		return nil, 0, toErrno(err)
+	}
+	if !a.IsDir() {
+		return nil, 0, syscall.ENOTDIR
+	}
+	parent := n.ino()
+	if _, p := n.Parent(); p != nil {
+		parent = p.StableAttr().Ino
+	}
+	return &dirHandle{v: n.vol(), ino: n.ino(), parent: parent}, 0, 0
+}
+
+// dirHandle is an open directory.
+//
+// Offsets, which the kernel hands back to resume a listing: 0 is the
+// start, 1 is after ".", and 2+c is where the engine's cookie c resumes
+// (2 is cookie 0, the first real entry). Engine cookies are stable across
+// changes to the directory and below 1<<62, so the offsets are too, and
+// the listing is deterministic.
+type dirHandle struct {
+	v      *txfs.Volume
+	ino    txfs.Ino
+	parent txfs.Ino
+
+	mu  sync.Mutex
+	off uint64          // offset of the next entry
+	buf []fuse.DirEntry // fetched entries from off on
+}
+
+const dirOffEntries = 2 // offset of the first entry after "." and ".."
+
+// Readdirent implements fs.FileReaddirenter.
+func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch d.off {
+	case 0:
+		d.off = 1
+		return &fuse.DirEntry{Name: ".", Ino: d.ino, Mode: syscall.S_IFDIR, Off: 1}, 0
+	case 1:
+		d.off = dirOffEntries
+		return &fuse.DirEntry{Name: "..", Ino: d.parent, Mode: syscall.S_IFDIR, Off: dirOffEntries}, 0
+	}
+	if len(d.buf) == 0 {
+		if errno := d.fill(); errno != 0 {
+			return nil, errno
+		}
+		if len(d.buf) == 0 {
+			return nil, 0 // end of directory
+		}
+	}
+	e := d.buf[0]
+	d.buf = d.buf[1:]
+	d.off = e.Off
+	return &e, 0
+}
+
+// fill fetches the next batch of entries from the engine.
+func (d *dirHandle) fill() syscall.Errno {
+	d.buf = d.buf[:0]
+	err := d.v.Readdir(d.ino, d.off-dirOffEntries, func(e txfs.DirEntry) bool {
+		d.buf = append(d.buf, fuse.DirEntry{
+			Name: e.Name,
+			Ino:  e.Ino,
+			Mode: e.Mode & syscall.S_IFMT,
+			Off:  e.Next + dirOffEntries,
+		})
+		return len(d.buf) < readdirBatch
+	})
+	if err != nil {
+		d.buf = d.buf[:0]
+		return toErrno(err)
+	}
+	return 0
+}
+
+// Seekdir implements fs.FileSeekdirer (rewinddir, seekdir, and reads that
+// resume at an offset the kernel kept).
+func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if off != d.off {
+		d.off = off
+		d.buf = d.buf[:0]
+	}
+	return 0
+}
+
+// Fsyncdir implements fs.FileFsyncdirer.
+func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
+	return toErrno(d.v.Fsync(d.ino))
+}
+
+// Releasedir implements fs.FileReleasedirer.
+func (d *dirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {}
+
+// Getxattr implements fs.NodeGetxattrer. With a buffer too small for the
+// value it returns the size and ERANGE; go-fuse turns that into the size
+// answer when the caller asked with size 0.
+func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	val, err := n.vol().GetXattr(n.ino(), attr)
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	if len(val) > len(dest) {
+		return uint32(len(val)), syscall.ERANGE
+	}
+	return uint32(copy(dest, val)), 0
+}
+
+// Setxattr implements fs.NodeSetxattrer.
+func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	// go-fuse reuses data after we return.
+	val := bytes.Clone(data)
+	if val == nil {
+		val = []byte{}
+	}
+	return toErrno(n.vol().SetXattr(n.ino(), attr, val, flags))
+}
+
+// Listxattr implements fs.NodeListxattrer: NUL-terminated names, with the
+// same ERANGE convention as Getxattr.
+func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	names, err := n.vol().ListXattr(n.ino())
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	size := 0
+	for _, nm := range names {
+		size += len(nm) + 1
+	}
+	if size > len(dest) {
+		return uint32(size), syscall.ERANGE
+	}
+	b := dest[:0]
+	for _, nm := range names {
+		b = append(b, nm...)
+		b = append(b, 0)
+	}
+	return uint32(len(b)), 0
+}
+
+// Removexattr implements fs.NodeRemovexattrer.
+func (n *Node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	return toErrno(n.vol().RemoveXattr(n.ino(), attr))
+}
+
+// Statfs implements fs.NodeStatfser.
+func (n *Node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	s, err := n.vol().Statfs()
+	if err != nil {
+		return toErrno(err)
+	}
+	out.Blocks = s.Blocks
+	out.Bfree = s.Bfree
+	out.Bavail = s.Bavail
+	out.Files = s.Files
+	out.Ffree = s.Ffree
+	out.Bsize = s.BlockSize
+	out.Frsize = s.BlockSize
+	out.NameLen = s.NameLen
+	return 0
+}

@@ -1,0 +1,137 @@
+package txfs
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/txfs/txfs/segment"
+)
+
+// newTestVolume formats and opens a volume on a memory device; the checker
+// runs when the test ends.
+func newTestVolume(t testing.TB, size int64, o Options) (*Volume, *segment.MemDevice) {
+	t.Helper()
+	dev := segment.NewMemDevice(size)
+	if err := Format(dev, FormatOptions{SegmentSize: 256 << 10}); err != nil {
+		t.Fatalf("format: %v", err)
+	}
+	v, err := Open(dev, o)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() {
+		if v.closed {
+			return
+		}
+		if err := v.Check(); err != nil {
+			t.Errorf("check at end of test: %v", err)
+		}
+		if err := v.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return v, dev
+}
+
+// reopen closes v and opens the device again, running the checker.
+func reopen(t testing.TB, v *Volume, dev segment.Device) *Volume {
+	t.Helper()
+	if err := v.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	v2, err := Open(dev, Options{})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if err := v2.Check(); err != nil {
+		t.Fatalf("check after reopen: %v", err)
+	}
+	return v2
+}
+
+// dump renders the whole tree canonically: paths, types, permissions, link
+// counts, sizes, content hashes, symlink targets, xattrs and which paths
+// are hard links of one inode. Timestamps are left out.
+func dump(v *Volume) (string, error) {
+	var out []string
+	seen := map[Ino]string{}
+	var walk func(dir Ino, path string) error
+	walk = func(dir Ino, path string) error {
+		var ents []DirEntry
+		if err := v.Readdir(dir, 0, func(e DirEntry) bool { ents = append(ents, e); return true }); err != nil {
+			return err
+		}
+		sort.Slice(ents, func(i, j int) bool { return ents[i].Name < ents[j].Name })
+		for _, e := range ents {
+			p := path + "/" + e.Name
+			a, err := v.GetAttr(e.Ino)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			if a.Mode&syscall.S_IFMT != e.Mode {
+				return fmt.Errorf("%s: entry type %#o, inode mode %#o", p, e.Mode, a.Mode)
+			}
+			line := fmt.Sprintf("%s %#o n%d", p, a.Mode, a.Nlink)
+			if first, ok := seen[e.Ino]; ok {
+				out = append(out, line+" = "+first)
+				continue
+			}
+			seen[e.Ino] = p
+			switch a.Mode & syscall.S_IFMT {
+			case syscall.S_IFREG:
+				data := make([]byte, a.Size+1)
+				n, err := v.Read(e.Ino, data, 0)
+				if err != nil {
+					return fmt.Errorf("%s: %w", p, err)
+				}
+				line += fmt.Sprintf(" size %d data %x", a.Size, sha256.Sum256(data[:n]))
+				if uint64(n) != a.Size {
+					line += fmt.Sprintf(" (read %d)", n)
+				}
+			case syscall.S_IFLNK:
+				target, err := v.Readlink(e.Ino)
+				if err != nil {
+					return fmt.Errorf("%s: %w", p, err)
+				}
+				line += " -> " + target
+			}
+			names, err := v.ListXattr(e.Ino)
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				val, err := v.GetXattr(e.Ino, n)
+				if err != nil {
+					return err
+				}
+				line += fmt.Sprintf(" %s=%x", n, val)
+			}
+			out = append(out, line)
+			if a.IsDir() {
+				if err := walk(e.Ino, p); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(RootIno, ""); err != nil {
+		return "", err
+	}
+	return strings.Join(out, "\n"), nil
+}
+
+func mustErr(t testing.TB, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("got error %v, want %v", err, want)
+	}
+}
+
+var _ = bytes.Equal

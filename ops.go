@@ -1,0 +1,885 @@
+package txfs
+
+import (
+	"fmt"
+	"strings"
+	"syscall"
+
+	"github.com/txfs/txfs/inode"
+)
+
+// Limits of the namespace.
+const (
+	maxLinks    = 65000
+	MaxFileSize = 1 << 50 // bytes
+)
+
+// metaRecBytes bounds the records of one metadata operation: a few items
+// of at most the tree's largest value each.
+func (v *Volume) metaRecBytes() int { return 8 * (v.maxValue() + 64) }
+
+// unitPayload is what one transaction may put in a unit.
+func (v *Volume) unitPayload() int {
+	return int(min(int64(v.geo.SegmentSize), maxUnitBytes)) - 6*v.bs
+}
+
+func (v *Volume) maxValue() int { return inode.MaxValueSize(v.bs) }
+
+func checkName(name string) error {
+	if len(name) == 0 || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("%w: name %q", ErrInvalid, name)
+	}
+	if len(name) > MaxNameLen {
+		return ErrNameTooLong
+	}
+	return nil
+}
+
+func (v *Volume) getInode(ino Ino) (*inodeRec, error) {
+	b, ok, err := v.tree.Get(inodeKey(ino))
+	if err != nil {
+		return nil, v.fail(err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: inode %d", ErrNotExist, ino)
+	}
+	return decodeInode(ino, b)
+}
+
+func (v *Volume) getDir(ino Ino) (*inodeRec, error) {
+	r, err := v.getInode(ino)
+	if err != nil {
+		return nil, err
+	}
+	if r.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return nil, ErrNotDir
+	}
+	return r, nil
+}
+
+func (v *Volume) lookupEntry(dir Ino, name string) (dirent, bool, error) {
+	b, ok, err := v.tree.Get(direntKey(dir, nameHash(name)))
+	if err != nil || !ok {
+		return dirent{}, false, v.failIf(err)
+	}
+	es, err := decodeDirents(b)
+	if err != nil {
+		return dirent{}, false, err
+	}
+	for _, e := range es {
+		if e.Name == name {
+			return e, true, nil
+		}
+	}
+	return dirent{}, false, nil
+}
+
+func (v *Volume) failIf(err error) error {
+	if err == nil {
+		return nil
+	}
+	return v.fail(err)
+}
+
+func (t *tx) putInode(ino Ino, r *inodeRec) error { return t.put(inodeKey(ino), r.encode()) }
+
+func (t *tx) addEntry(dir Ino, e dirent) error {
+	k := direntKey(dir, nameHash(e.Name))
+	b, _, err := t.v.tree.Get(k)
+	if err != nil {
+		return t.v.fail(err)
+	}
+	es, err := decodeDirents(b)
+	if err != nil {
+		return err
+	}
+	return t.put(k, encodeDirents(append(es, e)))
+}
+
+func (t *tx) removeEntry(dir Ino, name string) error {
+	k := direntKey(dir, nameHash(name))
+	b, _, err := t.v.tree.Get(k)
+	if err != nil {
+		return t.v.fail(err)
+	}
+	es, err := decodeDirents(b)
+	if err != nil {
+		return err
+	}
+	out := es[:0]
+	for _, e := range es {
+		if e.Name != name {
+			out = append(out, e)
+		}
+	}
+	if len(out) == 0 {
+		return t.del(k)
+	}
+	return t.put(k, encodeDirents(out))
+}
+
+func (r *inodeRec) attr(ino Ino, bs int) Attr {
+	return Attr{Ino: ino, Gen: 1, Mode: r.Mode, Nlink: r.Nlink, Uid: r.Uid, Gid: r.Gid, Size: r.Size,
+		Blocks: r.NBlocks * uint64(bs) / 512, Rdev: r.Rdev, Atime: r.Atime, Mtime: r.Mtime, Ctime: r.Ctime}
+}
+
+func isDir(mode uint32) bool { return mode&syscall.S_IFMT == syscall.S_IFDIR }
+
+// Lookup finds name in directory dir.
+func (v *Volume) Lookup(dir Ino, name string) (Attr, error) {
+	if len(name) > MaxNameLen {
+		return Attr{}, ErrNameTooLong
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.usable(); err != nil {
+		return Attr{}, err
+	}
+	if _, err := v.getDir(dir); err != nil {
+		return Attr{}, err
+	}
+	e, ok, err := v.lookupEntry(dir, name)
+	if err != nil {
+		return Attr{}, err
+	}
+	if !ok {
+		return Attr{}, ErrNotExist
+	}
+	r, err := v.getInode(e.Ino)
+	if err != nil {
+		return Attr{}, v.fail(fmt.Errorf("entry %q of directory %d names missing inode %d", name, dir, e.Ino))
+	}
+	return r.attr(e.Ino, v.bs), nil
+}
+
+// GetAttr returns the attributes of ino.
+func (v *Volume) GetAttr(ino Ino) (Attr, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.usable(); err != nil {
+		return Attr{}, err
+	}
+	r, err := v.getInode(ino)
+	if err != nil {
+		return Attr{}, err
+	}
+	return r.attr(ino, v.bs), nil
+}
+
+// Create makes a regular file.
+func (v *Volume) Create(dir Ino, name string, mode uint32, o Owner) (Attr, error) {
+	return v.mknod(opCreate, dir, name, syscall.S_IFREG|mode&^syscall.S_IFMT, 0, o, "")
+}
+
+// Mkdir makes a directory.
+func (v *Volume) Mkdir(dir Ino, name string, mode uint32, o Owner) (Attr, error) {
+	return v.mknod(opMkdir, dir, name, syscall.S_IFDIR|mode&^syscall.S_IFMT, 0, o, "")
+}
+
+// Mknod makes a regular file, fifo, socket, or device node.
+func (v *Volume) Mknod(dir Ino, name string, mode uint32, rdev uint64, o Owner) (Attr, error) {
+	switch mode & syscall.S_IFMT {
+	case 0:
+		mode |= syscall.S_IFREG
+	case syscall.S_IFREG, syscall.S_IFIFO, syscall.S_IFSOCK, syscall.S_IFCHR, syscall.S_IFBLK:
+	default:
+		return Attr{}, fmt.Errorf("%w: mknod of file type %#o", ErrInvalid, mode&syscall.S_IFMT)
+	}
+	return v.mknod(opMknod, dir, name, mode, rdev, o, "")
+}
+
+// Symlink makes a symbolic link to target.
+func (v *Volume) Symlink(dir Ino, name, target string, o Owner) (Attr, error) {
+	if len(target) == 0 || len(target) > 4095 {
+		return Attr{}, fmt.Errorf("%w: symlink target of %d bytes", ErrInvalid, len(target))
+	}
+	return v.mknod(opSymlink, dir, name, syscall.S_IFLNK|0o777, 0, o, target)
+}
+
+func (v *Volume) mknod(op int, dir Ino, name string, mode uint32, rdev uint64, o Owner, target string) (Attr, error) {
+	if err := checkName(name); err != nil {
+		return Attr{}, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, err := v.begin(op, 0, 0, v.metaRecBytes()+2*len(target), false)
+	if err != nil {
+		return Attr{}, err
+	}
+	parent, err := v.getDir(dir)
+	if err != nil {
+		return Attr{}, err
+	}
+	if parent.Nlink == 0 {
+		return Attr{}, ErrNotExist // a directory that was removed while in use
+	}
+	if _, ok, err := v.lookupEntry(dir, name); err != nil || ok {
+		if err == nil {
+			err = ErrExist
+		}
+		return Attr{}, err
+	}
+	if isDir(mode) && parent.Nlink >= maxLinks {
+		return Attr{}, ErrTooManyLinks
+	}
+	ino := v.nextIno
+	now := nowSpec()
+	r := &inodeRec{Mode: mode, Nlink: 1, Uid: o.Uid, Gid: o.Gid, Rdev: rdev, Atime: now, Mtime: now, Ctime: now}
+	if isDir(mode) {
+		r.Nlink, r.Parent = 2, dir
+		parent.Nlink++
+	}
+	if target != "" {
+		r.Size = uint64(len(target))
+		chunk := v.maxValue()
+		for c := 0; c*chunk < len(target); c++ {
+			if err := t.put(symlinkKey(ino, uint64(c)), []byte(target[c*chunk:min(len(target), (c+1)*chunk)])); err != nil {
+				return Attr{}, err
+			}
+		}
+	}
+	parent.Mtime, parent.Ctime = now, now
+	if err := t.putInode(ino, r); err != nil {
+		return Attr{}, err
+	}
+	if err := t.addEntry(dir, dirent{Name: name, Ino: ino, Type: uint8(mode >> 12)}); err != nil {
+		return Attr{}, err
+	}
+	if err := t.putInode(dir, parent); err != nil {
+		return Attr{}, err
+	}
+	t.touch(ino, dir)
+	t.commit()
+	return r.attr(ino, v.bs), nil
+}
+
+// Readlink returns the target of a symbolic link.
+func (v *Volume) Readlink(ino Ino) (string, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.usable(); err != nil {
+		return "", err
+	}
+	r, err := v.getInode(ino)
+	if err != nil {
+		return "", err
+	}
+	if r.Mode&syscall.S_IFMT != syscall.S_IFLNK {
+		return "", ErrInvalid
+	}
+	var sb strings.Builder
+	err = v.tree.Ascend(symlinkKey(ino, 0), func(k inode.Key, val []byte) bool {
+		if k.Ino != ino || k.Type != itemSymlink {
+			return false
+		}
+		sb.Write(val)
+		return true
+	})
+	if err != nil {
+		return "", v.fail(err)
+	}
+	if uint64(sb.Len()) != r.Size {
+		return "", fmt.Errorf("%w: symlink %d target has %d bytes, inode says %d", ErrIO, ino, sb.Len(), r.Size)
+	}
+	return sb.String(), nil
+}
+
+// Link gives ino one more name.
+func (v *Volume) Link(ino Ino, newDir Ino, newName string) (Attr, error) {
+	if err := checkName(newName); err != nil {
+		return Attr{}, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, err := v.begin(opLink, 0, 0, v.metaRecBytes(), false)
+	if err != nil {
+		return Attr{}, err
+	}
+	r, err := v.getInode(ino)
+	if err != nil {
+		return Attr{}, err
+	}
+	if isDir(r.Mode) {
+		return Attr{}, ErrPermission
+	}
+	if r.Nlink == 0 {
+		return Attr{}, ErrNotExist
+	}
+	if r.Nlink >= maxLinks {
+		return Attr{}, ErrTooManyLinks
+	}
+	parent, err := v.getDir(newDir)
+	if err != nil {
+		return Attr{}, err
+	}
+	if _, ok, err := v.lookupEntry(newDir, newName); err != nil || ok {
+		if err == nil {
+			err = ErrExist
+		}
+		return Attr{}, err
+	}
+	now := nowSpec()
+	r.Nlink++
+	r.Ctime = now
+	parent.Mtime, parent.Ctime = now, now
+	if err := t.addEntry(newDir, dirent{Name: newName, Ino: ino, Type: uint8(r.Mode >> 12)}); err != nil {
+		return Attr{}, err
+	}
+	if err := t.putInode(ino, r); err != nil {
+		return Attr{}, err
+	}
+	if err := t.putInode(newDir, parent); err != nil {
+		return Attr{}, err
+	}
+	t.touch(ino, newDir)
+	t.commit()
+	return r.attr(ino, v.bs), nil
+}
+
+// Unlink removes a name that is not a directory.
+func (v *Volume) Unlink(dir Ino, name string) error { return v.remove(dir, name, false) }
+
+// Rmdir removes an empty directory.
+func (v *Volume) Rmdir(dir Ino, name string) error { return v.remove(dir, name, true) }
+
+func (v *Volume) remove(dir Ino, name string, wantDir bool) error {
+	if len(name) > MaxNameLen {
+		return ErrNameTooLong
+	}
+	if name == "." || name == ".." {
+		return ErrInvalid
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	op := opUnlink
+	if wantDir {
+		op = opRmdir
+	}
+	t, err := v.begin(op, 0, 0, v.metaRecBytes(), true)
+	if err != nil {
+		return err
+	}
+	parent, err := v.getDir(dir)
+	if err != nil {
+		return err
+	}
+	e, ok, err := v.lookupEntry(dir, name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrNotExist
+	}
+	r, err := v.getInode(e.Ino)
+	if err != nil {
+		return err
+	}
+	if wantDir && !isDir(r.Mode) {
+		return ErrNotDir
+	}
+	if !wantDir && isDir(r.Mode) {
+		return ErrIsDir
+	}
+	if wantDir {
+		empty, err := v.dirEmpty(e.Ino)
+		if err != nil {
+			return err
+		}
+		if !empty {
+			return ErrNotEmpty
+		}
+	}
+	now := nowSpec()
+	parent.Mtime, parent.Ctime = now, now
+	if err := t.removeEntry(dir, name); err != nil {
+		return err
+	}
+	if err := t.dropLink(e.Ino, r, now); err != nil {
+		return err
+	}
+	if wantDir {
+		parent.Nlink--
+	}
+	if err := t.putInode(dir, parent); err != nil {
+		return err
+	}
+	t.touch(dir, e.Ino)
+	t.commit()
+	return v.finishFree(e.Ino)
+}
+
+// dropLink takes one name away from ino (all of a directory's). An inode
+// left with no name becomes an orphan, freed when its last user is gone.
+func (t *tx) dropLink(ino Ino, r *inodeRec, now Timespec) error {
+	if isDir(r.Mode) {
+		r.Nlink = 0
+	} else {
+		r.Nlink--
+	}
+	r.Ctime = now
+	if err := t.putInode(ino, r); err != nil {
+		return err
+	}
+	if r.Nlink == 0 {
+		return t.put(orphanKey(ino), nil)
+	}
+	return nil
+}
+
+// finishFree frees an orphan that nobody has open, in transactions of
+// bounded size. Called with the lock held.
+func (v *Volume) finishFree(ino Ino) error {
+	if v.opens[ino] > 0 {
+		return nil
+	}
+	if _, ok, err := v.tree.Get(orphanKey(ino)); err != nil || !ok {
+		return v.failIf(err)
+	}
+	for {
+		done, err := v.freeChunk(ino, 0, true)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// freeChunkBlocks bounds the blocks one transaction frees: 4096, fewer
+// with small segments (a freed block costs two records).
+func (v *Volume) freeChunkBlocks() int {
+	return max(1, min(4096, (v.unitPayload()-v.metaRecBytes())/40))
+}
+
+// freeChunk frees up to freeChunkBlocks blocks of ino at or after block
+// from in one transaction. With whole, the last chunk also removes the
+// inode and everything else it owns, and its orphan item; otherwise the last
+// chunk removes the truncate item.
+func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
+	chunk := v.freeChunkBlocks()
+	t, err := v.begin(opFreeInode, 0, 0, chunk*40+v.metaRecBytes(), true)
+	if err != nil {
+		return false, err
+	}
+	r, err := v.getInode(ino)
+	if err != nil {
+		return false, err
+	}
+	type item struct {
+		k  inode.Key
+		vb uint64
+	}
+	var items []item
+	more := false
+	err = v.tree.Ascend(blockKey(ino, from), func(k inode.Key, val []byte) bool {
+		if k.Ino != ino || k.Type != itemBlock {
+			return false
+		}
+		if len(items) == chunk {
+			more = true
+			return false
+		}
+		items = append(items, item{k, leUint64(val)})
+		return true
+	})
+	if err != nil {
+		return false, v.fail(err)
+	}
+	for _, it := range items {
+		if err := t.del(it.k); err != nil {
+			return false, err
+		}
+		if err := t.ref(it.vb, -1); err != nil {
+			return false, err
+		}
+	}
+	r.NBlocks -= min(r.NBlocks, uint64(len(items)))
+	if more {
+		if err := t.putInode(ino, r); err != nil {
+			return false, err
+		}
+		t.touch(ino)
+		t.commit()
+		return false, nil
+	}
+	if whole {
+		var rest []inode.Key
+		err = v.tree.Ascend(inode.Key{Ino: ino}, func(k inode.Key, _ []byte) bool {
+			if k.Ino != ino {
+				return false
+			}
+			rest = append(rest, k)
+			return true
+		})
+		if err != nil {
+			return false, v.fail(err)
+		}
+		for _, k := range rest {
+			if err := t.del(k); err != nil {
+				return false, err
+			}
+		}
+		if err := t.del(orphanKey(ino)); err != nil {
+			return false, err
+		}
+	} else {
+		if err := t.putInode(ino, r); err != nil {
+			return false, err
+		}
+		if err := t.del(truncKey(ino)); err != nil {
+			return false, err
+		}
+	}
+	t.touch(ino)
+	t.commit()
+	return true, nil
+}
+
+// freeOrphans frees, at open, the inodes that lost their last name while
+// open before a crash, and finishes interrupted truncates.
+func (v *Volume) freeOrphans() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var orphans, truncs []Ino
+	err := v.tree.Ascend(inode.Key{Ino: 0, Type: itemOrphan}, func(k inode.Key, _ []byte) bool {
+		switch {
+		case k.Ino != 0:
+			return false
+		case k.Type == itemOrphan:
+			orphans = append(orphans, k.Off)
+		case k.Type == itemTrunc:
+			truncs = append(truncs, k.Off)
+		}
+		return true
+	})
+	if err != nil {
+		return v.fail(err)
+	}
+	for _, ino := range truncs {
+		if err := v.finishTruncate(ino); err != nil {
+			return err
+		}
+	}
+	for _, ino := range orphans {
+		if err := v.finishFree(ino); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (v *Volume) dirEmpty(dir Ino) (bool, error) {
+	empty := true
+	err := v.tree.Ascend(direntKey(dir, 0), func(k inode.Key, _ []byte) bool {
+		empty = !(k.Ino == dir && k.Type == itemDirent)
+		return false
+	})
+	return empty, v.failIf(err)
+}
+
+// OpenFile takes a reference on ino: if its last name goes, its data stays
+// until Release.
+func (v *Volume) OpenFile(ino Ino) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.usable(); err != nil {
+		return err
+	}
+	if _, err := v.getInode(ino); err != nil {
+		return err
+	}
+	v.opens[ino]++
+	return nil
+}
+
+// Release drops a reference taken by OpenFile.
+func (v *Volume) Release(ino Ino) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.opens[ino] == 0 {
+		return ErrInvalid
+	}
+	v.opens[ino]--
+	if v.opens[ino] > 0 {
+		return nil
+	}
+	delete(v.opens, ino)
+	if v.writable() != nil {
+		return nil
+	}
+	return v.finishFree(ino)
+}
+
+// Rename moves oldName in oldDir to newName in newDir, atomically. With
+// RenameNoReplace an existing target is an error; with RenameExchange both
+// must exist and trade places.
+func (v *Volume) Rename(oldDir Ino, oldName string, newDir Ino, newName string, flags uint32) error {
+	if flags&^(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
+		return fmt.Errorf("%w: rename flags %#x", ErrInvalid, flags)
+	}
+	if err := checkName(oldName); err != nil {
+		return err
+	}
+	if err := checkName(newName); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, err := v.begin(opRename, 0, 0, 2*v.metaRecBytes(), true)
+	if err != nil {
+		return err
+	}
+	op, err := v.getDir(oldDir)
+	if err != nil {
+		return err
+	}
+	np := op
+	if newDir != oldDir {
+		if np, err = v.getDir(newDir); err != nil {
+			return err
+		}
+	}
+	src, ok, err := v.lookupEntry(oldDir, oldName)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrNotExist
+	}
+	dst, dstOK, err := v.lookupEntry(newDir, newName)
+	if err != nil {
+		return err
+	}
+	if flags&RenameExchange != 0 && !dstOK {
+		return ErrNotExist
+	}
+	if flags&RenameNoReplace != 0 && dstOK {
+		return ErrExist
+	}
+	if dstOK && dst.Ino == src.Ino {
+		return nil // two names of one inode: nothing to do
+	}
+	sr, err := v.getInode(src.Ino)
+	if err != nil {
+		return err
+	}
+	// A directory may not move under itself.
+	if isDir(sr.Mode) && newDir != oldDir {
+		if err := v.checkNotAncestor(src.Ino, newDir); err != nil {
+			return err
+		}
+	}
+	var dr *inodeRec
+	if dstOK {
+		if dr, err = v.getInode(dst.Ino); err != nil {
+			return err
+		}
+		if flags&RenameExchange != 0 && isDir(dr.Mode) && newDir != oldDir {
+			if err := v.checkNotAncestor(dst.Ino, oldDir); err != nil {
+				return err
+			}
+		}
+	}
+	now := nowSpec()
+	op.Mtime, op.Ctime = now, now
+	np.Mtime, np.Ctime = now, now
+	sr.Ctime = now
+	if flags&RenameExchange != 0 {
+		dr.Ctime = now
+		if err := t.removeEntry(oldDir, oldName); err != nil {
+			return err
+		}
+		if err := t.removeEntry(newDir, newName); err != nil {
+			return err
+		}
+		if err := t.addEntry(oldDir, dirent{Name: oldName, Ino: dst.Ino, Type: dst.Type}); err != nil {
+			return err
+		}
+		if err := t.addEntry(newDir, dirent{Name: newName, Ino: src.Ino, Type: src.Type}); err != nil {
+			return err
+		}
+		if newDir != oldDir {
+			if isDir(sr.Mode) {
+				sr.Parent = newDir
+				op.Nlink--
+				np.Nlink++
+			}
+			if isDir(dr.Mode) {
+				dr.Parent = oldDir
+				np.Nlink--
+				op.Nlink++
+			}
+		}
+		if err := t.putInode(dst.Ino, dr); err != nil {
+			return err
+		}
+	} else {
+		if dstOK {
+			switch {
+			case isDir(dr.Mode) && !isDir(sr.Mode):
+				return ErrIsDir
+			case !isDir(dr.Mode) && isDir(sr.Mode):
+				return ErrNotDir
+			case isDir(dr.Mode):
+				empty, err := v.dirEmpty(dst.Ino)
+				if err != nil {
+					return err
+				}
+				if !empty {
+					return ErrNotEmpty
+				}
+				np.Nlink--
+			}
+			if err := t.removeEntry(newDir, newName); err != nil {
+				return err
+			}
+			if err := t.dropLink(dst.Ino, dr, now); err != nil {
+				return err
+			}
+		}
+		if err := t.removeEntry(oldDir, oldName); err != nil {
+			return err
+		}
+		if err := t.addEntry(newDir, dirent{Name: newName, Ino: src.Ino, Type: src.Type}); err != nil {
+			return err
+		}
+		if isDir(sr.Mode) && newDir != oldDir {
+			sr.Parent = newDir
+			op.Nlink--
+			np.Nlink++
+		}
+	}
+	if err := t.putInode(src.Ino, sr); err != nil {
+		return err
+	}
+	if err := t.putInode(oldDir, op); err != nil {
+		return err
+	}
+	if newDir != oldDir {
+		if err := t.putInode(newDir, np); err != nil {
+			return err
+		}
+	}
+	t.touch(oldDir, newDir, src.Ino)
+	if dstOK {
+		t.touch(dst.Ino)
+	}
+	t.commit()
+	if dstOK && dr.Nlink == 0 {
+		return v.finishFree(dst.Ino)
+	}
+	return nil
+}
+
+// checkNotAncestor fails with ErrInvalid if dir is inside (or is) anc.
+func (v *Volume) checkNotAncestor(anc, dir Ino) error {
+	for d := dir; d != 0; {
+		if d == anc {
+			return fmt.Errorf("%w: a directory cannot move into itself", ErrInvalid)
+		}
+		if d == RootIno {
+			return nil
+		}
+		r, err := v.getInode(d)
+		if err != nil {
+			return err
+		}
+		d = r.Parent
+	}
+	return nil
+}
+
+// Readdir calls fn for the entries of dir from cookie on (0: the start),
+// until fn returns false. Entries come in hash order, so a listing that
+// goes on while others add and remove names returns every name that exists
+// throughout exactly once. fn runs without the volume lock.
+func (v *Volume) Readdir(dir Ino, cookie uint64, fn func(e DirEntry) bool) error {
+	for {
+		var batch []DirEntry
+		v.mu.Lock()
+		err := v.usable()
+		if err == nil {
+			_, err = v.getDir(dir)
+		}
+		if err == nil {
+			err = v.tree.Ascend(direntKey(dir, cookie), func(k inode.Key, val []byte) bool {
+				if k.Ino != dir || k.Type != itemDirent {
+					return false
+				}
+				es, derr := decodeDirents(val)
+				if derr != nil {
+					err = derr
+					return false
+				}
+				for _, e := range es {
+					batch = append(batch, DirEntry{Name: e.Name, Ino: e.Ino, Mode: uint32(e.Type) << 12, Next: k.Off + 1})
+				}
+				return len(batch) < 256
+			})
+			if err != nil && !isTxfsErr(err) {
+				err = v.fail(err)
+			}
+		}
+		v.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		for _, e := range batch {
+			if !fn(e) {
+				return nil
+			}
+		}
+		cookie = batch[len(batch)-1].Next
+	}
+}
+
+func isTxfsErr(err error) bool {
+	_, ok := err.(*Error)
+	if ok {
+		return true
+	}
+	return strings.HasPrefix(err.Error(), "txfs:")
+}
+
+// Statfs reports the volume's space. Free space is what the log can still
+// take: free segments above the reserve and the rest of the current one.
+func (v *Volume) Statfs() (Statfs, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.usable(); err != nil {
+		return Statfs{}, err
+	}
+	bs := uint64(v.bs)
+	total := uint64(int(v.geo.Segments)-v.reserve) * uint64(v.geo.SegmentSize) / bs
+	free := uint64(0)
+	if v.cur != nil {
+		free = uint64(max(v.availableBytes(v.reserve), 0)) / bs
+	}
+	free = min(free, total)
+	used := v.nextIno - RootIno
+	return Statfs{BlockSize: uint32(bs), Blocks: total, Bfree: free, Bavail: free,
+		Files: used + free, Ffree: free, NameLen: MaxNameLen}, nil
+}
+
+// Fsync returns when every change to ino made so far is durable.
+func (v *Volume) Fsync(ino Ino) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.usable(); err != nil {
+		return err
+	}
+	seq, ok := v.inoSeq[ino]
+	if !ok {
+		return nil
+	}
+	return v.waitDurable(seq)
+}
+
+// Sync makes everything durable and takes a checkpoint.
+func (v *Volume) Sync() error {
+	if v.ro {
+		return nil
+	}
+	return v.checkpoint()
+}

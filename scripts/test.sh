@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every test: build, vet, and the whole suite under the race detector
+# (unit, crash model, corruption, mount and end-to-end tests). Mount tests
+# need root and /dev/fuse; without them they skip and say why.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+go build ./...
+go vet ./...
+go test -race -timeout 40m -count=1 "$@" ./...

@@ -1,0 +1,728 @@
+// Package txfs is a transactional, log-structured filesystem volume: the
+// POSIX-shaped API (Lookup, Create, Read, Write, Rename...) over the log of
+// segments, usable without FUSE. Every operation is one atomic transaction
+// whose records and data blocks travel in one log unit; one writer
+// goroutine packs the transactions that have arrived into units (group
+// commit); checkpoints write the metadata dirtied since the last one; Open
+// recovers from the newest checkpoint by replaying every whole unit after
+// it. See docs/DESIGN.md and docs/FORMAT.md.
+package txfs
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/txfs/txfs/cow"
+	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/journal"
+	"github.com/txfs/txfs/segment"
+)
+
+// FormatOptions are the choices of mkfs.
+type FormatOptions struct {
+	BlockSize   uint32 // 0: 4096
+	SegmentSize uint32 // 0: chosen from the device size
+	NoCompress  bool   // store every block raw
+	Label       string // at most 32 bytes
+}
+
+// Options are the choices of Open.
+type Options struct {
+	ReadOnly bool
+	// CheckpointBytes is how much log may be written before a checkpoint
+	// is taken (it bounds recovery time). 0: 32 MiB.
+	CheckpointBytes int64
+	// CheckpointInterval is the longest time between checkpoints while
+	// the volume changes. 0: 30 s.
+	CheckpointInterval time.Duration
+	// CacheBytes bounds the metadata cache. 0: 64 MiB.
+	CacheBytes int64
+}
+
+const (
+	maxUnitBytes     = 4 << 20
+	maxQueuedBytes   = 32 << 20 // sealed units waiting for the device before writers wait
+	defaultCkptBytes = 32 << 20
+)
+
+// Volume is an open txfs volume. All methods are safe for concurrent use.
+type Volume struct {
+	dev      segment.Device
+	sb       *segment.Superblock
+	sbSlot   int
+	geo      segment.Geometry
+	bs       int
+	compress bool
+	ro       bool
+	opts     Options
+
+	mu      sync.Mutex
+	changed *sync.Cond // durable progress, queue space, checkpoint done
+	wake    *sync.Cond // wakes the writer
+
+	tree    *inode.Tree
+	dat     *cow.DAT
+	sut     *segment.Usage
+	nextIno uint64
+	ckptNo  uint64
+
+	// The log head.
+	cur     *segment.UnitBuilder
+	curSeg  uint32
+	nextSeg uint32
+	seq     uint64 // sequence number of cur
+	prevSum uint64 // checksum of the unit before cur
+	queue   []*sealedUnit
+	queued  int64
+	written uint64 // highest sequence number written to the device
+	durable uint64 // highest sequence number flushed
+	syncReq uint64 // highest sequence number a caller waits to be durable
+
+	free        []uint32 // segments the log may take
+	reserve     int      // free segments kept for checkpoints
+	usedSince   []uint32 // segments taken since the running checkpoint began
+	ckptRunning bool
+	logBytes    int64 // log written since the last checkpoint began
+	deadBytes   int64 // stored bytes that died since the last checkpoint began
+	lastCkpt    time.Time
+
+	inoSeq map[Ino]uint64 // newest unit that changed an inode, until durable
+	opens  map[Ino]int
+
+	err        error // first device or corruption error: the volume stops writing
+	closing    bool
+	closed     bool
+	done       chan struct{}
+	ckptMu     sync.Mutex
+	closeDev   bool      // Close closes the device (OpenPath opened it)
+	writerDone bool      // the writer goroutine has exited
+	curStart   time.Time // when the first transaction joined cur
+}
+
+type sealedUnit struct {
+	seq  uint64
+	addr uint64
+	buf  []byte
+}
+
+// Format writes an empty volume onto dev: an empty root directory, its
+// first checkpoint and both superblocks.
+func Format(dev segment.Device, o FormatOptions) error {
+	geo, err := segment.GeometryFor(dev.Size(), o.BlockSize, o.SegmentSize)
+	if err != nil {
+		return err
+	}
+	if len(o.Label) > segment.LabelSize {
+		return fmt.Errorf("%w: label longer than %d bytes", ErrInvalid, segment.LabelSize)
+	}
+	sb := &segment.Superblock{Version: segment.FormatVersion, Label: o.Label, Geometry: geo,
+		DeviceSize: uint64(dev.Size()), Created: time.Now().UnixNano()}
+	if !o.NoCompress {
+		sb.Flags |= segment.SuperCompress
+	}
+	if _, err := rand.Read(sb.UUID[:]); err != nil {
+		return err
+	}
+	sb.UUID[6] = sb.UUID[6]&0x0f | 0x40 // version 4
+	sb.UUID[8] = sb.UUID[8]&0x3f | 0x80 // RFC 4122 variant
+	// Invalidate any older superblocks first, so a failed format never
+	// leaves an older volume that looks whole.
+	zero := make([]byte, 2*geo.BlockSize)
+	if _, err := dev.WriteAt(zero, 0); err != nil {
+		return err
+	}
+	v := newVolume(dev, sb, 1, Options{})
+	v.tree = inode.NewTree(v, inode.NilNode, v.bs, v.opts.CacheBytes)
+	v.dat = cow.Open(cow.State{}, v.bs, v.readRaw, 1024)
+	v.sut = segment.OpenUsage(geo.Segments, v.bs, segment.BlockPtr{}, 0, v.readRaw)
+	v.nextIno = RootIno + 1
+	for s := geo.Segments; s > 2; s-- {
+		v.free = append(v.free, s-1)
+	}
+	v.curSeg, v.nextSeg = 0, 1
+	v.seq = 1
+	v.cur = v.newUnit(segment.UnitOps, uint64(geo.SegmentOffset(0)))
+	now := nowSpec()
+	root := &inodeRec{Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}
+	if err := v.tree.Put(inodeKey(RootIno), root.encode()); err != nil {
+		return err
+	}
+	go v.writer()
+	if err := v.checkpoint(); err != nil {
+		v.stop()
+		return err
+	}
+	v.stop()
+	// The first checkpoint went to slot 0 (newVolume started at slot 1, so
+	// the next slot is 0); write slot 1 as well so both slots are valid.
+	sb2 := *v.sb
+	sb2.Generation--
+	if err := segment.WriteSuperblock(dev, &sb2, 1); err != nil {
+		return err
+	}
+	return dev.Sync()
+}
+
+func newVolume(dev segment.Device, sb *segment.Superblock, slot int, o Options) *Volume {
+	if o.CheckpointBytes == 0 {
+		o.CheckpointBytes = defaultCkptBytes
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = 30 * time.Second
+	}
+	if o.CacheBytes == 0 {
+		o.CacheBytes = 64 << 20
+	}
+	v := &Volume{dev: dev, sb: sb, sbSlot: slot, geo: sb.Geometry, bs: int(sb.Geometry.BlockSize),
+		compress: sb.Flags&segment.SuperCompress != 0, ro: o.ReadOnly, opts: o,
+		inoSeq: map[Ino]uint64{}, opens: map[Ino]int{}, done: make(chan struct{}), lastCkpt: time.Now()}
+	v.changed = sync.NewCond(&v.mu)
+	v.wake = sync.NewCond(&v.mu)
+	v.reserve = max(4, int(sb.Geometry.Segments/32))
+	return v
+}
+
+// Open opens the volume on dev and recovers it: the newest checkpoint, then
+// every whole log unit after it. Orphans (inodes unlinked while open) are
+// freed. A read-only open recovers in memory and writes nothing.
+func Open(dev segment.Device, o Options) (*Volume, error) {
+	sb, slot, err := segment.ReadSuperblock(dev)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrIO, err)
+	}
+	v := newVolume(dev, sb, slot, o)
+	replayed, err := v.recover()
+	if err != nil {
+		return nil, err
+	}
+	if v.ro {
+		close(v.done)
+		return v, nil
+	}
+	go v.writer()
+	go v.checkpointer()
+	if err := v.freeOrphans(); err != nil {
+		v.stop()
+		return nil, err
+	}
+	if replayed > 0 {
+		if err := v.checkpoint(); err != nil {
+			v.stop()
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// Close takes a final checkpoint and stops the volume.
+func (v *Volume) Close() error {
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return ErrClosed
+	}
+	v.mu.Unlock()
+	var err error
+	if !v.ro {
+		err = v.checkpoint()
+	}
+	v.stop()
+	if v.closeDev {
+		if cerr := v.dev.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// stop ends the background goroutines after the queue is written.
+func (v *Volume) stop() {
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return
+	}
+	v.closed, v.closing = true, true
+	v.wake.Broadcast()
+	v.changed.Broadcast()
+	v.mu.Unlock()
+	if !v.ro {
+		<-v.done
+	}
+}
+
+// fail records the first fatal error; later writes are refused.
+func (v *Volume) fail(err error) error {
+	if v.err == nil {
+		v.err = fmt.Errorf("%w: %v", ErrIO, err)
+		v.changed.Broadcast()
+		v.wake.Broadcast()
+	}
+	return v.err
+}
+
+func (v *Volume) usable() error {
+	if v.closed {
+		return ErrClosed
+	}
+	return v.err
+}
+
+func (v *Volume) writable() error {
+	if err := v.usable(); err != nil {
+		return err
+	}
+	if v.ro {
+		return ErrReadOnly
+	}
+	return nil
+}
+
+// readRaw reads bytes at a device address, from a unit not yet written if
+// that is where they are.
+func (v *Volume) readRaw(addr uint64, buf []byte) error {
+	if v.cur != nil {
+		if b, ok := v.cur.BlockBytes(addr, uint32(len(buf))); ok {
+			copy(buf, b)
+			return nil
+		}
+	}
+	for _, u := range v.queue {
+		if addr >= u.addr && addr+uint64(len(buf)) <= u.addr+uint64(len(u.buf)) {
+			copy(buf, u.buf[addr-u.addr:])
+			return nil
+		}
+	}
+	if _, err := v.dev.ReadAt(buf, int64(addr)); err != nil {
+		return fmt.Errorf("read at %d: %w", addr, err)
+	}
+	return nil
+}
+
+// readBlock returns the raw content of virtual block vb, verified.
+func (v *Volume) readBlock(vb uint64, dst []byte) ([]byte, error) {
+	e, err := v.dat.Live(vb)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrIO, err)
+	}
+	if e.Addr == 0 {
+		return nil, fmt.Errorf("%w: virtual block %d has no content", ErrIO, vb)
+	}
+	stored := make([]byte, e.Len)
+	if err := v.readRaw(e.Addr, stored); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrIO, err)
+	}
+	raw, err := segment.DecodeBlock(stored, uint8(e.Flags), e.Sum, v.bs, dst)
+	if err != nil {
+		return nil, fmt.Errorf("%w: virtual block %d at %d: %v", ErrIO, vb, e.Addr, err)
+	}
+	return raw, nil
+}
+
+// LoadNode gives the metadata tree its nodes (inode.Store).
+func (v *Volume) LoadNode(id inode.NodeID) ([]byte, error) {
+	return v.readBlock(uint64(id), nil)
+}
+
+// --- the log -----------------------------------------------------------
+
+func (v *Volume) newUnit(kind uint16, addr uint64) *segment.UnitBuilder {
+	end := uint64(v.geo.SegmentOffset(v.curSeg)) + uint64(v.geo.SegmentSize)
+	room := min(end-addr, maxUnitBytes)
+	return segment.NewUnitBuilder(addr, kind, uint32(v.bs), uint32(room))
+}
+
+// segRemaining is how many bytes the current segment still has from cur.
+func (v *Volume) segRemaining() int64 {
+	end := v.geo.SegmentOffset(v.curSeg) + int64(v.geo.SegmentSize)
+	return end - int64(v.cur.Addr)
+}
+
+// sealLocked closes cur and queues it for the writer; the next unit starts
+// right after it, or at the next segment when this one is nearly full.
+func (v *Volume) sealLocked() error {
+	if v.cur.Empty() {
+		return nil
+	}
+	buf, sum := v.cur.Seal(v.sb.VolumeID(), v.seq, v.prevSum, v.nextSeg)
+	if err := v.sut.Touch(v.curSeg, v.seq); err != nil {
+		return v.fail(err)
+	}
+	v.queue = append(v.queue, &sealedUnit{seq: v.seq, addr: v.cur.Addr, buf: buf})
+	v.queued += int64(len(buf))
+	v.logBytes += int64(len(buf))
+	v.prevSum = sum
+	v.seq++
+	next := v.cur.Addr + uint64(len(buf))
+	kind := v.cur.Kind
+	v.cur = v.newUnit(kind, next)
+	if v.segRemaining() < int64(4*v.bs) {
+		if err := v.advanceSegment(); err != nil {
+			return err
+		}
+	}
+	v.wake.Signal()
+	return nil
+}
+
+// advanceSegment moves the log head to the segment the current one names
+// as next, and chooses the one after it.
+func (v *Volume) advanceSegment() error {
+	if len(v.free) == 0 {
+		return v.fail(errors.New("no free segment for the log (reserve exhausted)"))
+	}
+	v.curSeg = v.nextSeg
+	v.nextSeg = v.free[len(v.free)-1]
+	v.free = v.free[:len(v.free)-1]
+	if v.ckptRunning {
+		v.usedSince = append(v.usedSince, v.nextSeg)
+	}
+	v.cur = v.newUnit(v.cur.Kind, uint64(v.geo.SegmentOffset(v.curSeg)))
+	return nil
+}
+
+// ensure makes cur a unit of the given kind with room for n more bytes
+// (blocks, summaries and records).
+func (v *Volume) ensure(kind uint16, storedBytes, nblocks, recBytes int) error {
+	if v.cur.Kind != kind {
+		if err := v.sealLocked(); err != nil {
+			return err
+		}
+		v.cur.Kind = kind
+	}
+	if v.cur.Fits(storedBytes, nblocks, recBytes) {
+		return nil
+	}
+	if err := v.sealLocked(); err != nil {
+		return err
+	}
+	if !v.cur.Fits(storedBytes, nblocks, recBytes) {
+		if err := v.advanceSegment(); err != nil {
+			return err
+		}
+	}
+	if !v.cur.Fits(storedBytes, nblocks, recBytes) {
+		return v.fail(fmt.Errorf("a transaction of %d bytes does not fit in a log unit", storedBytes+recBytes))
+	}
+	return nil
+}
+
+// availableBytes is the log space writers may still use: the rest of the
+// current segment and the free segments above the reserve.
+func (v *Volume) availableBytes(reserve int) int64 {
+	n := v.segRemaining()
+	if extra := len(v.free) - reserve; extra > 0 {
+		n += int64(extra) * int64(v.geo.SegmentSize)
+	}
+	return n
+}
+
+// hasRoom reports whether a transaction of need bytes can be written
+// without touching the reserve: in the current segment, or else in a fresh
+// one above the reserve.
+func (v *Volume) hasRoom(need int64, reserve int) bool {
+	if need <= v.segRemaining()-int64(v.cur.Size()) {
+		return true
+	}
+	return len(v.free)-reserve >= 1+int(need/int64(v.geo.SegmentSize))
+}
+
+// dirtyMetaBytes is about what the next checkpoint writes.
+func (v *Volume) dirtyMetaBytes() int64 {
+	return v.tree.DirtyBytes() + v.dat.DirtyBytes(v.bs)
+}
+
+// sealWanted says when the writer should close cur rather than let more
+// transactions join it: someone waits for it, it is big, or it has waited
+// long enough (the checkpointer ticks every 2 ms).
+func (v *Volume) sealWanted() bool {
+	return v.syncReq >= v.seq || v.closing || v.ckptRunning || v.cur.Size() >= 512<<10 ||
+		time.Since(v.curStart) >= 2*time.Millisecond
+}
+
+func (v *Volume) writerHasWork() bool {
+	return v.err != nil || v.closing || len(v.queue) > 0 ||
+		(!v.cur.Empty() && v.sealWanted()) || (v.syncReq > v.durable && v.written >= v.syncReq)
+}
+
+// writer is the one goroutine that writes units to the device and flushes
+// it for the callers that wait on durability. Writers of operations never
+// wait for it unless they asked for durability or the queue is full.
+func (v *Volume) writer() {
+	defer close(v.done)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	defer func() {
+		v.writerDone = true
+		v.changed.Broadcast()
+	}()
+	for {
+		for !v.writerHasWork() {
+			v.wake.Wait()
+		}
+		if v.err != nil {
+			v.changed.Broadcast()
+			return
+		}
+		if len(v.queue) == 0 && !v.cur.Empty() && v.sealWanted() {
+			// Group commit: whatever has arrived goes out as one unit.
+			if err := v.sealLocked(); err != nil {
+				continue
+			}
+		}
+		if len(v.queue) == 0 && v.closing && v.cur.Empty() && v.durable >= v.written {
+			v.changed.Broadcast()
+			return
+		}
+		batch := v.queue
+		v.mu.Unlock()
+		var err error
+		for _, u := range batch {
+			if _, err = v.dev.WriteAt(u.buf, int64(u.addr)); err != nil {
+				break
+			}
+		}
+		v.mu.Lock()
+		if err != nil {
+			v.fail(err)
+			continue
+		}
+		if n := len(batch); n > 0 {
+			v.written = batch[n-1].seq
+			v.queue = v.queue[n:]
+			for _, u := range batch {
+				v.queued -= int64(len(u.buf))
+			}
+		}
+		if v.syncReq > v.durable || (v.closing && v.written > v.durable) {
+			target := v.written
+			v.mu.Unlock()
+			err := v.dev.Sync()
+			v.mu.Lock()
+			if err != nil {
+				v.fail(err)
+				continue
+			}
+			v.durable = target
+			for ino, s := range v.inoSeq {
+				if s <= target {
+					delete(v.inoSeq, ino)
+				}
+			}
+		}
+		v.changed.Broadcast()
+	}
+}
+
+// waitDurable waits until unit seq is written and flushed.
+func (v *Volume) waitDurable(seq uint64) error {
+	if seq > v.syncReq {
+		v.syncReq = seq
+	}
+	v.wake.Signal()
+	for v.durable < seq && v.err == nil {
+		if v.writerDone {
+			return ErrClosed
+		}
+		v.changed.Wait()
+	}
+	return v.err
+}
+
+// --- transactions ------------------------------------------------------
+
+// tx is one atomic operation being built. It mutates the in-memory state
+// as it goes and appends its blocks to cur; its records join cur when it
+// commits. begin reserved the room, so nothing else enters cur meanwhile
+// (the volume lock is held from begin to commit).
+type tx struct {
+	v       *Volume
+	rec     journal.Writer
+	touched []Ino
+}
+
+// Operation codes in Op records (for tools; replay does not need them).
+const (
+	opCreate = iota + 1
+	opMkdir
+	opMknod
+	opSymlink
+	opLink
+	opUnlink
+	opRmdir
+	opRename
+	opWrite
+	opSetAttr
+	opSetXattr
+	opRemoveXattr
+	opFreeInode
+	opTruncate
+)
+
+// begin starts a transaction that will add at most blockBytes of blocks in
+// nblocks blocks and recBytes of records. freesSpace operations (deletes)
+// may dip into half the reserve, so a full volume can always be emptied.
+func (v *Volume) begin(op int, blockBytes, nblocks, recBytes int, freesSpace bool) (*tx, error) {
+	if err := v.writable(); err != nil {
+		return nil, err
+	}
+	reserve := v.reserve
+	if freesSpace {
+		reserve /= 2
+	}
+	need := int64(blockBytes + nblocks*segment.SummarySize + recBytes + 2*v.bs)
+	for tries := 0; !v.hasRoom(need, reserve); tries++ {
+		// Segments emptied since the last checkpoint become free after the
+		// next one; without dead space a checkpoint would only use space.
+		if tries == 2 || v.deadBytes < int64(v.geo.SegmentSize) {
+			return nil, ErrNoSpace
+		}
+		v.mu.Unlock()
+		err := v.checkpoint()
+		v.mu.Lock()
+		if err != nil {
+			return nil, err
+		}
+	}
+	for v.queued > maxQueuedBytes && v.err == nil && !v.closed {
+		v.changed.Wait()
+	}
+	if err := v.writable(); err != nil {
+		return nil, err
+	}
+	if err := v.ensure(segment.UnitOps, blockBytes, nblocks, recBytes+64); err != nil {
+		return nil, err
+	}
+	t := &tx{v: v}
+	t.rec.Op(uint64(op))
+	return t, nil
+}
+
+func (t *tx) touch(inos ...Ino) { t.touched = append(t.touched, inos...) }
+
+func (t *tx) put(k inode.Key, val []byte) error {
+	if err := t.v.applyPut(k, val); err != nil {
+		return err
+	}
+	t.rec.Put(keyBytes(k), val)
+	return nil
+}
+
+func (t *tx) del(k inode.Key) error {
+	if _, err := t.v.tree.Delete(k); err != nil {
+		return t.v.fail(err)
+	}
+	t.rec.Del(keyBytes(k))
+	return nil
+}
+
+// allocBlock takes a new virtual block.
+func (t *tx) allocBlock() (uint64, error) {
+	vb, err := t.v.dat.Alloc()
+	if err != nil {
+		return 0, t.v.fail(err)
+	}
+	t.rec.Alloc(vb)
+	return vb, nil
+}
+
+// writeBlock stores raw (one block) as the new content of vb.
+func (t *tx) writeBlock(vb uint64, raw []byte, owner Ino, fileBlock uint64) error {
+	v := t.v
+	stored, flags := segment.EncodeBlock(raw, nil, v.compress)
+	e := segment.SummaryEntry{Kind: segment.SumData, Flags: flags, ID: vb, Owner: owner, Offset: fileBlock, Sum: segment.Checksum(stored)}
+	_, addr := v.cur.AddBlock(e, stored)
+	if err := v.applyWrite(vb, addr, uint32(len(stored)), uint16(flags), e.Sum); err != nil {
+		return err
+	}
+	t.rec.Write(vb)
+	return nil
+}
+
+// ref changes a block's reference count; at zero its space is dead.
+func (t *tx) ref(vb uint64, delta int64) error {
+	if err := t.v.applyRef(vb, delta); err != nil {
+		return err
+	}
+	t.rec.Ref(vb, delta)
+	return nil
+}
+
+// commit hands the records to cur. The operation is then atomic: it is in
+// the log with its blocks, and reaches the device with the unit.
+func (t *tx) commit() {
+	v := t.v
+	if v.cur.Empty() {
+		v.curStart = time.Now()
+	}
+	v.cur.AppendRecords(t.rec.Buf)
+	for _, ino := range t.touched {
+		v.inoSeq[ino] = v.seq
+	}
+	v.wake.Signal()
+}
+
+// The state changes shared by live transactions and replay.
+
+func (v *Volume) applyPut(k inode.Key, val []byte) error {
+	if err := v.tree.Put(k, val); err != nil {
+		return v.fail(err)
+	}
+	if k.Type == itemInode && k.Ino >= v.nextIno {
+		v.nextIno = k.Ino + 1
+	}
+	return nil
+}
+
+func (v *Volume) applyWrite(vb, addr uint64, length uint32, flags uint16, sum uint64) error {
+	old, err := v.dat.SetLoc(vb, addr, length, flags, sum)
+	if err != nil {
+		return v.fail(err)
+	}
+	if old.Addr != 0 {
+		if err := v.addLive(old.Addr, -int64(old.Len)); err != nil {
+			return err
+		}
+	}
+	return v.addLive(addr, int64(length))
+}
+
+func (v *Volume) applyRef(vb uint64, delta int64) error {
+	old, freed, err := v.dat.AddRef(vb, delta)
+	if err != nil {
+		return v.fail(err)
+	}
+	if freed && old.Addr != 0 {
+		return v.addLive(old.Addr, -int64(old.Len))
+	}
+	return nil
+}
+
+func (v *Volume) addLive(addr uint64, delta int64) error {
+	s, ok := v.geo.SegmentOf(addr)
+	if !ok {
+		return v.fail(fmt.Errorf("address %d is outside the segments", addr))
+	}
+	if err := v.sut.Add(s, delta, 0); err != nil {
+		return v.fail(err)
+	}
+	if delta < 0 {
+		v.deadBytes -= delta
+	}
+	return nil
+}
+
+func nowSpec() Timespec {
+	t := time.Now()
+	return Timespec{Sec: t.Unix(), Nsec: uint32(t.Nanosecond())}
+}
+
+func keyBytes(k inode.Key) []byte {
+	b := make([]byte, inode.KeySize)
+	k.Encode(b)
+	return b
+}
