@@ -358,10 +358,12 @@ func (r *modelRun) op() {
 			if n != len(data) {
 				r.fatalf("write returned %d of %d", n, len(data))
 			}
-			if end := off + len(data); end > len(f.data) && len(data) > 0 {
-				f.data = append(f.data, make([]byte, end-len(f.data))...)
+			if end := off + len(data); len(data) > 0 {
+				if end > len(f.data) {
+					f.data = append(f.data, make([]byte, end-len(f.data))...)
+				}
+				copy(f.data[off:], data)
 			}
-			copy(f.data[off:], data)
 		}
 		r.touched[f] = len(r.dumps)
 		r.step(fmt.Sprintf("write %d off %d len %d", f.ino, off, len(data)))
