@@ -334,7 +334,10 @@ func (v *Volume) finishTruncate(ino Ino) error {
 
 // Extended attributes.
 
-var xattrPrefixes = []string{"user.", "trusted.", "security.", "system."}
+// xattrPrefixes are the namespaces stored. "system." holds POSIX ACLs,
+// which txfs does not implement: refusing them makes cp and tar fall back
+// to chmod, where storing them would silently lose the mode change.
+var xattrPrefixes = []string{"user.", "trusted.", "security."}
 
 func (v *Volume) checkXattrName(name string) error {
 	if len(name) == 0 || len(name) > 255 {

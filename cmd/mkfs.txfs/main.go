@@ -136,7 +136,7 @@ func run(c *cli.Context) error {
 		comp = "none"
 	}
 	fmt.Fprintf(c.App.Writer, "%s: txfs volume of %s, %d segments of %s, blocks of %s, compression %s\nuuid %s",
-		path, FormatSize(g.DeviceBytes()), g.Segments, FormatSize(int64(g.SegmentSize)), FormatSize(int64(g.BlockSize)), comp, uuidString(sb.UUID))
+		path, FormatSize(int64(sb.DeviceSize)), g.Segments, FormatSize(int64(g.SegmentSize)), FormatSize(int64(g.BlockSize)), comp, uuidString(sb.UUID))
 	if sb.Label != "" {
 		fmt.Fprintf(c.App.Writer, " label %q", sb.Label)
 	}
