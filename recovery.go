@@ -228,6 +228,7 @@ func (v *Volume) recover() (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	v.logf("superblock slot %d (generation %d) names checkpoint %d: unit %d at byte %d", v.sbSlot, v.sb.Generation, c.Number, ref.Seq, ref.Addr)
 	v.ckptNo = c.Number
 	v.nextIno = c.NextIno
 	v.dat = cow.Open(c.DAT, v.bs, v.readRaw, 4096)
@@ -253,6 +254,7 @@ func (v *Volume) recover() (int, error) {
 			v.curSeg, v.nextSeg = s, u.Header.NextSeg
 			used[s], used[v.nextSeg] = true, true
 		}
+		v.logf("unit %d at byte %d (segment %d): %s", seq, at, v.curSeg, unitKindName(u.Header.Kind))
 		if err := v.replayUnit(u); err != nil {
 			return 0, fmt.Errorf("%w: replay of unit %d at byte %d: %v", ErrIO, seq, at, err)
 		}
@@ -261,6 +263,7 @@ func (v *Volume) recover() (int, error) {
 	}
 	v.seq, v.prevSum = seq, prev
 	v.written, v.durable = seq-1, seq-1
+	v.logf("the log ends before unit %d: nothing at byte %d or at the start of segment %d continues the chain; %d units replayed", seq, pos, v.nextSeg, replayed)
 	segEnd := uint64(v.geo.SegmentOffset(v.curSeg)) + uint64(v.geo.SegmentSize)
 	if pos+uint64(4*v.bs) > segEnd {
 		// The segment is full: the log goes on at its next segment.
@@ -284,6 +287,16 @@ func (v *Volume) recover() (int, error) {
 	}
 	v.cur = v.newUnit(segment.UnitOps, pos)
 	return replayed, nil
+}
+
+func unitKindName(k uint16) string {
+	switch k {
+	case segment.UnitOps:
+		return "operations, replayed"
+	case segment.UnitMeta:
+		return "checkpoint blocks, skipped"
+	}
+	return "checkpoint record, skipped"
 }
 
 // readUnit reads and verifies the unit at addr; n is its length if known.

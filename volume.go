@@ -41,6 +41,15 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// CacheBytes bounds the metadata cache. 0: 64 MiB.
 	CacheBytes int64
+	// Log, if set, is told every decision recovery takes: the checkpoint it
+	// starts from, each unit it replays or skips, and why the log ends.
+	Log func(format string, args ...any)
+}
+
+func (v *Volume) logf(format string, args ...any) {
+	if v.opts.Log != nil {
+		v.opts.Log(format, args...)
+	}
 }
 
 const (

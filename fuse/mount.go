@@ -129,6 +129,11 @@ func Mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 		// The root's real inode number, so stat shows 1 and not a
 		// number go-fuse made up. Practices item 14.
 		RootStableAttr: &rootAttr,
+		// Report modes exactly as stored: without this go-fuse shows a
+		// mode with no permission bits as 0644 (0755 for directories), and
+		// with default_permissions the kernel would then let everyone read
+		// a file chmodded to 000.
+		NullPermissions: true,
 	}
 
 	server, err := fs.Mount(dir, newRoot(v), &opts)
