@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -53,7 +54,7 @@ func (v *Volume) logf(format string, args ...any) {
 }
 
 const (
-	maxUnitBytes     = 4 << 20
+	maxUnitBytes     = segment.MaxPooledUnit
 	maxQueuedBytes   = 32 << 20 // sealed units waiting for the device before writers wait
 	defaultCkptBytes = 32 << 20
 )
@@ -110,6 +111,7 @@ type Volume struct {
 	closeDev   bool      // Close closes the device (OpenPath opened it)
 	writerDone bool      // the writer goroutine has exited
 	curStart   time.Time // when the first transaction joined cur
+	curTxns    int       // transactions in cur
 }
 
 type sealedUnit struct {
@@ -366,6 +368,7 @@ func (v *Volume) sealLocked() error {
 	v.logBytes += int64(len(buf))
 	v.prevSum = sum
 	v.seq++
+	v.curTxns = 0
 	next := v.cur.Addr + uint64(len(buf))
 	kind := v.cur.Kind
 	v.cur = v.newUnit(kind, next)
@@ -478,7 +481,18 @@ func (v *Volume) writer() {
 			return
 		}
 		if len(v.queue) == 0 && !v.cur.Empty() && v.sealWanted() {
-			// Group commit: whatever has arrived goes out as one unit.
+			// Group commit: whatever has arrived goes out as one unit. When
+			// a flush is wanted, first let the writers the last flush woke
+			// add their next transactions, for as long as more keep coming.
+			for i := 0; i < 8 && v.syncReq >= v.seq && !v.closing; i++ {
+				n := v.curTxns
+				v.mu.Unlock()
+				runtime.Gosched()
+				v.mu.Lock()
+				if v.curTxns == n {
+					break
+				}
+			}
 			if err := v.sealLocked(); err != nil {
 				continue
 			}
@@ -505,6 +519,8 @@ func (v *Volume) writer() {
 			v.queue = v.queue[n:]
 			for _, u := range batch {
 				v.queued -= int64(len(u.buf))
+				segment.ReleaseUnitBuffer(u.buf)
+				u.buf = nil
 			}
 		}
 		if v.syncReq > v.durable || (v.closing && v.written > v.durable) {
@@ -669,6 +685,7 @@ func (t *tx) commit() {
 		v.curStart = time.Now()
 	}
 	v.cur.AppendRecords(t.rec.Buf)
+	v.curTxns++
 	for _, ino := range t.touched {
 		v.inoSeq[ino] = v.seq
 	}

@@ -3,6 +3,7 @@ package segment
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 
 	"github.com/pierrec/lz4/v4"
 )
@@ -187,20 +188,43 @@ func unitChecksum(b []byte) uint64 {
 }
 
 // UnitBuilder assembles a unit whose address is fixed before the first block
-// is added, so every block's address is known at once.
+// is added, so every block's address is known at once. Blocks are stored
+// straight into the buffer that is finally written: sealing adds the
+// summary and records behind them and fills in the header, copying no block.
 type UnitBuilder struct {
 	Addr      uint64
 	Kind      uint16
 	blockSize uint32
 	maxLen    uint32
-	blocks    []byte
+	buf       []byte // header space, then the blocks
 	summary   []SummaryEntry
 	records   []byte
 }
 
+// MaxPooledUnit is the capacity of the unit buffers that are recycled.
+const MaxPooledUnit = 4 << 20
+
+var unitBufs = sync.Pool{New: func() any { b := make([]byte, 0, MaxPooledUnit); return &b }}
+
 // NewUnitBuilder starts a unit at addr that may grow to maxLen bytes.
 func NewUnitBuilder(addr uint64, kind uint16, blockSize, maxLen uint32) *UnitBuilder {
 	return &UnitBuilder{Addr: addr, Kind: kind, blockSize: blockSize, maxLen: maxLen}
+}
+
+// ReleaseUnitBuffer gives the buffer of a sealed unit back once it has been
+// written and nothing reads it any more.
+func ReleaseUnitBuffer(b []byte) {
+	if cap(b) == MaxPooledUnit {
+		b = b[:0]
+		unitBufs.Put(&b)
+	}
+}
+
+func (u *UnitBuilder) blocksLen() int {
+	if u.buf == nil {
+		return 0
+	}
+	return len(u.buf) - UnitHeaderSize
 }
 
 // Size is an upper bound of the unit's length if sealed now (records
@@ -208,14 +232,14 @@ func NewUnitBuilder(addr uint64, kind uint16, blockSize, maxLen uint32) *UnitBui
 func (u *UnitBuilder) Size() uint32 { return u.sizeWith(0, 0, 0) }
 
 func (u *UnitBuilder) sizeWith(blocks, sums, rec int) uint32 {
-	n := UnitHeaderSize + len(u.blocks) + blocks + (len(u.summary)+sums)*SummarySize + len(u.records) + rec
+	n := UnitHeaderSize + u.blocksLen() + blocks + (len(u.summary)+sums)*SummarySize + len(u.records) + rec
 	return roundUp(uint32(n), u.blockSize)
 }
 
 // Fits reports whether blocks of storedBytes bytes in nblocks summary
 // entries and rec bytes of records still fit.
 func (u *UnitBuilder) Fits(storedBytes, nblocks, rec int) bool {
-	return uint64(UnitHeaderSize+len(u.blocks)+storedBytes+(len(u.summary)+nblocks)*SummarySize+len(u.records)+rec) <= uint64(u.maxLen)
+	return uint64(UnitHeaderSize+u.blocksLen()+storedBytes+(len(u.summary)+nblocks)*SummarySize+len(u.records)+rec) <= uint64(u.maxLen)
 }
 
 // Empty reports whether nothing was added.
@@ -227,9 +251,16 @@ func (u *UnitBuilder) NumBlocks() int { return len(u.summary) }
 // AddBlock appends a stored block and returns its summary index and device
 // address. The caller checked Fits.
 func (u *UnitBuilder) AddBlock(e SummaryEntry, stored []byte) (int, uint64) {
+	if u.buf == nil {
+		if u.maxLen <= MaxPooledUnit {
+			u.buf = (*unitBufs.Get().(*[]byte))[:UnitHeaderSize]
+		} else {
+			u.buf = make([]byte, UnitHeaderSize, u.maxLen)
+		}
+	}
 	e.Len = uint32(len(stored))
-	addr := u.Addr + UnitHeaderSize + uint64(len(u.blocks))
-	u.blocks = append(u.blocks, stored...)
+	addr := u.Addr + uint64(len(u.buf))
+	u.buf = append(u.buf, stored...)
 	u.summary = append(u.summary, e)
 	return len(u.summary) - 1, addr
 }
@@ -238,11 +269,11 @@ func (u *UnitBuilder) AddBlock(e SummaryEntry, stored []byte) (int, uint64) {
 // unit, for reads of blocks not yet on the device.
 func (u *UnitBuilder) BlockBytes(addr uint64, n uint32) ([]byte, bool) {
 	start := u.Addr + UnitHeaderSize
-	if addr < start || addr+uint64(n) > start+uint64(len(u.blocks)) {
+	if addr < start || addr+uint64(n) > start+uint64(u.blocksLen()) {
 		return nil, false
 	}
-	o := addr - start
-	return u.blocks[o : o+uint64(n)], true
+	o := addr - u.Addr
+	return u.buf[o : o+uint64(n)], true
 }
 
 // AppendRecords adds bytes to the record section.
@@ -252,7 +283,7 @@ func (u *UnitBuilder) AppendRecords(b []byte) { u.records = append(u.records, b.
 func (u *UnitBuilder) RecordsLen() int { return len(u.records) }
 
 // Seal encodes the unit. The record section is stored LZ4-compressed when
-// that saves space.
+// that saves space. The builder must not be used afterwards.
 func (u *UnitBuilder) Seal(volumeID, seq, prev uint64, nextSeg uint32) (buf []byte, sum uint64) {
 	rec := u.records
 	var recRaw uint32
@@ -265,35 +296,49 @@ func (u *UnitBuilder) Seal(volumeID, seq, prev uint64, nextSeg uint32) (buf []by
 			rec, recRaw = dst[:n], uint32(len(u.records))
 		}
 	}
-	length := roundUp(uint32(UnitHeaderSize+len(u.blocks)+len(u.summary)*SummarySize+len(rec)), u.blockSize)
-	buf = make([]byte, length)
+	blocksLen := u.blocksLen()
+	length := roundUp(uint32(UnitHeaderSize+blocksLen+len(u.summary)*SummarySize+len(rec)), u.blockSize)
+	buf = u.buf
+	if buf == nil {
+		buf = make([]byte, UnitHeaderSize, length)
+	}
+	u.buf = nil
+	if cap(buf) < int(length) {
+		nb := make([]byte, len(buf), length)
+		copy(nb, buf)
+		buf = nb
+	}
 	le := binary.LittleEndian
-	copy(buf[0:4], UnitMagic)
-	le.PutUint16(buf[4:], FormatVersion)
-	le.PutUint16(buf[6:], u.Kind)
-	le.PutUint64(buf[8:], volumeID)
-	le.PutUint64(buf[16:], seq)
-	le.PutUint64(buf[24:], prev)
-	le.PutUint32(buf[32:], length)
-	le.PutUint32(buf[36:], uint32(len(u.blocks)))
-	le.PutUint32(buf[40:], uint32(len(u.summary)))
-	le.PutUint32(buf[44:], uint32(len(rec)))
-	le.PutUint32(buf[48:], recRaw)
-	le.PutUint32(buf[52:], nextSeg)
-	p := UnitHeaderSize + copy(buf[UnitHeaderSize:], u.blocks)
+	var e [SummarySize]byte
 	for _, s := range u.summary {
-		e := buf[p : p+SummarySize]
-		e[0], e[1] = s.Kind, s.Flags
+		e[0], e[1], e[2], e[3] = s.Kind, s.Flags, 0, 0
 		le.PutUint32(e[4:], s.Len)
 		le.PutUint64(e[8:], s.ID)
 		le.PutUint64(e[16:], s.Owner)
 		le.PutUint64(e[24:], s.Offset)
 		le.PutUint64(e[32:], s.Sum)
-		p += SummarySize
+		buf = append(buf, e[:]...)
 	}
-	copy(buf[p:], rec)
-	sum = unitChecksum(buf)
-	le.PutUint64(buf[56:], sum)
+	buf = append(buf, rec...)
+	pad := int(length) - len(buf)
+	buf = buf[:length]
+	clear(buf[len(buf)-pad:])
+	h := buf[:UnitHeaderSize]
+	copy(h[0:4], UnitMagic)
+	le.PutUint16(h[4:], FormatVersion)
+	le.PutUint16(h[6:], u.Kind)
+	le.PutUint64(h[8:], volumeID)
+	le.PutUint64(h[16:], seq)
+	le.PutUint64(h[24:], prev)
+	le.PutUint32(h[32:], length)
+	le.PutUint32(h[36:], uint32(blocksLen))
+	le.PutUint32(h[40:], uint32(len(u.summary)))
+	le.PutUint32(h[44:], uint32(len(rec)))
+	le.PutUint32(h[48:], recRaw)
+	le.PutUint32(h[52:], nextSeg)
+	clear(h[56:64])
+	sum = Checksum(buf)
+	le.PutUint64(h[56:], sum)
 	return buf, sum
 }
 
