@@ -509,7 +509,7 @@ func (r *modelRun) crash() {
 		r.crashes, opt, r.synced, best, lineDiff(got, r.dumps[best]))
 }
 
-func runModel(t *testing.T, seed int64, ops, crashes int) {
+func runModel(t *testing.T, seed int64, ops, crashes int) int {
 	rng := rand.New(rand.NewSource(seed))
 	v, dev := newTestVolume(t, 48<<20, Options{CheckpointBytes: 512 << 10})
 	r := &modelRun{t: t, seed: seed, rng: rng, v: v, dev: dev, touched: map[*mNode]int{},
@@ -535,6 +535,7 @@ func runModel(t *testing.T, seed int64, ops, crashes int) {
 	if got, _ := dump(v2); got != r.dumps[len(r.dumps)-1] {
 		r.fatalf("after reopen the volume differs from the model")
 	}
+	return r.crashes
 }
 
 // TestCrashModel drives random operations against the volume and a model,
@@ -557,11 +558,13 @@ func TestCrashModel(t *testing.T) {
 	total := 0
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			runModel(t, seed, ops, crashes)
+			total += runModel(t, seed, ops, crashes)
 		})
-		total += crashes
 	}
-	t.Logf("%d seeds, up to %d crash points", len(seeds), total)
+	t.Logf("%d seeds, %d crash points recovered and checked", len(seeds), total)
+	if !testing.Short() && *modelSeed == 0 && total < 2000 {
+		t.Fatalf("only %d crash points; the suite promises at least 2000", total)
+	}
 }
 
 var _ = errors.Is

@@ -455,3 +455,52 @@ func FuzzOpen(f *testing.F) {
 		v.Close()
 	})
 }
+
+// TestBoundedMetadataCache: a volume with far more metadata than its cache
+// works, and after a checkpoint the cache holds no more than its bound.
+func TestBoundedMetadataCache(t *testing.T) {
+	n := 60000
+	if testing.Short() {
+		n = 10000
+	}
+	const bound = 256 << 10
+	v, dev := newTestVolume(t, 256<<20, Options{CacheBytes: bound})
+	d, _ := v.Mkdir(RootIno, "d", 0o755, Owner{})
+	for i := 0; i < n; i++ {
+		if _, err := v.Create(d.Ino, fmt.Sprintf("f%d", i), 0o644, Owner{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := v.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	st := v.tree.Stats()
+	if st.CachedBytes > bound+int64(v.bs)*int64(st.Height) {
+		t.Fatalf("after a checkpoint the tree cache holds %d bytes, bound %d", st.CachedBytes, bound)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Open(dev, Options{CacheBytes: bound})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := 0
+	v.Readdir(d.Ino, 0, func(e DirEntry) bool {
+		if _, err := v.GetAttr(e.Ino); err != nil {
+			t.Fatal(err)
+		}
+		count++
+		return true
+	})
+	if count != n {
+		t.Fatalf("listed %d of %d", count, n)
+	}
+	if st := v.tree.Stats(); st.CachedBytes > bound+int64(v.bs)*int64(st.Height) {
+		t.Fatalf("reading everything grew the cache to %d bytes, bound %d", st.CachedBytes, bound)
+	}
+	if err := v.Check(); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+}
