@@ -265,12 +265,21 @@ func (t *Table) Flush(put TablePut) error {
 		if !l.dirty {
 			continue
 		}
-		if err := t.flushBlock(0, idx, l.data, put); err != nil {
-			return err
-		}
+		// Clean before put: a change put itself causes (the log moving on
+		// touches the usage table) marks the leaf dirty again for the next
+		// flush instead of being lost.
 		l.dirty = false
 		t.dirty--
 		l.lru = t.lru.PushFront(l)
+		if err := t.flushBlock(0, idx, append([]byte(nil), l.data...), put); err != nil {
+			if !l.dirty {
+				l.dirty = true
+				t.dirty++
+				t.lru.Remove(l.lru)
+				l.lru = nil
+			}
+			return err
+		}
 	}
 	for level := 1; level <= t.depth; level++ {
 		for idx, n := range t.nodes[level-1] {
