@@ -22,7 +22,14 @@ func le64(x uint64) []byte { return binary.LittleEndian.AppendUint64(nil, x) }
 
 // blockMap returns the virtual blocks of ino's file blocks [first, last].
 func (v *Volume) blockMap(ino Ino, first, last uint64) (map[uint64]uint64, error) {
-	m := map[uint64]uint64{}
+	m := make(map[uint64]uint64, min(last-first+1, 256))
+	if first == last {
+		val, ok, err := v.tree.Get(blockKey(ino, first))
+		if ok {
+			m[first] = leUint64(val)
+		}
+		return m, v.failIf(err)
+	}
 	err := v.tree.Ascend(blockKey(ino, first), func(k inode.Key, val []byte) bool {
 		if k.Ino != ino || k.Type != itemBlock || k.Off > last {
 			return false
@@ -142,7 +149,11 @@ func (v *Volume) writeChunk(ino Ino, data []byte, off int64) error {
 	if err != nil {
 		return err
 	}
-	block := make([]byte, v.bs)
+	// The unit copies every block, so one buffer serves the whole write.
+	if len(v.scratch) != v.bs {
+		v.scratch = make([]byte, v.bs)
+	}
+	block := v.scratch
 	for b := first; b < last; b++ {
 		bstart := b * bs
 		lo := max(bstart, uint64(off))

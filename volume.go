@@ -112,6 +112,7 @@ type Volume struct {
 	writerDone bool      // the writer goroutine has exited
 	curStart   time.Time // when the first transaction joined cur
 	curTxns    int       // transactions in cur
+	scratch    []byte    // one block, for building blocks under the lock
 }
 
 type sealedUnit struct {
@@ -633,7 +634,9 @@ func (t *tx) put(k inode.Key, val []byte) error {
 	if err := t.v.applyPut(k, val); err != nil {
 		return err
 	}
-	t.rec.Put(keyBytes(k), val)
+	var kb [inode.KeySize]byte
+	k.Encode(kb[:])
+	t.rec.Put(kb[:], val)
 	return nil
 }
 
@@ -641,7 +644,9 @@ func (t *tx) del(k inode.Key) error {
 	if _, err := t.v.tree.Delete(k); err != nil {
 		return t.v.fail(err)
 	}
-	t.rec.Del(keyBytes(k))
+	var kb [inode.KeySize]byte
+	k.Encode(kb[:])
+	t.rec.Del(kb[:])
 	return nil
 }
 
@@ -745,10 +750,4 @@ func (v *Volume) addLive(addr uint64, delta int64) error {
 func nowSpec() Timespec {
 	t := time.Now()
 	return Timespec{Sec: t.Unix(), Nsec: uint32(t.Nanosecond())}
-}
-
-func keyBytes(k inode.Key) []byte {
-	b := make([]byte, inode.KeySize)
-	k.Encode(b)
-	return b
 }
