@@ -504,3 +504,28 @@ func TestBoundedMetadataCache(t *testing.T) {
 	}
 	v.Close()
 }
+
+func TestFileOfOneTebibyte(t *testing.T) {
+	v, dev := newTestVolume(t, 32<<20, Options{})
+	f, _ := v.Create(RootIno, "huge", 0o644, Owner{})
+	const off = 1<<40 - 4096
+	if _, err := v.Write(f.Ino, []byte("end of a tebibyte"), off); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Write(f.Ino, []byte("x"), MaxFileSize); !errors.Is(err, ErrFileTooBig) {
+		t.Fatalf("write past the largest size: %v", err)
+	}
+	v = reopen(t, v, dev)
+	a, _ := v.GetAttr(f.Ino)
+	buf := make([]byte, 17)
+	if n, err := v.Read(f.Ino, buf, off); err != nil || n != 17 || string(buf) != "end of a tebibyte" || a.Size != off+17 {
+		t.Fatalf("read %q (%d, %v), size %d", buf, n, err, a.Size)
+	}
+	if n, _ := v.Read(f.Ino, buf, 1<<39); n != 17 || !bytes.Equal(buf, make([]byte, 17)) {
+		t.Fatal("a hole in the middle does not read as zeros")
+	}
+	if _, err := v.SetAttr(f.Ino, &SetAttrIn{Valid: SetSize, Size: 0}); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+}

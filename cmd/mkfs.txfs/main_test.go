@@ -1,0 +1,86 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/txfs/txfs"
+	"github.com/txfs/txfs/segment"
+)
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"4096": 4096, "4K": 4096, "64M": 64 << 20, "1G": 1 << 30, "2T": 2 << 40, "1GiB": 1 << 30, "512kb": 512 << 10} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "G", "-1M", "1X", "1.5G", "99999999999T"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) accepted", bad)
+		}
+	}
+}
+
+func TestMkfs(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "a.img")
+	if err := Main([]string{"mkfs.txfs", "--size", "64M", "--label", "test", img}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(img)
+	if st.Size() != 64<<20 {
+		t.Fatalf("image of %d bytes", st.Size())
+	}
+	v, err := txfs.OpenPath(img, txfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Check(); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	// An existing volume is refused without --force, and kept.
+	err = Main([]string{"mkfs.txfs", img})
+	if err == nil || !strings.Contains(err.Error(), "already holds a txfs volume") {
+		t.Fatalf("reformat without --force: %v", err)
+	}
+	if _, _, err := segment.ReadSuperblock(mustOpen(t, img)); err != nil {
+		t.Fatalf("refused format damaged the volume: %v", err)
+	}
+	if err := Main([]string{"mkfs.txfs", "--force", "--compression", "none", img}); err != nil {
+		t.Fatal(err)
+	}
+	// A file with data is refused.
+	data := filepath.Join(dir, "data")
+	os.WriteFile(data, []byte("precious"), 0o644)
+	os.Truncate(data, 64<<20)
+	if err := Main([]string{"mkfs.txfs", data}); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("non-empty file: %v", err)
+	}
+	// Too small, with the reason.
+	err = Main([]string{"mkfs.txfs", "--size", "256K", filepath.Join(dir, "small.img")})
+	if err == nil || !strings.Contains(err.Error(), "too small") {
+		t.Fatalf("tiny image: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "small.img")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a refused new image was left behind")
+	}
+	// Usage errors.
+	for _, args := range [][]string{{"mkfs.txfs"}, {"mkfs.txfs", "--size", "x", img}, {"mkfs.txfs", "--compression", "zstd", img}, {"mkfs.txfs", filepath.Join(dir, "new.img")}} {
+		if err := Main(args); !errors.As(err, new(usageError)) {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+}
+
+func mustOpen(t *testing.T, path string) segment.Device {
+	d, err := segment.OpenFile(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
