@@ -37,6 +37,7 @@ var (
 	ErrBusy         = &Error{syscall.EBUSY, "txfs: volume busy"}
 	ErrNotSupported = &Error{syscall.EOPNOTSUPP, "txfs: operation not supported"}
 	ErrPermission   = &Error{syscall.EPERM, "txfs: operation not permitted"}
+	ErrNoData       = &Error{syscall.ENXIO, "txfs: no data at or after that offset"}
 	ErrClosed       = &Error{syscall.EIO, "txfs: volume closed"}
 	// ErrIO wraps device errors and corruption: checksum mismatches and
 	// structures that do not decode. The volume stops writing after one.

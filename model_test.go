@@ -457,7 +457,44 @@ func (r *modelRun) op() {
 		if err := v.Release(f.ino); err != nil {
 			r.fatalf("release: %v", err)
 		}
-	case k < 95: // fsync
+	case k < 89: // punch a hole
+		f := pickFile()
+		if f == nil || f.mode&syscall.S_IFMT != syscall.S_IFREG || len(f.data) == 0 {
+			return
+		}
+		off := rng.Intn(len(f.data))
+		n := 1 + rng.Intn(len(f.data)-off+8192)
+		if err := v.PunchHole(f.ino, int64(off), int64(n)); err != nil {
+			r.fatalf("punch: %v", err)
+		}
+		clear(f.data[off:min(len(f.data), off+n)])
+		r.touched[f] = len(r.dumps)
+		r.step(fmt.Sprintf("punch %d off %d len %d", f.ino, off, n))
+	case k < 93: // copy a range, sharing blocks where aligned
+		s, d := pickFile(), pickFile()
+		if s == nil || s == d || s.mode&syscall.S_IFMT != syscall.S_IFREG || d.mode&syscall.S_IFMT != syscall.S_IFREG {
+			return
+		}
+		so, do := rng.Intn(len(s.data)+1), rng.Intn(len(d.data)+1)
+		if rng.Intn(2) == 0 {
+			so, do = so/4096*4096, do/4096*4096
+		}
+		n := rng.Intn(40 << 10)
+		got, err := v.CopyRange(s.ino, int64(so), d.ino, int64(do), int64(n))
+		want := min(n, max(0, len(s.data)-so))
+		if err != nil || got != int64(want) {
+			r.fatalf("copy range: %d %v, want %d", got, err, want)
+		}
+		if want > 0 {
+			part := append([]byte(nil), s.data[so:so+want]...)
+			if end := do + want; end > len(d.data) {
+				d.data = append(d.data, make([]byte, end-len(d.data))...)
+			}
+			copy(d.data[do:], part)
+		}
+		r.touched[d] = len(r.dumps)
+		r.step(fmt.Sprintf("copy %d off %d -> %d off %d len %d", s.ino, so, d.ino, do, n))
+	case k < 98: // fsync
 		f := pickFile()
 		if f == nil {
 			return

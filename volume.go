@@ -587,6 +587,8 @@ const (
 	opRemoveXattr
 	opFreeInode
 	opTruncate
+	opPunch
+	opCopyRange
 )
 
 // begin starts a transaction that will add at most blockBytes of blocks in

@@ -13,7 +13,6 @@ import "github.com/hanwen/go-fuse/v2/fs"
 //     keeps POSIX and BSD locks itself (see the package doc).
 //   - NodeAccesser: the mount uses default_permissions, so the kernel
 //     never sends ACCESS.
-//   - NodeCopyFileRanger: the kernel falls back to reading and writing.
 //   - NodeTmpfiler: O_TMPFILE is not supported.
 //   - NodeStatxer: go-fuse answers STATX with ENOSYS, and the kernel
 //     then uses GETATTR (Getattr) for the rest of the mount.
@@ -32,6 +31,7 @@ var (
 	_ = (fs.NodeFsyncer)((*Node)(nil))
 	_ = (fs.NodeLseeker)((*Node)(nil))
 	_ = (fs.NodeAllocater)((*Node)(nil))
+	_ = (fs.NodeCopyFileRanger)((*Node)(nil))
 	_ = (fs.NodeMkdirer)((*Node)(nil))
 	_ = (fs.NodeMknoder)((*Node)(nil))
 	_ = (fs.NodeSymlinker)((*Node)(nil))

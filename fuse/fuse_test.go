@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"os/exec"
@@ -680,6 +681,50 @@ func TestLseekAllocate(t *testing.T) {
 	const fallocZeroRange = 0x10
 	if err := syscall.Fallocate(fd, fallocZeroRange, 0, 10); err != syscall.EOPNOTSUPP {
 		t.Errorf("ZERO_RANGE: %v, want EOPNOTSUPP", err)
+	}
+
+	// A real hole: data in block 0 and block 3 only.
+	if _, err := f.WriteAt([]byte("far"), 3*4096); err != nil {
+		t.Fatal(err)
+	}
+	if off, err := syscall.Seek(fd, 0, seekHole); err != nil || off != 4096 {
+		t.Errorf("SEEK_HOLE 0 with a hole at block 1: %d, %v", off, err)
+	}
+	if off, err := syscall.Seek(fd, 4096, seekData); err != nil || off != 3*4096 {
+		t.Errorf("SEEK_DATA 4096: %d, %v", off, err)
+	}
+}
+
+func TestCopyFileRange(t *testing.T) {
+	mnt := testMount(t)
+	data := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+	if err := os.WriteFile(filepath.Join(mnt, "src"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := os.Open(filepath.Join(mnt, "src"))
+	defer src.Close()
+	dst, _ := os.Create(filepath.Join(mnt, "dst"))
+	defer dst.Close()
+	var copied int
+	for copied < len(data) {
+		n, err := unix.CopyFileRange(int(src.Fd()), nil, int(dst.Fd()), nil, len(data)-copied, 0)
+		if err != nil || n == 0 {
+			t.Fatalf("copy_file_range after %d bytes: %d, %v", copied, n, err)
+		}
+		copied += n
+	}
+	got, _ := os.ReadFile(filepath.Join(mnt, "dst"))
+	if !bytes.Equal(got, data) {
+		t.Fatal("the copy differs")
+	}
+	// Unaligned offsets copy bytes.
+	in, out := int64(5), int64(3)
+	if n, err := unix.CopyFileRange(int(src.Fd()), &in, int(dst.Fd()), &out, 10, 0); err != nil || n != 10 {
+		t.Fatalf("unaligned copy: %d, %v", n, err)
+	}
+	got, _ = os.ReadFile(filepath.Join(mnt, "dst"))
+	if string(got[:16]) != "01256789abcdedef" {
+		t.Fatalf("after the unaligned copy: %q", got[:16])
 	}
 }
 

@@ -456,28 +456,42 @@ func (n *Node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall
 // Lseek implements fs.NodeLseeker for SEEK_DATA and SEEK_HOLE (the kernel
 // handles the other whences). The whole file counts as data.
 func (n *Node) Lseek(ctx context.Context, f fs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
-	a, err := n.vol().GetAttr(n.ino())
+	if whence != seekData && whence != seekHole {
+		return 0, syscall.EINVAL
+	}
+	pos, err := n.vol().Seek(n.ino(), int64(off), whence == seekHole)
 	if err != nil {
 		return 0, toErrno(err)
 	}
-	switch whence {
-	case seekData:
-		if off >= a.Size {
-			return 0, syscall.ENXIO
-		}
-		return off, 0
-	case seekHole:
-		if off >= a.Size {
-			return 0, syscall.ENXIO
-		}
-		return a.Size, 0
+	return uint64(pos), 0
+}
+
+// CopyFileRange implements fs.NodeCopyFileRanger: block-aligned ranges
+// share blocks (copy on write later) instead of copying bytes.
+func (n *Node) CopyFileRange(ctx context.Context, fhIn fs.FileHandle, offIn uint64, out *fs.Inode, fhOut fs.FileHandle, offOut uint64, length uint64, flags uint64) (uint32, syscall.Errno) {
+	if flags != 0 {
+		return 0, syscall.EINVAL
 	}
-	return 0, syscall.EINVAL
+	dst, ok := out.Operations().(*Node)
+	if !ok {
+		return 0, syscall.EXDEV
+	}
+	if caller(ctx).Uid != 0 {
+		if errno := dst.clearSetID(dst.ino()); errno != 0 {
+			return 0, errno
+		}
+	}
+	length = min(length, 1<<30) // the reply counts in 32 bits
+	copied, err := n.vol().CopyRange(n.ino(), int64(offIn), dst.ino(), int64(offOut), int64(length))
+	if err != nil && copied == 0 {
+		return 0, toErrno(err)
+	}
+	return uint32(copied), 0
 }
 
 // Allocate implements fs.NodeAllocater. txfs does not preallocate: mode 0
-// only extends the size, KEEP_SIZE does nothing, PUNCH_HOLE writes zeros
-// over the part of the range inside the file.
+// only extends the size, KEEP_SIZE does nothing, PUNCH_HOLE frees the whole
+// blocks in the range and zeroes the rest of it.
 func (n *Node) Allocate(ctx context.Context, f fs.FileHandle, off uint64, size uint64, mode uint32) syscall.Errno {
 	ino := n.ino()
 	end := off + size
@@ -516,17 +530,8 @@ func (n *Node) Allocate(ctx context.Context, f fs.FileHandle, off uint64, size u
 				return errno
 			}
 		}
-		zeros := make([]byte, min(end-off, 1<<20))
-		for off < end {
-			chunk := zeros[:min(end-off, uint64(len(zeros)))]
-			nw, err := n.vol().Write(ino, chunk, int64(off))
-			if err != nil {
-				return toErrno(err)
-			}
-			if nw == 0 {
-				return syscall.EIO
-			}
-			off += uint64(nw)
+		if err := n.vol().PunchHole(ino, int64(off), int64(end-off)); err != nil {
+			return toErrno(err)
 		}
 		return 0
 	}

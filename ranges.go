@@ -1,0 +1,308 @@
+package txfs
+
+import (
+	"github.com/txfs/txfs/inode"
+)
+
+// Seek finds data or holes, as lseek(2) SEEK_DATA (hole false) and
+// SEEK_HOLE (hole true) do: the first offset at or after off that is data
+// (a mapped block) or a hole (an unmapped block, or the end of the file).
+// ErrNoData (ENXIO) when off is at or past the end, or no data follows.
+func (v *Volume) Seek(ino Ino, off int64, hole bool) (int64, error) {
+	if off < 0 {
+		return 0, ErrNoData
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.usable(); err != nil {
+		return 0, err
+	}
+	r, err := v.getInode(ino)
+	if err != nil {
+		return 0, err
+	}
+	if isDir(r.Mode) {
+		return 0, ErrIsDir
+	}
+	size := int64(r.Size)
+	if off >= size {
+		return 0, ErrNoData
+	}
+	bs := int64(v.bs)
+	next := off / bs // the block a hole search expects mapped next
+	found := int64(-1)
+	err = v.tree.Ascend(blockKey(ino, uint64(off/bs)), func(k inode.Key, _ []byte) bool {
+		if k.Ino != ino || k.Type != itemBlock {
+			return false
+		}
+		if !hole {
+			found = max(off, int64(k.Off)*bs)
+			return false
+		}
+		if int64(k.Off) != next {
+			return false // a gap before this block
+		}
+		next++
+		return next*bs < size
+	})
+	if err != nil {
+		return 0, v.fail(err)
+	}
+	if hole {
+		return min(max(off, next*bs), size), nil
+	}
+	if found < 0 || found >= size {
+		return 0, ErrNoData
+	}
+	return found, nil
+}
+
+// PunchHole makes [off, off+length) of a file read as zeros and frees the
+// whole blocks inside it; the size does not change. A range of up to
+// freeChunkBlocks blocks is one transaction; a larger one is punched in
+// steps of that size, each atomic.
+func (v *Volume) PunchHole(ino Ino, off, length int64) error {
+	if off < 0 || length <= 0 {
+		return ErrInvalid
+	}
+	end := off + length
+	if end < off {
+		return ErrFileTooBig
+	}
+	bs := int64(v.bs)
+	for off < end {
+		step := min(end, (off/bs+int64(v.freeChunkBlocks()))*bs)
+		if err := v.punchChunk(ino, off, step); err != nil {
+			return err
+		}
+		off = step
+	}
+	return nil
+}
+
+func (v *Volume) punchChunk(ino Ino, off, end int64) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.finishTruncate(ino); err != nil {
+		return err
+	}
+	chunk := v.freeChunkBlocks()
+	t, err := v.begin(opPunch, 2*(v.bs+64), 2, chunk*40+v.metaRecBytes(), true)
+	if err != nil {
+		return err
+	}
+	r, err := v.getInode(ino)
+	if err != nil {
+		return err
+	}
+	if isDir(r.Mode) {
+		return ErrIsDir
+	}
+	end = min(end, int64(r.Size))
+	if off >= end {
+		return nil
+	}
+	bs := int64(v.bs)
+	first, last := off/bs, (end-1)/bs
+	m, err := v.blockMap(ino, uint64(first), uint64(last))
+	if err != nil {
+		return err
+	}
+	for b := first; b <= last; b++ {
+		vb, ok := m[uint64(b)]
+		if !ok {
+			continue
+		}
+		lo, hi := max(off, b*bs), min(end, (b+1)*bs)
+		if hi-lo == bs {
+			if err := t.del(blockKey(ino, uint64(b))); err != nil {
+				return err
+			}
+			if err := t.ref(vb, -1); err != nil {
+				return err
+			}
+			r.NBlocks--
+			continue
+		}
+		// An edge block keeps the bytes outside the range.
+		raw, err := v.readBlock(vb, nil)
+		if err != nil {
+			return err
+		}
+		block := append([]byte(nil), raw...)
+		clear(block[lo-b*bs : hi-b*bs])
+		if err := t.rewriteBlock(ino, uint64(b), vb, block); err != nil {
+			return err
+		}
+	}
+	now := nowSpec()
+	r.Mtime, r.Ctime = now, now
+	if err := t.putInode(ino, r); err != nil {
+		return err
+	}
+	t.touch(ino)
+	t.commit()
+	return nil
+}
+
+// rewriteBlock stores new content for file block b, which maps to vb: in
+// place when vb is the file's own, in a new block when vb is shared.
+func (t *tx) rewriteBlock(ino Ino, b, vb uint64, block []byte) error {
+	e, err := t.v.dat.Live(vb)
+	if err != nil {
+		return t.v.fail(err)
+	}
+	if e.Refs > 1 {
+		if err := t.ref(vb, -1); err != nil {
+			return err
+		}
+		if vb, err = t.allocBlock(); err != nil {
+			return err
+		}
+		if err := t.put(blockKey(ino, b), le64(vb)); err != nil {
+			return err
+		}
+	}
+	return t.writeBlock(vb, block, ino, b)
+}
+
+// CopyRange copies n bytes from src at srcOff to dst at dstOff, as
+// copy_file_range(2), and returns how many were copied (fewer at the end
+// of src). Whole blocks at matching alignment are shared, not copied: both
+// files then point at the same virtual block, whose reference count says
+// so, and the first write to either gives that file its own copy. Each
+// step of up to freeChunkBlocks blocks is one transaction.
+func (v *Volume) CopyRange(src Ino, srcOff int64, dst Ino, dstOff int64, n int64) (int64, error) {
+	if srcOff < 0 || dstOff < 0 || n < 0 {
+		return 0, ErrInvalid
+	}
+	if uint64(dstOff)+uint64(n) > MaxFileSize {
+		return 0, ErrFileTooBig
+	}
+	bs := int64(v.bs)
+	var done int64
+	buf := make([]byte, bs)
+	for done < n {
+		so, do := srcOff+done, dstOff+done
+		a, err := v.GetAttr(src)
+		if err != nil {
+			return done, err
+		}
+		if a.IsDir() {
+			return done, ErrIsDir
+		}
+		if so >= int64(a.Size) {
+			return done, nil
+		}
+		left := min(n-done, int64(a.Size)-so)
+		if so%bs == 0 && do%bs == 0 && src != dst {
+			// Share whole blocks; the tail block of src too when nothing of
+			// dst lies after it.
+			nb := min((left+bs-1)/bs, int64(v.freeChunkBlocks()))
+			copied, err := v.shareBlocks(src, so, dst, do, nb, min(left, nb*bs))
+			done += copied
+			if err != nil {
+				return done, err
+			}
+			if copied > 0 {
+				continue
+			}
+		}
+		// Unaligned: copy bytes up to the next block boundary.
+		c := min(left, bs-so%bs, bs-do%bs)
+		r, err := v.Read(src, buf[:c], so)
+		if err != nil {
+			return done, err
+		}
+		if _, err := v.Write(dst, buf[:r], do); err != nil {
+			return done, err
+		}
+		done += int64(r)
+	}
+	return done, nil
+}
+
+// shareBlocks maps nb blocks of dst at dstOff to src's blocks at srcOff in
+// one transaction; bytes is what that covers of src.
+func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, nb, bytes int64) (int64, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.finishTruncate(dst); err != nil {
+		return 0, err
+	}
+	t, err := v.begin(opCopyRange, 0, 0, int(nb)*64+v.metaRecBytes(), false)
+	if err != nil {
+		return 0, err
+	}
+	sr, err := v.getInode(src)
+	if err != nil {
+		return 0, err
+	}
+	dr, err := v.getInode(dst)
+	if err != nil {
+		return 0, err
+	}
+	if isDir(dr.Mode) {
+		return 0, ErrIsDir
+	}
+	bs := int64(v.bs)
+	if srcOff+bytes > int64(sr.Size) {
+		bytes = max(0, int64(sr.Size)-srcOff)
+	}
+	if bytes%bs != 0 && (srcOff+bytes != int64(sr.Size) || int64(dr.Size) > dstOff+bytes) {
+		// A partial last block is shared only when it is the end of src
+		// (past which its bytes are zero) and nothing of dst follows the
+		// range; otherwise it is left to a byte copy.
+		bytes -= bytes % bs
+	}
+	nb = (bytes + bs - 1) / bs
+	if nb == 0 {
+		return 0, nil
+	}
+	sb, db := uint64(srcOff/bs), uint64(dstOff/bs)
+	sm, err := v.blockMap(src, sb, sb+uint64(nb)-1)
+	if err != nil {
+		return 0, err
+	}
+	dm, err := v.blockMap(dst, db, db+uint64(nb)-1)
+	if err != nil {
+		return 0, err
+	}
+	for i := uint64(0); i < uint64(nb); i++ {
+		svb, sok := sm[sb+i]
+		dvb, dok := dm[db+i]
+		if sok && dok && svb == dvb {
+			continue
+		}
+		if dok {
+			if err := t.ref(dvb, -1); err != nil {
+				return 0, err
+			}
+			dr.NBlocks--
+		}
+		if !sok {
+			if dok {
+				if err := t.del(blockKey(dst, db+i)); err != nil {
+					return 0, err
+				}
+			}
+			continue
+		}
+		if err := t.ref(svb, 1); err != nil {
+			return 0, err
+		}
+		if err := t.put(blockKey(dst, db+i), le64(svb)); err != nil {
+			return 0, err
+		}
+		dr.NBlocks++
+	}
+	now := nowSpec()
+	dr.Size = max(dr.Size, uint64(dstOff+bytes))
+	dr.Mtime, dr.Ctime = now, now
+	if err := t.putInode(dst, dr); err != nil {
+		return 0, err
+	}
+	t.touch(dst)
+	t.commit()
+	return bytes, nil
+}
