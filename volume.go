@@ -586,7 +586,6 @@ const (
 	opSetXattr
 	opRemoveXattr
 	opFreeInode
-	opTruncate
 	opPunch
 	opCopyRange
 )
