@@ -40,6 +40,16 @@ func (v *Volume) blockMap(ino Ino, first, last uint64) (map[uint64]uint64, error
 	return m, v.failIf(err)
 }
 
+// fileInode returns the record of ino for an operation on its data, which
+// directories have none of.
+func (v *Volume) fileInode(ino Ino) (*inodeRec, error) {
+	r, err := v.getInode(ino)
+	if err == nil && isDir(r.Mode) {
+		err = ErrIsDir
+	}
+	return r, err
+}
+
 // Read reads up to len(buf) bytes at off. Holes read as zeros.
 func (v *Volume) Read(ino Ino, buf []byte, off int64) (int, error) {
 	if off < 0 {
@@ -50,12 +60,9 @@ func (v *Volume) Read(ino Ino, buf []byte, off int64) (int, error) {
 	if err := v.usable(); err != nil {
 		return 0, err
 	}
-	r, err := v.getInode(ino)
+	r, err := v.fileInode(ino)
 	if err != nil {
 		return 0, err
-	}
-	if isDir(r.Mode) {
-		return 0, ErrIsDir
 	}
 	if uint64(off) >= r.Size || len(buf) == 0 {
 		return 0, nil
@@ -135,12 +142,9 @@ func (v *Volume) writeChunk(ino Ino, data []byte, off int64) error {
 	if err != nil {
 		return err
 	}
-	r, err := v.getInode(ino)
+	r, err := v.fileInode(ino)
 	if err != nil {
 		return err
-	}
-	if isDir(r.Mode) {
-		return ErrIsDir
 	}
 	if len(data) == 0 {
 		return nil

@@ -17,12 +17,9 @@ func (v *Volume) Seek(ino Ino, off int64, hole bool) (int64, error) {
 	if err := v.usable(); err != nil {
 		return 0, err
 	}
-	r, err := v.getInode(ino)
+	r, err := v.fileInode(ino)
 	if err != nil {
 		return 0, err
-	}
-	if isDir(r.Mode) {
-		return 0, ErrIsDir
 	}
 	size := int64(r.Size)
 	if off >= size {
@@ -91,12 +88,9 @@ func (v *Volume) punchChunk(ino Ino, off, end int64) error {
 	if err != nil {
 		return err
 	}
-	r, err := v.getInode(ino)
+	r, err := v.fileInode(ino)
 	if err != nil {
 		return err
-	}
-	if isDir(r.Mode) {
-		return ErrIsDir
 	}
 	end = min(end, int64(r.Size))
 	if off >= end {
@@ -238,12 +232,9 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, nb, b
 	if err != nil {
 		return 0, err
 	}
-	dr, err := v.getInode(dst)
+	dr, err := v.fileInode(dst)
 	if err != nil {
 		return 0, err
-	}
-	if isDir(dr.Mode) {
-		return 0, ErrIsDir
 	}
 	bs := int64(v.bs)
 	if srcOff+bytes > int64(sr.Size) {
