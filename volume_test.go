@@ -529,3 +529,62 @@ func TestFileOfOneTebibyte(t *testing.T) {
 	}
 	v.Close()
 }
+
+// TestConcurrentOperations runs random operations from several goroutines
+// at once, with checkpoints in between, then checks the volume and opens
+// it again. The race detector watches.
+func TestConcurrentOperations(t *testing.T) {
+	v, dev := newTestVolume(t, 64<<20, Options{CheckpointBytes: 256 << 10})
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(int64(w)))
+			mine, _ := v.Mkdir(RootIno, fmt.Sprintf("w%d", w), 0o755, Owner{})
+			dirs := []Ino{RootIno, mine.Ino}
+			buf := make([]byte, 20000)
+			for i := 0; i < 300; i++ {
+				d := dirs[rng.Intn(len(dirs))]
+				name := fmt.Sprintf("n%d", rng.Intn(8))
+				switch rng.Intn(9) {
+				case 0:
+					v.Create(d, name, 0o644, Owner{})
+				case 1:
+					if a, err := v.Mkdir(d, name, 0o755, Owner{}); err == nil {
+						dirs = append(dirs, a.Ino)
+					}
+				case 2:
+					v.Unlink(d, name)
+				case 3:
+					v.Rmdir(d, name)
+				case 4:
+					v.Rename(d, name, dirs[rng.Intn(len(dirs))], fmt.Sprintf("n%d", rng.Intn(8)), uint32(rng.Intn(3)))
+				case 5, 6:
+					if a, err := v.Lookup(d, name); err == nil && !a.IsDir() {
+						v.Write(a.Ino, buf[:rng.Intn(len(buf))], int64(rng.Intn(50000)))
+						if rng.Intn(4) == 0 {
+							v.Fsync(a.Ino)
+						}
+					}
+				case 7:
+					if a, err := v.Lookup(d, name); err == nil && !a.IsDir() {
+						v.SetAttr(a.Ino, &SetAttrIn{Valid: SetSize, Size: uint64(rng.Intn(30000))})
+					}
+				case 8:
+					v.Readdir(d, 0, func(e DirEntry) bool { v.GetAttr(e.Ino); return true })
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if err := v.Check(); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := dump(v)
+	v = reopen(t, v, dev)
+	if after, _ := dump(v); after != before {
+		t.Fatal("the volume changed across close and open")
+	}
+	v.Close()
+}
