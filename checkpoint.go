@@ -9,7 +9,7 @@ import (
 )
 
 // The checkpoint record is the record section of a UnitCheckpoint unit
-// (160 bytes, little-endian):
+// (160 bytes and a list, little-endian):
 //
 //	  0 4 magic "TXCK"
 //	  4 4 format version
@@ -23,7 +23,11 @@ import (
 //	 76 4 usage table depth
 //	 80 16 usage table root pointer
 //	 96 8 creation time of the checkpoint (Unix ns)
-//	104 56 reserved (0)
+//	104 4 number n of tree nodes this checkpoint dropped
+//	108 52 reserved (0)
+//	160 8n the dropped nodes' virtual blocks: freed once this checkpoint is
+//	       durable (and by recovery starting from it), not before, since
+//	       the previous checkpoint still uses them
 //
 // These constants are part of the on-disk format.
 const (
@@ -39,6 +43,8 @@ type checkpointRec struct {
 	SUTRoot  segment.BlockPtr
 	SUTDepth int
 	Time     int64
+	// FreedNodes are tree nodes the checkpoint's tree no longer uses.
+	FreedNodes []uint64
 }
 
 func (c *checkpointRec) encode() []byte {
@@ -57,14 +63,19 @@ func (c *checkpointRec) encode() []byte {
 	le.PutUint32(b[76:], uint32(c.SUTDepth))
 	segment.PutBlockPtr(b[80:], c.SUTRoot)
 	le.PutUint64(b[96:], uint64(c.Time))
+	le.PutUint32(b[104:], uint32(len(c.FreedNodes)))
+	for _, id := range c.FreedNodes {
+		b = le.AppendUint64(b, id)
+	}
 	return b
 }
 
 func decodeCheckpoint(b []byte) (*checkpointRec, error) {
-	if len(b) != checkpointSize || string(b[:4]) != checkpointMagic {
+	le := binary.LittleEndian
+	if len(b) < checkpointSize || string(b[:4]) != checkpointMagic ||
+		uint64(len(b)) != checkpointSize+8*uint64(le.Uint32(b[104:])) {
 		return nil, fmt.Errorf("%w: checkpoint record damaged", ErrIO)
 	}
-	le := binary.LittleEndian
 	if v := le.Uint32(b[4:]); v != segment.FormatVersion {
 		return nil, fmt.Errorf("%w: checkpoint version %d", ErrIO, v)
 	}
@@ -73,6 +84,9 @@ func decodeCheckpoint(b []byte) (*checkpointRec, error) {
 		DAT: cow.State{Count: le.Uint64(b[32:]), FreeHead: le.Uint64(b[40:]), FreeCount: le.Uint64(b[48:]),
 			Root: segment.GetBlockPtr(b[56:]), Depth: int(le.Uint32(b[72:]))},
 		SUTDepth: int(le.Uint32(b[76:])), SUTRoot: segment.GetBlockPtr(b[80:]), Time: int64(le.Uint64(b[96:])),
+	}
+	for o := checkpointSize; o < len(b); o += 8 {
+		c.FreedNodes = append(c.FreedNodes, le.Uint64(b[o:]))
 	}
 	if c.DAT.Depth > 8 || c.SUTDepth > 8 || c.TreeRoot >= 1<<63 || c.DAT.FreeCount >= c.DAT.Count && c.DAT.Count > 0 {
 		return nil, fmt.Errorf("%w: checkpoint %d has impossible values", ErrIO, c.Number)

@@ -152,6 +152,7 @@ type modelRun struct {
 	m       *model
 	dumps   []string // dumps[i]: the model after i operations
 	synced  int      // every crash must recover at least this many operations
+	syncWhy string
 	touched map[*mNode]int
 	log     []string
 	crashes int
@@ -504,12 +505,14 @@ func (r *modelRun) op() {
 		}
 		if n, ok := r.touched[f]; ok && n > r.synced {
 			r.synced = n
+			r.syncWhy = fmt.Sprintf("fsync of %d after op %d", f.ino, len(r.dumps)-1)
 		}
 	default: // sync
 		if err := v.Sync(); err != nil {
 			r.fatalf("sync: %v", err)
 		}
 		r.synced = len(r.dumps) - 1
+		r.syncWhy = fmt.Sprintf("sync after op %d", r.synced)
 	}
 }
 
@@ -519,7 +522,8 @@ func (r *modelRun) crash() {
 	opt := segment.CrashOptions{KeepPrefix: -1, TearLast: r.rng.Intn(2) == 0, Reorder: r.rng.Intn(4) == 0}
 	img := r.dev.Crash(opt, r.rng)
 	r.crashes++
-	v, err := Open(img, Options{})
+	var rlog strings.Builder
+	v, err := Open(img, Options{Log: func(f string, a ...any) { fmt.Fprintf(&rlog, "  "+f+"\n", a...) }})
 	if err != nil {
 		r.fatalf("crash %d (%+v): open: %v", r.crashes, opt, err)
 	}
@@ -542,8 +546,8 @@ func (r *modelRun) crash() {
 			best = i
 		}
 	}
-	r.fatalf("crash %d (%+v): recovered state is no prefix of at least %d operations; nearest is after %d:\n%s",
-		r.crashes, opt, r.synced, best, lineDiff(got, r.dumps[best]))
+	r.fatalf("crash %d (%+v): recovered state is no prefix of at least %d operations (%s); nearest is after %d:\n%s\nrecovery:\n%s",
+		r.crashes, opt, r.synced, r.syncWhy, best, lineDiff(got, r.dumps[best]), rlog.String())
 }
 
 func runModel(t *testing.T, seed int64, ops, crashes int) int {

@@ -164,8 +164,9 @@ func (t *tx) rewriteBlock(ino Ino, b, vb uint64, block []byte) error {
 // copy_file_range(2), and returns how many were copied (fewer at the end
 // of src). Whole blocks at matching alignment are shared, not copied: both
 // files then point at the same virtual block, whose reference count says
-// so, and the first write to either gives that file its own copy. Each
-// step of up to freeChunkBlocks blocks is one transaction.
+// so, and the first write to either gives that file its own copy. A copy
+// of up to freeChunkBlocks blocks (aligned) or one write chunk (unaligned)
+// is one transaction; a larger one is several, each atomic.
 func (v *Volume) CopyRange(src Ino, srcOff int64, dst Ino, dstOff int64, n int64) (int64, error) {
 	if srcOff < 0 || dstOff < 0 || n < 0 {
 		return 0, ErrInvalid
@@ -175,7 +176,7 @@ func (v *Volume) CopyRange(src Ino, srcOff int64, dst Ino, dstOff int64, n int64
 	}
 	bs := int64(v.bs)
 	var done int64
-	buf := make([]byte, bs)
+	var buf []byte
 	for done < n {
 		so, do := srcOff+done, dstOff+done
 		a, err := v.GetAttr(src)
@@ -190,23 +191,25 @@ func (v *Volume) CopyRange(src Ino, srcOff int64, dst Ino, dstOff int64, n int64
 		}
 		left := min(n-done, int64(a.Size)-so)
 		if so%bs == 0 && do%bs == 0 && src != dst {
-			// Share whole blocks; the tail block of src too when nothing of
-			// dst lies after it.
 			nb := min((left+bs-1)/bs, int64(v.freeChunkBlocks()))
-			copied, err := v.shareBlocks(src, so, dst, do, nb, min(left, nb*bs))
+			copied, err := v.shareBlocks(src, so, dst, do, min(left, nb*bs))
 			done += copied
-			if err != nil {
+			if err != nil || copied == 0 {
 				return done, err
 			}
-			if copied > 0 {
-				continue
-			}
+			continue
 		}
-		// Unaligned: copy bytes up to the next block boundary.
-		c := min(left, bs-so%bs, bs-do%bs)
+		// Unaligned: read, then write what one write transaction holds.
+		c := min(left, v.writeChunkBlocks()*bs-do%bs)
+		if int64(len(buf)) < c {
+			buf = make([]byte, c)
+		}
 		r, err := v.Read(src, buf[:c], so)
 		if err != nil {
 			return done, err
+		}
+		if r == 0 {
+			return done, nil
 		}
 		if _, err := v.Write(dst, buf[:r], do); err != nil {
 			return done, err
@@ -216,15 +219,19 @@ func (v *Volume) CopyRange(src Ino, srcOff int64, dst Ino, dstOff int64, n int64
 	return done, nil
 }
 
-// shareBlocks maps nb blocks of dst at dstOff to src's blocks at srcOff in
-// one transaction; bytes is what that covers of src.
-func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, nb, bytes int64) (int64, error) {
+// shareBlocks copies bytes of src at srcOff to dst at dstOff, both
+// block-aligned, in one transaction: whole blocks are shared; a partial
+// last block is shared too when it is the end of src (past which its bytes
+// are zero) and nothing of dst follows, and copied otherwise.
+func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes int64) (int64, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if err := v.finishTruncate(dst); err != nil {
 		return 0, err
 	}
-	t, err := v.begin(opCopyRange, 0, 0, int(nb)*64+v.metaRecBytes(), false)
+	bs := int64(v.bs)
+	nb := (bytes + bs - 1) / bs
+	t, err := v.begin(opCopyRange, v.bs+64, 1, int(nb)*64+v.metaRecBytes(), false)
 	if err != nil {
 		return 0, err
 	}
@@ -236,19 +243,15 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, nb, b
 	if err != nil {
 		return 0, err
 	}
-	bs := int64(v.bs)
-	if srcOff+bytes > int64(sr.Size) {
-		bytes = max(0, int64(sr.Size)-srcOff)
-	}
-	if bytes%bs != 0 && (srcOff+bytes != int64(sr.Size) || int64(dr.Size) > dstOff+bytes) {
-		// A partial last block is shared only when it is the end of src
-		// (past which its bytes are zero) and nothing of dst follows the
-		// range; otherwise it is left to a byte copy.
-		bytes -= bytes % bs
+	bytes = min(bytes, max(0, int64(sr.Size)-srcOff))
+	if bytes == 0 {
+		return 0, nil
 	}
 	nb = (bytes + bs - 1) / bs
-	if nb == 0 {
-		return 0, nil
+	shared := nb
+	tail := bytes % bs
+	if tail != 0 && (srcOff+bytes != int64(sr.Size) || int64(dr.Size) > dstOff+bytes) {
+		shared--
 	}
 	sb, db := uint64(srcOff/bs), uint64(dstOff/bs)
 	sm, err := v.blockMap(src, sb, sb+uint64(nb)-1)
@@ -259,7 +262,7 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, nb, b
 	if err != nil {
 		return 0, err
 	}
-	for i := uint64(0); i < uint64(nb); i++ {
+	for i := uint64(0); i < uint64(shared); i++ {
 		svb, sok := sm[sb+i]
 		dvb, dok := dm[db+i]
 		if sok && dok && svb == dvb {
@@ -286,6 +289,41 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, nb, b
 			return 0, err
 		}
 		dr.NBlocks++
+	}
+	if shared < nb {
+		// The partial last block: its first tail bytes come from src.
+		i := uint64(shared)
+		block := make([]byte, bs)
+		if svb, ok := sm[sb+i]; ok {
+			raw, err := v.readBlock(svb, nil)
+			if err != nil {
+				return 0, err
+			}
+			copy(block, raw[:tail])
+		}
+		if dvb, ok := dm[db+i]; ok {
+			raw, err := v.readBlock(dvb, nil)
+			if err != nil {
+				return 0, err
+			}
+			copy(block[tail:], raw[tail:])
+			err = t.rewriteBlock(dst, db+i, dvb, block)
+			if err != nil {
+				return 0, err
+			}
+		} else {
+			vb, err := t.allocBlock()
+			if err != nil {
+				return 0, err
+			}
+			if err := t.put(blockKey(dst, db+i), le64(vb)); err != nil {
+				return 0, err
+			}
+			if err := t.writeBlock(vb, block, dst, db+i); err != nil {
+				return 0, err
+			}
+			dr.NBlocks++
+		}
 	}
 	now := nowSpec()
 	dr.Size = max(dr.Size, uint64(dstOff+bytes))

@@ -25,6 +25,7 @@ func (v *Volume) checkpoint() error {
 	}
 	v.ckptRunning = true
 	v.usedSince = v.usedSince[:0]
+	v.ckptFreed = v.ckptFreed[:0]
 	ref, candidates, err := v.writeCheckpointLocked()
 	if err == nil {
 		err = v.waitDurable(ref.Seq)
@@ -51,6 +52,10 @@ func (v *Volume) checkpoint() error {
 		return v.fail(err)
 	}
 	v.sb, v.sbSlot = &sb, slot
+	if err := v.freeCheckpointNodes(v.ckptFreed); err != nil {
+		return err
+	}
+	v.ckptFreed = v.ckptFreed[:0]
 	// Segments empty in the checkpoint are free now that it is durable,
 	// except those the log took while it was written.
 	taken := map[uint32]bool{v.curSeg: true, v.nextSeg: true}
@@ -95,7 +100,12 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, []uint32, error) {
 			_, addr := v.cur.AddBlock(e, stored)
 			return v.applyWrite(uint64(id), addr, uint32(len(stored)), uint16(flags), e.Sum)
 		},
-		func(id inode.NodeID) error { return v.applyRef(uint64(id), -1) })
+		// A node the new tree dropped is still part of the checkpoint
+		// before it, which stays the one recovery starts from until this
+		// one is durable: its virtual block must not be reused before.
+		// The checkpoint record lists these; they are freed once it is
+		// durable (or when recovery starts from it).
+		func(id inode.NodeID) error { v.ckptFreed = append(v.ckptFreed, uint64(id)); return nil })
 	if err != nil {
 		return ref, nil, v.fail(err)
 	}
@@ -132,8 +142,9 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, []uint32, error) {
 	v.ckptNo++
 	sutRoot, sutDepth := v.sut.Root()
 	rec := checkpointRec{Number: v.ckptNo, TreeRoot: uint64(v.tree.Root()), NextIno: v.nextIno,
-		DAT: v.dat.State(), SUTRoot: sutRoot, SUTDepth: sutDepth, Time: time.Now().UnixNano()}
-	if err := v.ensure(segment.UnitCheckpoint, 0, 0, checkpointSize); err != nil {
+		DAT: v.dat.State(), SUTRoot: sutRoot, SUTDepth: sutDepth, Time: time.Now().UnixNano(),
+		FreedNodes: v.ckptFreed}
+	if err := v.ensure(segment.UnitCheckpoint, 0, 0, checkpointSize+8*len(v.ckptFreed)); err != nil {
 		return ref, nil, err
 	}
 	v.cur.AppendRecords(rec.encode())
@@ -150,6 +161,16 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, []uint32, error) {
 		return ref, nil, v.fail(err)
 	}
 	return ref, candidates, nil
+}
+
+// freeCheckpointNodes frees the nodes a now durable checkpoint dropped.
+func (v *Volume) freeCheckpointNodes(ids []uint64) error {
+	for _, id := range ids {
+		if err := v.applyRef(id, -1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // emptySegments lists the segments that hold nothing the current state
@@ -234,6 +255,9 @@ func (v *Volume) recover() (int, error) {
 	v.dat = cow.Open(c.DAT, v.bs, v.readRaw, 4096)
 	v.sut = segment.OpenUsage(v.geo.Segments, v.bs, c.SUTRoot, c.SUTDepth, v.readRaw)
 	v.tree = inode.NewTree(v, inode.NodeID(c.TreeRoot), v.bs, v.opts.CacheBytes)
+	if err := v.freeCheckpointNodes(c.FreedNodes); err != nil {
+		return 0, fmt.Errorf("%w: checkpoint %d: %v", ErrIO, c.Number, err)
+	}
 	ckptSeg, _ := v.geo.SegmentOf(ref.Addr)
 	v.curSeg, v.nextSeg = ckptSeg, u.Header.NextSeg
 	free, err := v.emptySegments(ckptSeg)

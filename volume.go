@@ -110,6 +110,8 @@ type Volume struct {
 	ckptMu     sync.Mutex
 	closeDev   bool      // Close closes the device (OpenPath opened it)
 	writerDone bool      // the writer goroutine has exited
+	warnings   []string  // damage Open found and worked around, for the checker
+	ckptFreed  []uint64  // tree nodes the running checkpoint dropped, freed once it is durable
 	curStart   time.Time // when the first transaction joined cur
 	curTxns    int       // transactions in cur
 	scratch    []byte    // one block, for building blocks under the lock
@@ -206,7 +208,16 @@ func Open(dev segment.Device, o Options) (*Volume, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrIO, err)
 	}
+	if need := sb.Geometry.DeviceBytes(); dev.Size() < need {
+		return nil, fmt.Errorf("%w: the device has %d bytes, the volume needs %d (truncated image?)", ErrIO, dev.Size(), need)
+	}
 	v := newVolume(dev, sb, slot, o)
+	other := make([]byte, segment.SuperSize)
+	if _, err := dev.ReadAt(other, int64(1-slot)*int64(sb.Geometry.BlockSize)); err != nil {
+		v.warnings = append(v.warnings, fmt.Sprintf("superblock slot %d cannot be read: %v", 1-slot, err))
+	} else if _, err := segment.DecodeSuperblock(other); err != nil {
+		v.warnings = append(v.warnings, fmt.Sprintf("superblock slot %d is damaged: %v", 1-slot, err))
+	}
 	replayed, err := v.recover()
 	if err != nil {
 		return nil, err

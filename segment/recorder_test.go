@@ -306,7 +306,7 @@ func TestImageBuilderTorn(t *testing.T) {
 			}
 		}
 	}
-	if c := sectorCuts(700, 5000); c[0] != 324 || c[len(c)-1] != 4908 {
+	if c := sectorCuts(700, 5000); c[0] != 324 || c[len(c)-1] != 4932 {
 		t.Fatalf("sectorCuts(700, 5000) = %v", c)
 	}
 	if c := sectorCuts(1024, 1024); len(c) != 1 || c[0] != 512 {

@@ -86,6 +86,7 @@ type result struct {
 	TreeNodes   uint64   `json:"tree_nodes"`
 	Orphans     uint64   `json:"orphans"`
 	Problems    []string `json:"problems"`
+	Warnings    []string `json:"warnings"`
 }
 
 func run(c *cli.Context) error {
@@ -96,7 +97,7 @@ func run(c *cli.Context) error {
 	if _, err := os.Stat(path); err != nil {
 		return exitError{exitOperational, err}
 	}
-	res := result{Image: path, Problems: []string{}}
+	res := result{Image: path, Problems: []string{}, Warnings: []string{}}
 	v, err := txfs.OpenPath(path, txfs.Options{ReadOnly: true})
 	if err != nil {
 		if errors.Is(err, txfs.ErrBusy) || os.IsPermission(err) {
@@ -114,6 +115,7 @@ func run(c *cli.Context) error {
 	res.Inodes, res.Directories, res.DataBlocks = rep.Inodes, rep.Directories, rep.DataBlocks
 	res.TreeNodes, res.Orphans = rep.Nodes, rep.Orphans
 	res.Problems = append(res.Problems, rep.Problems...)
+	res.Warnings = append(res.Warnings, rep.Warnings...)
 	return report(c, res)
 }
 
@@ -127,6 +129,9 @@ func report(c *cli.Context, res result) error {
 			return exitError{exitOperational, err}
 		}
 	} else {
+		for _, p := range res.Warnings {
+			fmt.Fprintln(w, "warning:", p)
+		}
 		for _, p := range res.Problems {
 			fmt.Fprintln(w, "problem:", p)
 		}
