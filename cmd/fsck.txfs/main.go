@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/txfs/txfs"
@@ -48,8 +49,11 @@ func main() {
 }
 
 // Main runs fsck.txfs with args (args[0] is the program name).
-func Main(args []string) error {
+func Main(args []string) error { return mainWithOutput(args, os.Stdout) }
+
+func mainWithOutput(args []string, w io.Writer) error {
 	app := &cli.App{
+		Writer:    w,
 		Name:      "fsck.txfs",
 		Usage:     "check a txfs volume",
 		ArgsUsage: "IMAGE",

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/txfs/txfs"
@@ -55,4 +56,44 @@ func TestFsckExitCodes(t *testing.T) {
 	if c := code(Main([]string{"fsck.txfs", img})); c != exitUncorrected {
 		t.Fatalf("zeroed superblocks: exit %d", c)
 	}
+}
+
+// TestFixtures runs fsck on the images in tests/testdata: clean ones exit
+// 0, damaged ones exit 4 and name the damage.
+func TestFixtures(t *testing.T) {
+	for _, c := range []struct {
+		image string
+		code  int
+		says  string
+	}{
+		{"v1-clean.img", exitClean, "clean"},
+		{"v1-log.img", exitClean, "clean"},
+		{"zeroed-superblock-1.img", exitClean, "warning: superblock slot 1 is damaged"},
+		{"damaged-data.img", exitUncorrected, "checksum mismatch"},
+		{"damaged-node.img", exitUncorrected, "checksum mismatch"},
+		{"damaged-checkpoint.img", exitUncorrected, "checkpoint"},
+		{"truncated.img", exitUncorrected, "truncated"},
+		{"zeroed-superblocks.img", exitUncorrected, "no valid txfs superblock"},
+	} {
+		t.Run(c.image, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("..", "..", "tests", "testdata", c.image))
+			if err != nil {
+				t.Fatal(err)
+			}
+			img := filepath.Join(t.TempDir(), c.image)
+			os.WriteFile(img, b, 0o644)
+			var out strings.Builder
+			err = mainWithOutput([]string{"fsck.txfs", img}, &out)
+			if got := code(err); got != c.code || !strings.Contains(out.String()+errString(err), c.says) {
+				t.Fatalf("exit %d (want %d), output:\n%s%v\nwant it to say %q", got, c.code, out.String(), err, c.says)
+			}
+		})
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
