@@ -8,7 +8,8 @@
 //   - seqwrite: sequential 1 MiB writes through the engine, against raw
 //     pwrite of the same bytes to an image file;
 //   - recovery: Open after 64 MiB of log past the last checkpoint, and after
-//     a run with default checkpointing.
+//     a run with default checkpointing;
+//   - fsck: Open and the full check of a 1 GiB volume holding 100,000 files.
 //
 // Run: go run ./scripts/enginebench -dir /var/tmp -size 1G
 package main
@@ -29,14 +30,24 @@ import (
 )
 
 var (
-	dir     = flag.String("dir", os.TempDir(), "directory on the disk to measure")
-	seqSize = flag.Int64("size", 1<<30, "bytes of the sequential write")
-	rounds  = flag.Int("rounds", 3, "rounds of each workload (medians are printed)")
-	ops     = flag.Int("ops", 200, "fsync operations per goroutine")
+	dir      = flag.String("dir", os.TempDir(), "directory on the disk to measure")
+	seqSize  = flag.Int64("size", 1<<30, "bytes of the sequential write")
+	rounds   = flag.Int("rounds", 3, "rounds of each workload (medians are printed)")
+	ops      = flag.Int("ops", 200, "fsync operations per goroutine")
+	fsckOnly = flag.Bool("fsck", false, "only time the check of a volume with 100,000 files")
 )
 
 func main() {
 	flag.Parse()
+	if *fsckOnly {
+		d, n, err := fsckTime()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("fsck (open, recovery and full check) of a 1 GiB volume with %d files: %v\n", n, d.Round(time.Millisecond))
+		return
+	}
 	var fs, fb, fl, ss, sb []float64
 	for r := 0; r < *rounds; r++ {
 		fs = append(fs, must(fsyncTxfs()))
@@ -253,4 +264,48 @@ func recovery(ckptBytes int64) (time.Duration, error) {
 	v2.Close()
 	dev.Close()
 	return d, nil
+}
+
+// fsckTime fills a 1 GiB volume with 100,000 small files in 100
+// directories, closes it, and times what fsck.txfs does: open (recovery)
+// and the full check, which reads every block.
+func fsckTime() (time.Duration, uint64, error) {
+	v, path, err := newVolume(1<<30, txfs.Options{})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.Remove(path)
+	buf := make([]byte, 1000)
+	for d := 0; d < 100; d++ {
+		dir, err := v.Mkdir(txfs.RootIno, fmt.Sprint("d", d), 0o755, txfs.Owner{})
+		if err != nil {
+			return 0, 0, err
+		}
+		for i := 0; i < 1000; i++ {
+			a, err := v.Create(dir.Ino, fmt.Sprint("f", i), 0o644, txfs.Owner{})
+			if err != nil {
+				return 0, 0, err
+			}
+			if _, err := v.Write(a.Ino, buf, 0); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	if err := v.Close(); err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	v2, err := txfs.OpenPath(path, txfs.Options{ReadOnly: true})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer v2.Close()
+	rep, err := v2.CheckReport()
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(rep.Problems) > 0 {
+		return 0, 0, fmt.Errorf("check found problems: %v", rep.Problems[0])
+	}
+	return time.Since(start), rep.Inodes, nil
 }
