@@ -399,8 +399,10 @@ func (v *Volume) GetXattr(ino Ino, name string) ([]byte, error) {
 	return nil, ErrNoAttr
 }
 
-// MaxXattrValue is the largest attribute value the volume stores.
-func (v *Volume) MaxXattrValue() int { return v.maxValue() - 3 - 255 }
+// MaxXattrValue is the largest value an attribute called name can have:
+// the name and value share one tree item (about 1000 bytes with 4 KiB
+// blocks, 16 KiB with 64 KiB blocks).
+func (v *Volume) MaxXattrValue(name string) int { return v.maxValue() - 3 - len(name) }
 
 // SetXattr sets attribute name. XattrCreate fails if it exists,
 // XattrReplace if it does not.
@@ -411,7 +413,7 @@ func (v *Volume) SetXattr(ino Ino, name string, value []byte, flags uint32) erro
 	if flags&^(XattrCreate|XattrReplace) != 0 {
 		return ErrInvalid
 	}
-	if len(value) > v.MaxXattrValue() {
+	if len(value) > v.MaxXattrValue(name) {
 		return ErrAttrTooBig
 	}
 	v.mu.Lock()

@@ -235,8 +235,8 @@ func TestXattrs(t *testing.T) {
 	}
 	mustErr(t, v.SetXattr(f.Ino, "user.a", []byte("2"), XattrCreate), ErrExist)
 	mustErr(t, v.SetXattr(f.Ino, "bogus.a", []byte("2"), 0), ErrNotSupported)
-	mustErr(t, v.SetXattr(f.Ino, "user.big", make([]byte, v.MaxXattrValue()+1), 0), ErrAttrTooBig)
-	if err := v.SetXattr(f.Ino, "user.max", make([]byte, v.MaxXattrValue()), 0); err != nil {
+	mustErr(t, v.SetXattr(f.Ino, "user.big", make([]byte, v.MaxXattrValue("user.big")+1), 0), ErrAttrTooBig)
+	if err := v.SetXattr(f.Ino, "user.max", make([]byte, v.MaxXattrValue("user.max")), 0); err != nil {
 		t.Fatal(err)
 	}
 	names, _ := v.ListXattr(f.Ino)
