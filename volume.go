@@ -143,9 +143,10 @@ func Format(dev segment.Device, o FormatOptions) error {
 	}
 	sb.UUID[6] = sb.UUID[6]&0x0f | 0x40 // version 4
 	sb.UUID[8] = sb.UUID[8]&0x3f | 0x80 // RFC 4122 variant
-	// Invalidate any older superblocks first, so a failed format never
-	// leaves an older volume that looks whole.
-	zero := make([]byte, 2*geo.BlockSize)
+	// Invalidate any older superblocks first (slot 1 of a volume with any
+	// block size), so a failed format never leaves an older volume that
+	// looks whole.
+	zero := make([]byte, segment.MaxBlockSize+segment.SuperSize)
 	if _, err := dev.WriteAt(zero, 0); err != nil {
 		return err
 	}

@@ -222,3 +222,19 @@ func TestTableGrowFlushReload(t *testing.T) {
 		t.Fatalf("damaged root: %v", err)
 	}
 }
+
+func TestStaleSlotOfAnotherVolumeIgnored(t *testing.T) {
+	dev := NewMemDevice(64 << 20)
+	s := testSuper()
+	WriteSuperblock(dev, s, 0)
+	old := *s
+	old.UUID[0] ^= 0xff
+	old.Generation = 100
+	old.Geometry.BlockSize = 8192
+	old.Geometry.SegmentSize = 1 << 20
+	WriteSuperblock(dev, &old, 1) // at byte 8192, where an 8 KiB volume keeps slot 1
+	got, slot, err := ReadSuperblock(dev)
+	if err != nil || slot != 0 || got.UUID != s.UUID {
+		t.Fatalf("got slot %d uuid %x, %v: a stale slot of another volume won", slot, got.UUID, err)
+	}
+}

@@ -129,49 +129,45 @@ func DecodeSuperblock(b []byte) (*Superblock, error) {
 }
 
 // ReadSuperblock reads both slots and returns the valid one with the highest
-// generation, and which slot it was. The error of each bad slot is kept so a
-// user can be told what is damaged.
+// generation, and which slot it was. Slot 1 sits one block in; when slot 0
+// is valid its block size says where, and slot 1 counts only if it belongs
+// to the same volume (an older volume's slot may survive at another block
+// size). The error of each bad slot is kept so a user can be told what is
+// damaged.
 func ReadSuperblock(dev Device) (*Superblock, int, error) {
-	var best *Superblock
-	slot := -1
+	read := func(off int64) (*Superblock, error) {
+		buf := make([]byte, SuperSize)
+		if _, err := dev.ReadAt(buf, off); err != nil {
+			return nil, err
+		}
+		return DecodeSuperblock(buf)
+	}
 	var errs []error
-	// The block size is not known yet: slot 1 starts at the block size, which
-	// is at least MinBlockSize; try every legal block size.
-	for i := 0; i < 2; i++ {
-		found := false
-		for bs := int64(MinBlockSize); bs <= MaxBlockSize && !found; bs *= 2 {
-			off := int64(i) * bs
-			if i == 0 && bs > MinBlockSize {
-				break
-			}
-			buf := make([]byte, SuperSize)
-			if _, err := dev.ReadAt(buf, off); err != nil {
-				errs = append(errs, fmt.Errorf("slot %d: %w", i, err))
-				break
-			}
-			s, err := DecodeSuperblock(buf)
-			if err != nil {
-				if i == 0 {
-					errs = append(errs, fmt.Errorf("slot %d: %w", i, err))
-				}
-				continue
-			}
-			if i == 1 && int64(s.Geometry.BlockSize) != bs {
-				continue
-			}
-			found = true
-			if best == nil || s.Generation > best.Generation {
-				best, slot = s, i
-			}
+	s0, err := read(0)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("slot 0: %w", err))
+	}
+	var s1 *Superblock
+	for bs := int64(MinBlockSize); bs <= MaxBlockSize; bs *= 2 {
+		if s0 != nil && bs != int64(s0.Geometry.BlockSize) {
+			continue
 		}
-		if i == 1 && !found {
-			errs = append(errs, fmt.Errorf("slot 1: %w", ErrNoSuperblock))
+		s, err := read(bs)
+		if err == nil && int64(s.Geometry.BlockSize) == bs && (s0 == nil || s.UUID == s0.UUID) {
+			s1 = s
+			break
 		}
 	}
-	if best == nil {
-		return nil, -1, fmt.Errorf("%w (%v)", ErrNoSuperblock, errors.Join(errs...))
+	if s1 == nil {
+		errs = append(errs, fmt.Errorf("slot 1: %w", ErrNoSuperblock))
 	}
-	return best, slot, nil
+	switch {
+	case s0 != nil && (s1 == nil || s0.Generation >= s1.Generation):
+		return s0, 0, nil
+	case s1 != nil:
+		return s1, 1, nil
+	}
+	return nil, -1, fmt.Errorf("%w (%v)", ErrNoSuperblock, errors.Join(errs...))
 }
 
 // WriteSuperblock writes s into slot (0 or 1).
