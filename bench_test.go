@@ -80,3 +80,22 @@ func BenchmarkSeqWrite(b *testing.B) {
 }
 
 var _ = os.TempDir
+
+// BenchmarkSeqRead reads 1 MiB chunks of a file written sequentially.
+func BenchmarkSeqRead(b *testing.B) {
+	v := benchVolume(b, 2<<30)
+	a, _ := v.Create(RootIno, "seq", 0o644, Owner{})
+	buf := make([]byte, 1<<20)
+	rand.Read(buf)
+	for i := 0; i < 256; i++ {
+		v.Write(a.Ino, buf, int64(i)<<20)
+	}
+	v.Fsync(a.Ino)
+	b.SetBytes(int64(len(buf)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := v.Read(a.Ino, buf, int64(i%256)<<20); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -327,6 +327,21 @@ func (v *Volume) readRaw(addr uint64, buf []byte) error {
 	return nil
 }
 
+// inMemory reports whether any byte of [start, end) is in a unit not yet
+// on the device; readRaw serves such reads from memory, one unit at a time.
+func (v *Volume) inMemory(start, end uint64) bool {
+	overlaps := func(a, b uint64) bool { return start < b && a < end }
+	if v.cur != nil && overlaps(v.cur.Addr, v.cur.Addr+uint64(v.geo.SegmentSize)) {
+		return true
+	}
+	for _, u := range v.queue {
+		if overlaps(u.addr, u.addr+uint64(len(u.buf))) {
+			return true
+		}
+	}
+	return false
+}
+
 // readBlock returns the raw content of virtual block vb, verified.
 func (v *Volume) readBlock(vb uint64, dst []byte) ([]byte, error) {
 	e, err := v.dat.Live(vb)
