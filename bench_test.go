@@ -99,3 +99,21 @@ func BenchmarkSeqRead(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFsync1: one goroutine writing 4 KiB at random places of a file
+// and calling Fsync after each write (fio --fsync=1).
+func BenchmarkFsync1(b *testing.B) {
+	v := benchVolume(b, 1<<30)
+	a, _ := v.Create(RootIno, "f", 0o644, Owner{})
+	buf := make([]byte, 4096)
+	rand.Read(buf)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := v.Write(a.Ino, buf, int64(rand.Intn(16384))*4096); err != nil {
+			b.Fatal(err)
+		}
+		if err := v.Fsync(a.Ino); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
