@@ -58,7 +58,18 @@ func (v *Volume) Check() error {
 
 // CheckReport runs the checks of Check and returns everything found. The
 // error is for the checker itself failing (a closed volume).
-func (v *Volume) CheckReport() (*CheckReport, error) {
+func (v *Volume) CheckReport() (*CheckReport, error) { return v.CheckWithProgress(nil) }
+
+// Progress is told, now and then, how far the checker is: which of its
+// four passes (1 tree, 2 names, 3 virtual blocks, 4 segments) and how far
+// through it, as done of total.
+type Progress func(pass int, done, total uint64)
+
+// CheckWithProgress is CheckReport reporting its progress to p (nil: none).
+func (v *Volume) CheckWithProgress(p Progress) (*CheckReport, error) {
+	if p == nil {
+		p = func(int, uint64, uint64) {}
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.closed {
@@ -66,12 +77,17 @@ func (v *Volume) CheckReport() (*CheckReport, error) {
 	}
 	rep := &CheckReport{Warnings: append([]string(nil), v.warnings...)}
 	refs := map[uint64]uint32{} // references that exist to each virtual block
+	count := v.dat.Count()
+	p(1, 0, count)
 	// Tree structure and nodes.
 	err := v.tree.Walk(func(id inode.NodeID, level int) error {
 		if uint64(id)&(1<<63) != 0 {
 			return nil // new in memory, not yet in the DAT
 		}
 		rep.Nodes++
+		if rep.Nodes%256 == 0 {
+			p(1, rep.Nodes, count)
+		}
 		refs[uint64(id)]++
 		if _, err := v.readBlock(uint64(id), nil); err != nil {
 			rep.addf("tree node %d: %v", id, err)
@@ -88,9 +104,9 @@ func (v *Volume) CheckReport() (*CheckReport, error) {
 	for _, id := range v.ckptFreed {
 		refs[id]++ // dropped by a checkpoint not yet durable
 	}
-	v.checkNamespace(rep, refs)
-	v.checkDAT(rep, refs)
-	v.checkUsage(rep)
+	v.checkNamespace(rep, refs, func(done uint64) { p(2, done, count) })
+	v.checkDAT(rep, refs, func(done uint64) { p(3, done, count) })
+	v.checkUsage(rep, func(done uint64) { p(4, done, count) })
 	return rep, nil
 }
 
@@ -104,7 +120,7 @@ type inodeInfo struct {
 	orphan   bool
 }
 
-func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32) {
+func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progress func(uint64)) {
 	inodes := map[Ino]*inodeInfo{}
 	get := func(ino Ino) *inodeInfo {
 		i := inodes[ino]
@@ -203,6 +219,9 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32) {
 	for _, b := range blocks {
 		refs[b.vb]++
 		rep.DataBlocks++
+		if rep.DataBlocks%1024 == 0 {
+			progress(rep.DataBlocks)
+		}
 		i := inodes[b.ino]
 		if i == nil || i.rec == nil {
 			rep.addf("block %d of missing inode %d", b.off, b.ino)
@@ -269,10 +288,13 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32) {
 	}
 }
 
-func (v *Volume) checkDAT(rep *CheckReport, refs map[uint64]uint32) {
+func (v *Volume) checkDAT(rep *CheckReport, refs map[uint64]uint32, progress func(uint64)) {
 	st := v.dat.State()
 	var free uint64
 	for vb := uint64(1); vb < st.Count; vb++ {
+		if vb%4096 == 0 {
+			progress(vb)
+		}
 		e, err := v.dat.Get(vb)
 		if err != nil {
 			rep.addf("DAT entry %d: %v", vb, err)
@@ -320,11 +342,14 @@ func (v *Volume) checkDAT(rep *CheckReport, refs map[uint64]uint32) {
 	}
 }
 
-func (v *Volume) checkUsage(rep *CheckReport) {
+func (v *Volume) checkUsage(rep *CheckReport, progress func(uint64)) {
 	live := make([]int64, v.geo.Segments)
 	tables := make([]int64, v.geo.Segments)
 	st := v.dat.State()
 	for vb := uint64(1); vb < st.Count; vb++ {
+		if vb%4096 == 0 {
+			progress(vb)
+		}
 		e, err := v.dat.Get(vb)
 		if err != nil {
 			return

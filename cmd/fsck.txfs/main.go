@@ -4,7 +4,8 @@
 // usage table. It never writes to the image.
 //
 // Exit codes (as fsck(8)): 0 clean, 4 errors found and left uncorrected,
-// 8 operational error (the image cannot be opened or read), 16 usage error.
+// 8 operational error (the image cannot be opened or read), 16 usage error,
+// 32 cancelled by SIGINT.
 package main
 
 import (
@@ -13,6 +14,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"strings"
+	"time"
 
 	"github.com/txfs/txfs"
 	"github.com/urfave/cli/v2"
@@ -24,6 +28,7 @@ const (
 	exitUncorrected = 4
 	exitOperational = 8
 	exitUsage       = 16
+	exitCancelled   = 32
 )
 
 type exitError struct {
@@ -34,6 +39,14 @@ type exitError struct {
 func (e exitError) Error() string { return e.err.Error() }
 
 func main() {
+	// The check only reads: an interrupt can stop it at any point.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt)
+	go func() {
+		<-sig
+		fmt.Fprintln(os.Stderr, "\nfsck.txfs: cancelled")
+		os.Exit(exitCancelled)
+	}()
 	err := Main(os.Args)
 	if err == nil {
 		os.Exit(exitClean)
@@ -63,7 +76,7 @@ counts, directories, orphans and the segment usage table. The image is only
 read. An image mounted read-write is refused (it is locked).
 
 Exit codes: 0 clean, 4 errors found, 8 the image cannot be opened or read,
-16 wrong arguments.
+16 wrong arguments, 32 cancelled (SIGINT).
 
 Examples:
    fsck.txfs disk.img
@@ -71,6 +84,7 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "n", Usage: "check only, change nothing (the default)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+			&cli.BoolFlag{Name: "progress", Usage: "show progress on standard error (the default when it is a terminal)"},
 		},
 		HideHelpCommand: true,
 		Action:          run,
@@ -112,7 +126,15 @@ func run(c *cli.Context) error {
 		return report(c, res)
 	}
 	defer v.Close()
-	rep, err := v.CheckReport()
+	var progress txfs.Progress
+	bar := c.Bool("progress") || isTerminal(os.Stderr)
+	if bar {
+		progress = progressBar(os.Stderr)
+	}
+	rep, err := v.CheckWithProgress(progress)
+	if bar {
+		fmt.Fprint(os.Stderr, "\r\033[K") // the report replaces the bar
+	}
 	if err != nil {
 		return exitError{exitOperational, err}
 	}
@@ -150,4 +172,28 @@ func report(c *cli.Context, res result) error {
 		return exitError{exitUncorrected, errors.New("")}
 	}
 	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// progressBar draws one line that the checker's passes overwrite, at most
+// ten times a second.
+func progressBar(w io.Writer) txfs.Progress {
+	names := []string{"", "tree", "names", "virtual blocks", "segments"}
+	var last time.Time
+	return func(pass int, done, total uint64) {
+		if time.Since(last) < 100*time.Millisecond {
+			return
+		}
+		last = time.Now()
+		pct := uint64(0)
+		if total > 0 {
+			pct = min(100, done*100/total)
+		}
+		bar := strings.Repeat("#", int(pct/5)) + strings.Repeat(".", 20-int(pct/5))
+		fmt.Fprintf(w, "\rpass %d/4 %-15s [%s] %3d%%", pass, names[pass], bar, pct)
+	}
 }
