@@ -232,26 +232,7 @@ func (r *cpRun) rename(src *mNode, sname string, dir *mNode, name string, flags 
 	r.begin(1)
 	err := r.v.Rename(src.ino, sname, dir.ino, name, flags)
 	s, d := src.children[sname], dir.children[name]
-	want := syscall.Errno(0)
-	switch {
-	case s == nil:
-		want = syscall.ENOENT
-	case flags == RenameExchange && d == nil:
-		want = syscall.ENOENT
-	case flags == RenameNoReplace && d != nil:
-		want = syscall.EEXIST
-	case d == s:
-	case s.isDir() && dir != src && under(dir, s):
-		want = syscall.EINVAL
-	case flags == RenameExchange && d.isDir() && dir != src && under(src, d):
-		want = syscall.EINVAL
-	case flags != RenameExchange && d != nil && d.isDir() && !s.isDir():
-		want = syscall.EISDIR
-	case flags != RenameExchange && d != nil && !d.isDir() && s.isDir():
-		want = syscall.ENOTDIR
-	case flags != RenameExchange && d != nil && d.isDir() && len(d.children) > 0:
-		want = syscall.ENOTEMPTY
-	}
+	want := renameErrno(src, sname, dir, name, flags)
 	desc := fmt.Sprintf("rename %d/%s -> %d/%s flags %d", src.ino, sname, dir.ino, name, flags)
 	if r.expect(desc, err, want) && d != s {
 		if flags == RenameExchange {

@@ -368,22 +368,7 @@ func (t *tx) zeroTail(ino Ino, size uint64) error {
 	}
 	block := append([]byte(nil), raw...)
 	clear(block[size%bs:])
-	e, err := v.dat.Live(vb)
-	if err != nil {
-		return v.fail(err)
-	}
-	if e.Refs > 1 {
-		if err := t.ref(vb, -1); err != nil {
-			return err
-		}
-		if vb, err = t.allocBlock(); err != nil {
-			return err
-		}
-		if err := t.put(blockKey(ino, b), le64(vb)); err != nil {
-			return err
-		}
-	}
-	return t.writeBlock(vb, block, ino, b)
+	return t.rewriteBlock(ino, b, vb, block)
 }
 
 // finishTruncate frees the blocks past the size the truncate item records,

@@ -132,6 +132,33 @@ func (m *model) all() (dirs, files []*mNode) {
 	return
 }
 
+// renameErrno is what renaming src/sname to dir/name with flags must
+// answer, by the model.
+func renameErrno(src *mNode, sname string, dir *mNode, name string, flags uint32) syscall.Errno {
+	s, d := src.children[sname], dir.children[name]
+	switch {
+	case s == nil:
+		return syscall.ENOENT
+	case flags == RenameExchange && d == nil:
+		return syscall.ENOENT
+	case flags == RenameNoReplace && d != nil:
+		return syscall.EEXIST
+	case d == s:
+		return 0
+	case s.isDir() && dir != src && under(dir, s):
+		return syscall.EINVAL
+	case flags == RenameExchange && d.isDir() && dir != src && under(src, d):
+		return syscall.EINVAL
+	case flags != RenameExchange && d != nil && d.isDir() && !s.isDir():
+		return syscall.EISDIR
+	case flags != RenameExchange && d != nil && !d.isDir() && s.isDir():
+		return syscall.ENOTDIR
+	case flags != RenameExchange && d != nil && d.isDir() && len(d.children) > 0:
+		return syscall.ENOTEMPTY
+	}
+	return 0
+}
+
 func under(d, anc *mNode) bool {
 	for ; d != nil; d = d.parent {
 		if d == anc {
@@ -309,26 +336,7 @@ func (r *modelRun) op() {
 		flags := []uint32{0, 0, RenameNoReplace, RenameExchange}[rng.Intn(4)]
 		err := v.Rename(src.ino, sname, dir.ino, name, flags)
 		s, d := src.children[sname], dir.children[name]
-		want := syscall.Errno(0)
-		switch {
-		case s == nil:
-			want = syscall.ENOENT
-		case flags == RenameExchange && d == nil:
-			want = syscall.ENOENT
-		case flags == RenameNoReplace && d != nil:
-			want = syscall.EEXIST
-		case d == s:
-		case s.isDir() && dir != src && under(dir, s):
-			want = syscall.EINVAL
-		case flags == RenameExchange && d.isDir() && dir != src && under(src, d):
-			want = syscall.EINVAL
-		case flags != RenameExchange && d != nil && d.isDir() && !s.isDir():
-			want = syscall.EISDIR
-		case flags != RenameExchange && d != nil && !d.isDir() && s.isDir():
-			want = syscall.ENOTDIR
-		case flags != RenameExchange && d != nil && d.isDir() && len(d.children) > 0:
-			want = syscall.ENOTEMPTY
-		}
+		want := renameErrno(src, sname, dir, name, flags)
 		if r.expect(fmt.Sprintf("rename %s -> %s flags %d", sname, name, flags), err, want) && d != s {
 			if flags == RenameExchange {
 				src.children[sname], dir.children[name] = d, s
