@@ -62,9 +62,6 @@ func (v *Volume) checkpoint() error {
 	for _, s := range v.usedSince {
 		taken[s] = true
 	}
-	for _, s := range v.free {
-		taken[s] = false
-	}
 	free := v.free[:0:0]
 	for _, s := range candidates {
 		if !taken[s] {
