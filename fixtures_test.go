@@ -86,6 +86,20 @@ func TestWriteFixtures(t *testing.T) {
 	one := append([]byte(nil), clean...)
 	clear(one[4096 : 2*4096])
 	write("zeroed-superblock-1.img", one)
+	// Broken link counts and names, for fsck --repair.
+	dev2 := segment.NewMemDevice(1 << 20)
+	if err := Format(dev2, FormatOptions{SegmentSize: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	v2, err := Open(dev2, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	damage(t, v2)
+	if err := v2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	write("damaged-links.img", dev2.Bytes())
 	// Operations after the checkpoint, in the log only.
 	b, _ := v.Create(RootIno, "after-checkpoint", 0o600, Owner{})
 	v.Write(b.Ino, []byte("replayed at open\n"), 0)

@@ -557,11 +557,13 @@ func (v *Volume) freeOrphans() error {
 		if err := v.finishTruncate(ino); err != nil {
 			return err
 		}
+		v.opened = append(v.opened, fmt.Sprintf("finished the interrupted truncate of inode %d", ino))
 	}
 	for _, ino := range orphans {
 		if err := v.finishFree(ino); err != nil {
 			return err
 		}
+		v.opened = append(v.opened, fmt.Sprintf("freed orphan inode %d (unlinked while open)", ino))
 	}
 	return nil
 }

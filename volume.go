@@ -112,6 +112,7 @@ type Volume struct {
 	writerDone bool      // the writer goroutine has exited
 	warnings   []string  // damage Open found and worked around, for the checker
 	ckptFreed  []uint64  // tree nodes the running checkpoint dropped, freed once it is durable
+	opened     []string  // what Open repaired: orphans freed, truncates finished
 	curStart   time.Time // when the first transaction joined cur
 	curTxns    int       // transactions in cur
 	scratch    []byte    // one block, for building blocks under the lock
@@ -615,6 +616,7 @@ const (
 	opFreeInode
 	opPunch
 	opCopyRange
+	opRepair
 )
 
 // begin starts a transaction that will add at most blockBytes of blocks in

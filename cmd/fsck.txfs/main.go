@@ -3,7 +3,11 @@
 // every checksum, reference count, link count, directory and the segment
 // usage table. It never writes to the image.
 //
-// Exit codes (as fsck(8)): 0 clean, 4 errors found and left uncorrected,
+// With --repair (-y) it first fixes, through ordinary transactions, what can
+// be fixed safely: orphans freed, interrupted truncates finished, link
+// counts, entries naming missing inodes, nameless inodes into lost+found.
+//
+// Exit codes (as fsck(8)): 0 clean, 1 errors corrected, 4 errors found and left uncorrected,
 // 8 operational error (the image cannot be opened or read), 16 usage error,
 // 32 cancelled by SIGINT.
 package main
@@ -25,6 +29,7 @@ import (
 // Exit codes of fsck(8).
 const (
 	exitClean       = 0
+	exitCorrected   = 1
 	exitUncorrected = 4
 	exitOperational = 8
 	exitUsage       = 16
@@ -75,14 +80,22 @@ every log unit and block checksum, the metadata tree, reference counts, link
 counts, directories, orphans and the segment usage table. The image is only
 read. An image mounted read-write is refused (it is locked).
 
-Exit codes: 0 clean, 4 errors found, 8 the image cannot be opened or read,
-16 wrong arguments, 32 cancelled (SIGINT).
+With --repair (or -y) it first fixes what ordinary transactions can fix
+safely, and says what it changed: orphans freed, interrupted truncates
+finished, entries naming missing inodes removed, wrong entry types
+corrected, nameless inodes put into /lost+found, link counts set. Checksum
+errors, reference counts and space accounting are reported, not repaired.
+
+Exit codes: 0 clean, 1 errors corrected, 4 errors left, 8 the image cannot
+be opened or read (or is in use), 16 wrong arguments, 32 cancelled (SIGINT).
 
 Examples:
    fsck.txfs disk.img
-   fsck.txfs -n --json disk.img`,
+   fsck.txfs -n --json disk.img
+   fsck.txfs --repair disk.img`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "n", Usage: "check only, change nothing (the default)"},
+			&cli.BoolFlag{Name: "repair", Aliases: []string{"y"}, Usage: "fix what can be fixed safely, then check"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 			&cli.BoolFlag{Name: "progress", Usage: "show progress on standard error (the default when it is a terminal)"},
 		},
@@ -105,6 +118,7 @@ type result struct {
 	Orphans     uint64   `json:"orphans"`
 	Problems    []string `json:"problems"`
 	Warnings    []string `json:"warnings"`
+	Repaired    []string `json:"repaired"`
 }
 
 func run(c *cli.Context) error {
@@ -115,7 +129,31 @@ func run(c *cli.Context) error {
 	if _, err := os.Stat(path); err != nil {
 		return exitError{exitOperational, err}
 	}
-	res := result{Image: path, Problems: []string{}, Warnings: []string{}}
+	res := result{Image: path, Problems: []string{}, Warnings: []string{}, Repaired: []string{}}
+	if c.Bool("repair") {
+		if c.Bool("n") {
+			return exitError{exitUsage, errors.New("-n and --repair exclude each other")}
+		}
+		// Open read-write: recovery, freeing orphans and finishing
+		// truncates happen here, then the repairs, then a checkpoint.
+		v, err := txfs.OpenPath(path, txfs.Options{})
+		if err != nil {
+			if errors.Is(err, txfs.ErrBusy) || os.IsPermission(err) {
+				return exitError{exitOperational, err}
+			}
+			res.Problems = append(res.Problems, err.Error())
+			return report(c, res)
+		}
+		changed, err := v.Repair()
+		res.Repaired = append(res.Repaired, changed...)
+		if cerr := v.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			res.Problems = append(res.Problems, "repair: "+err.Error())
+			return report(c, res)
+		}
+	}
 	v, err := txfs.OpenPath(path, txfs.Options{ReadOnly: true})
 	if err != nil {
 		if errors.Is(err, txfs.ErrBusy) || os.IsPermission(err) {
@@ -155,6 +193,9 @@ func report(c *cli.Context, res result) error {
 			return exitError{exitOperational, err}
 		}
 	} else {
+		for _, p := range res.Repaired {
+			fmt.Fprintln(w, "repaired:", p)
+		}
 		for _, p := range res.Warnings {
 			fmt.Fprintln(w, "warning:", p)
 		}
@@ -170,6 +211,9 @@ func report(c *cli.Context, res result) error {
 	}
 	if !res.Clean {
 		return exitError{exitUncorrected, errors.New("")}
+	}
+	if len(res.Repaired) > 0 {
+		return exitError{exitCorrected, errors.New("")}
 	}
 	return nil
 }

@@ -74,6 +74,7 @@ func TestFixtures(t *testing.T) {
 		{"damaged-checkpoint.img", exitUncorrected, "checkpoint"},
 		{"truncated.img", exitUncorrected, "truncated"},
 		{"zeroed-superblocks.img", exitUncorrected, "no valid txfs superblock"},
+		{"damaged-links.img", exitUncorrected, "link count 7"},
 	} {
 		t.Run(c.image, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join("..", "..", "tests", "testdata", c.image))
@@ -96,4 +97,34 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// TestRepair: --repair fixes the links fixture (exit 1, says what it did),
+// after which the image checks clean (exit 0); damage it cannot fix stays
+// exit 4.
+func TestRepair(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "tests", "testdata", "damaged-links.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "links.img")
+	os.WriteFile(img, b, 0o644)
+	var out strings.Builder
+	err = mainWithOutput([]string{"fsck.txfs", "--repair", img}, &out)
+	if code(err) != exitCorrected || !strings.Contains(out.String(), "repaired: inode") || !strings.Contains(out.String(), "lost+found") {
+		t.Fatalf("repair: exit %d, output:\n%s", code(err), out.String())
+	}
+	out.Reset()
+	if err := mainWithOutput([]string{"fsck.txfs", img}, &out); code(err) != exitClean {
+		t.Fatalf("after repair: exit %d, output:\n%s", code(err), out.String())
+	}
+	if err := mainWithOutput([]string{"fsck.txfs", "-y", "-n", img}, &out); code(err) != exitUsage {
+		t.Fatalf("-y with -n: exit %d", code(err))
+	}
+	b, _ = os.ReadFile(filepath.Join("..", "..", "tests", "testdata", "damaged-data.img"))
+	os.WriteFile(img, b, 0o644)
+	out.Reset()
+	if err := mainWithOutput([]string{"fsck.txfs", "--repair", img}, &out); code(err) != exitUncorrected {
+		t.Fatalf("repair of a checksum error: exit %d, output:\n%s", code(err), out.String())
+	}
 }

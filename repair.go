@@ -1,0 +1,230 @@
+package txfs
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"syscall"
+
+	"github.com/txfs/txfs/inode"
+)
+
+// LostFound is the directory Repair puts inodes that have no name into.
+const LostFound = "lost+found"
+
+// Repair fixes the damage to the namespace that ordinary transactions can
+// fix, and says what it changed (including the orphans Open freed and the
+// truncates it finished): directory entries naming missing inodes
+// are removed, entries with the wrong file type are corrected, inodes that
+// no directory names go into /lost+found (named by inode number), orphan
+// marks on named inodes are dropped, and link counts are set to the names
+// that exist. Every change goes through the log and the next checkpoint
+// like any operation, so Repair never makes a volume worse. Damage it does
+// not fix (checksums, reference counts, space accounting) is left for Check
+// to report.
+func (v *Volume) Repair() ([]string, error) {
+	v.mu.Lock()
+	changed := append([]string(nil), v.opened...) // what Open already fixed
+	v.opened = nil
+	v.mu.Unlock()
+	say := func(format string, a ...any) { changed = append(changed, fmt.Sprintf(format, a...)) }
+
+	facts, err := v.namespaceFacts()
+	if err != nil {
+		return nil, err
+	}
+	// Entries first: what they name decides the link counts.
+	for _, e := range facts.entries {
+		t := facts.inodes[e.e.Ino]
+		switch {
+		case t == nil || t.rec == nil:
+			if err := v.repairTx(func(tx *tx) error { return tx.removeEntry(e.dir, e.e.Name) }); err != nil {
+				return changed, err
+			}
+			say("removed entry %q of directory %d: it named missing inode %d", e.e.Name, e.dir, e.e.Ino)
+		case uint32(e.e.Type) != t.rec.Mode>>12:
+			fixed := dirent{Name: e.e.Name, Ino: e.e.Ino, Type: uint8(t.rec.Mode >> 12)}
+			if err := v.repairTx(func(tx *tx) error {
+				if err := tx.removeEntry(e.dir, e.e.Name); err != nil {
+					return err
+				}
+				return tx.addEntry(e.dir, fixed)
+			}); err != nil {
+				return changed, err
+			}
+			say("corrected the file type of entry %q in directory %d", e.e.Name, e.dir)
+		}
+	}
+	// Inodes no directory names, that are not orphans: into lost+found.
+	var lost []Ino
+	for ino, i := range facts.inodes {
+		if i.rec != nil && ino != RootIno && facts.names[ino] == 0 && !i.orphan {
+			lost = append(lost, ino)
+		}
+	}
+	sort.Slice(lost, func(a, b int) bool { return lost[a] < lost[b] })
+	if len(lost) > 0 {
+		lf, err := v.Lookup(RootIno, LostFound)
+		if errors.Is(err, ErrNotExist) {
+			lf, err = v.Mkdir(RootIno, LostFound, 0o700, Owner{})
+		}
+		if err != nil {
+			return changed, fmt.Errorf("%s: %w", LostFound, err)
+		}
+		for _, ino := range lost {
+			name := fmt.Sprintf("#%d", ino)
+			rec := facts.inodes[ino].rec
+			if err := v.repairTx(func(tx *tx) error {
+				if isDir(rec.Mode) {
+					rec.Parent = lf.Ino
+				}
+				if err := tx.putInode(ino, rec); err != nil {
+					return err
+				}
+				return tx.addEntry(lf.Ino, dirent{Name: name, Ino: ino, Type: uint8(rec.Mode >> 12)})
+			}); err != nil {
+				return changed, err
+			}
+			say("inode %d had no name: now %s/%s", ino, LostFound, name)
+		}
+	}
+	// With the names right, set every link count (and parent) to match.
+	if facts, err = v.namespaceFacts(); err != nil {
+		return changed, err
+	}
+	for _, ino := range facts.sorted() {
+		i := facts.inodes[ino]
+		if i.rec == nil {
+			continue
+		}
+		want := facts.names[ino]
+		if isDir(i.rec.Mode) {
+			want = 2 + i.subdirs
+		}
+		parent := i.rec.Parent
+		if isDir(i.rec.Mode) && len(i.parents) == 1 {
+			parent = i.parents[0]
+		}
+		if i.orphan && facts.names[ino] > 0 {
+			if err := v.repairTx(func(tx *tx) error { return tx.del(orphanKey(ino)) }); err != nil {
+				return changed, err
+			}
+			say("inode %d is named but was marked as an orphan: mark removed", ino)
+		}
+		if (i.orphan && facts.names[ino] == 0) || (i.rec.Nlink == want && i.rec.Parent == parent) {
+			continue
+		}
+		old := i.rec.Nlink
+		rec := *i.rec
+		rec.Nlink, rec.Parent = want, parent
+		if err := v.repairTx(func(tx *tx) error { return tx.putInode(ino, &rec) }); err != nil {
+			return changed, err
+		}
+		if old != want {
+			say("inode %d: link count %d set to %d", ino, old, want)
+		} else {
+			say("directory %d: parent set to %d", ino, parent)
+		}
+	}
+	return changed, nil
+}
+
+// repairTx runs fn as one transaction.
+func (v *Volume) repairTx(fn func(*tx) error) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, err := v.begin(opRepair, 0, 0, v.metaRecBytes(), true)
+	if err != nil {
+		return err
+	}
+	if err := fn(t); err != nil {
+		return err
+	}
+	t.commit()
+	return nil
+}
+
+type nsEntry struct {
+	dir Ino
+	e   dirent
+}
+
+type nsInode struct {
+	rec     *inodeRec
+	subdirs uint32
+	parents []Ino
+	orphan  bool
+}
+
+type nsFacts struct {
+	inodes  map[Ino]*nsInode
+	entries []nsEntry
+	names   map[Ino]uint32 // entries that name each inode and point to it validly
+}
+
+func (f *nsFacts) sorted() []Ino {
+	out := make([]Ino, 0, len(f.inodes))
+	for ino := range f.inodes {
+		out = append(out, ino)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a] < out[b] })
+	return out
+}
+
+// namespaceFacts reads every inode, entry and orphan mark.
+func (v *Volume) namespaceFacts() (*nsFacts, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.writable(); err != nil {
+		return nil, err
+	}
+	f := &nsFacts{inodes: map[Ino]*nsInode{}, names: map[Ino]uint32{}}
+	get := func(ino Ino) *nsInode {
+		if f.inodes[ino] == nil {
+			f.inodes[ino] = &nsInode{}
+		}
+		return f.inodes[ino]
+	}
+	var derr error
+	err := v.tree.Ascend(inode.Key{}, func(k inode.Key, val []byte) bool {
+		switch k.Type {
+		case itemInode:
+			r, err := decodeInode(k.Ino, val)
+			if err != nil {
+				derr = err
+				return false
+			}
+			get(k.Ino).rec = r
+		case itemDirent:
+			es, err := decodeDirents(val)
+			if err != nil {
+				derr = err
+				return false
+			}
+			for _, e := range es {
+				f.entries = append(f.entries, nsEntry{k.Ino, e})
+			}
+		case itemOrphan:
+			get(k.Off).orphan = true
+		}
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return nil, v.fail(err)
+	}
+	for _, e := range f.entries {
+		d, t := f.inodes[e.dir], f.inodes[e.e.Ino]
+		if d == nil || d.rec == nil || t == nil || t.rec == nil {
+			continue
+		}
+		f.names[e.e.Ino]++
+		t.parents = append(t.parents, e.dir)
+		if t.rec.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+			d.subdirs++
+		}
+	}
+	return f, nil
+}

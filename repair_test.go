@@ -1,0 +1,65 @@
+package txfs
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// damage breaks the namespace behind the transactions' back, as a bug or
+// bad memory could: a wrong link count, a file whose only entry is gone,
+// an entry naming no inode, an entry with the wrong type.
+func damage(t *testing.T, v *Volume) (lost Ino) {
+	d, _ := v.Mkdir(RootIno, "d", 0o755, Owner{})
+	a, _ := v.Create(d.Ino, "a", 0o644, Owner{})
+	b, _ := v.Create(RootIno, "b", 0o644, Owner{})
+	v.Write(b.Ino, []byte("keep me"), 0)
+	c, _ := v.Create(RootIno, "c", 0o644, Owner{})
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	r, _ := v.getInode(a.Ino)
+	r.Nlink = 7
+	v.tree.Put(inodeKey(a.Ino), r.encode())
+	k := direntKey(RootIno, nameHash("b"))
+	v.tree.Delete(k)
+	v.tree.Put(direntKey(d.Ino, nameHash("ghost")), encodeDirents([]dirent{{Name: "ghost", Ino: 9999, Type: 8}}))
+	v.tree.Put(direntKey(RootIno, nameHash("c")), encodeDirents([]dirent{{Name: "c", Ino: c.Ino, Type: 4}}))
+	return b.Ino
+}
+
+func TestRepair(t *testing.T) {
+	v, dev := newTestVolume(t, 32<<20, Options{})
+	lost := damage(t, v)
+	rep, _ := v.CheckReport()
+	if len(rep.Problems) < 4 {
+		t.Fatalf("the checker missed damage: %v", rep.Problems)
+	}
+	changed, err := v.Repair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("repair:\n%s", strings.Join(changed, "\n"))
+	if len(changed) < 4 {
+		t.Fatalf("repair changed too little: %v", changed)
+	}
+	if err := v.Check(); err != nil {
+		t.Fatalf("after repair: %v", err)
+	}
+	v = reopen(t, v, dev)
+	lf, err := v.Lookup(RootIno, LostFound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := v.Lookup(lf.Ino, "#"+strconv.FormatUint(lost, 10))
+	if err != nil {
+		t.Fatalf("the nameless file is not in lost+found: %v", err)
+	}
+	buf := make([]byte, 7)
+	if n, _ := v.Read(f.Ino, buf, 0); string(buf[:n]) != "keep me" {
+		t.Fatalf("its data: %q", buf[:n])
+	}
+	if changed, err := v.Repair(); err != nil || len(changed) != 0 {
+		t.Fatalf("a second repair changed %v, %v", changed, err)
+	}
+	v.Close()
+}
