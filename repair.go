@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/segment"
 )
 
 // LostFound is the directory Repair puts inodes that have no name into.
@@ -227,4 +228,109 @@ func (v *Volume) namespaceFacts() (*nsFacts, error) {
 		}
 	}
 	return f, nil
+}
+
+// RepairCounts sets every reference count in the DAT to the references
+// that exist (freeing blocks nothing references) and every segment's usage
+// to what the DAT says lives there, then takes a checkpoint, which is how
+// these tables reach the disk. A block that is referenced but free cannot
+// be repaired here: its content is gone.
+func (v *Volume) RepairCounts() ([]string, error) {
+	var changed []string
+	v.mu.Lock()
+	err := v.writable()
+	if err == nil {
+		changed, err = v.repairCountsLocked()
+	}
+	v.mu.Unlock()
+	if err != nil {
+		return changed, err
+	}
+	if len(changed) > 0 {
+		err = v.checkpoint()
+	}
+	return changed, err
+}
+
+func (v *Volume) repairCountsLocked() ([]string, error) {
+	var changed []string
+	refs := map[uint64]uint32{}
+	err := v.tree.Walk(func(id inode.NodeID, level int) error {
+		if uint64(id)&(1<<63) == 0 {
+			refs[uint64(id)]++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range v.tree.PendingFree() {
+		refs[uint64(id)]++
+	}
+	for _, id := range v.ckptFreed {
+		refs[id]++
+	}
+	err = v.tree.Ascend(inode.Key{}, func(k inode.Key, val []byte) bool {
+		if k.Type == itemBlock && len(val) == 8 {
+			refs[leUint64(val)]++
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	for vb := uint64(1); vb < v.dat.Count(); vb++ {
+		e, err := v.dat.Get(vb)
+		if err != nil {
+			return changed, err
+		}
+		want := refs[vb]
+		if e.Free() || e.Refs == want {
+			continue
+		}
+		if _, _, err := v.dat.AddRef(vb, int64(want)-int64(e.Refs)); err != nil {
+			return changed, err
+		}
+		if want == 0 {
+			changed = append(changed, fmt.Sprintf("virtual block %d had %d references and none exist: freed", vb, e.Refs))
+		} else {
+			changed = append(changed, fmt.Sprintf("virtual block %d: reference count %d set to %d", vb, e.Refs, want))
+		}
+	}
+	// Usage from what the DAT and its table say.
+	live := make([]int64, v.geo.Segments)
+	tables := make([]int64, v.geo.Segments)
+	for vb := uint64(1); vb < v.dat.Count(); vb++ {
+		e, err := v.dat.Get(vb)
+		if err != nil {
+			return changed, err
+		}
+		if s, ok := v.geo.SegmentOf(e.Addr); ok && !e.Free() && e.Addr != 0 {
+			live[s] += int64(e.Len)
+		}
+	}
+	err = v.dat.Walk(func(level int, index uint64, p segment.BlockPtr) error {
+		if s, ok := v.geo.SegmentOf(p.Addr); ok {
+			tables[s]++
+		}
+		return nil
+	})
+	if err != nil {
+		return changed, err
+	}
+	for s := uint32(0); s < v.geo.Segments; s++ {
+		e, err := v.sut.Get(s)
+		if err != nil {
+			return changed, err
+		}
+		if int64(e.Live) == live[s] && int64(e.Tables) == tables[s] {
+			continue
+		}
+		changed = append(changed, fmt.Sprintf("segment %d usage: %d live bytes and %d table blocks set to %d and %d", s, e.Live, e.Tables, live[s], tables[s]))
+		e.Live, e.Tables = uint32(live[s]), uint32(tables[s])
+		if err := v.sut.Set(s, e); err != nil {
+			return changed, err
+		}
+	}
+	return changed, nil
 }

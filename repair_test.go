@@ -63,3 +63,31 @@ func TestRepair(t *testing.T) {
 	}
 	v.Close()
 }
+
+func TestRepairCounts(t *testing.T) {
+	v, dev := newTestVolume(t, 32<<20, Options{})
+	a, _ := v.Create(RootIno, "a", 0o644, Owner{})
+	v.Write(a.Ino, make([]byte, 20000), 0)
+	v.Sync()
+	v.mu.Lock()
+	val, _, _ := v.tree.Get(blockKey(a.Ino, 0))
+	v.dat.AddRef(leUint64(val), 2) // too many references
+	leak, _ := v.dat.Alloc()       // a block nothing references
+	v.sut.Add(3, 12345, 0)         // wrong usage
+	v.mu.Unlock()
+	if err := v.Check(); err == nil {
+		t.Fatal("the checker missed the damage")
+	}
+	changed, err := v.RepairCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changed) != 3 {
+		t.Fatalf("changed: %v", changed)
+	}
+	if e, _ := v.dat.Get(leak); !e.Free() {
+		t.Fatal("the leaked block was not freed")
+	}
+	v = reopen(t, v, dev)
+	v.Close()
+}

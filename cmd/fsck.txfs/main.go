@@ -5,7 +5,8 @@
 //
 // With --repair (-y) it first fixes, through ordinary transactions, what can
 // be fixed safely: orphans freed, interrupted truncates finished, link
-// counts, entries naming missing inodes, nameless inodes into lost+found.
+// counts, entries naming missing inodes, nameless inodes into lost+found,
+// reference counts and segment usage.
 //
 // Exit codes (as fsck(8)): 0 clean, 1 errors corrected, 4 errors found and left uncorrected,
 // 8 operational error (the image cannot be opened or read), 16 usage error,
@@ -83,8 +84,9 @@ read. An image mounted read-write is refused (it is locked).
 With --repair (or -y) it first fixes what ordinary transactions can fix
 safely, and says what it changed: orphans freed, interrupted truncates
 finished, entries naming missing inodes removed, wrong entry types
-corrected, nameless inodes put into /lost+found, link counts set. Checksum
-errors, reference counts and space accounting are reported, not repaired.
+corrected, nameless inodes put into /lost+found, link counts set, reference
+counts and segment usage recounted. Checksum errors are reported, not
+repaired: the data they guard is gone.
 
 Exit codes: 0 clean, 1 errors corrected, 4 errors left, 8 the image cannot
 be opened or read (or is in use), 16 wrong arguments, 32 cancelled (SIGINT).
@@ -146,6 +148,10 @@ func run(c *cli.Context) error {
 		}
 		changed, err := v.Repair()
 		res.Repaired = append(res.Repaired, changed...)
+		if err == nil {
+			changed, err = v.RepairCounts()
+			res.Repaired = append(res.Repaired, changed...)
+		}
 		if cerr := v.Close(); err == nil {
 			err = cerr
 		}
