@@ -374,7 +374,9 @@ func (r *modelRun) op() {
 				copy(f.data[off:], data)
 			}
 		}
-		r.touched[f] = len(r.dumps)
+		if len(data) > 0 { // an empty write changes nothing, so Fsync owes it nothing
+			r.touched[f] = len(r.dumps)
+		}
 		r.step(fmt.Sprintf("write %d off %d len %d", f.ino, off, len(data)))
 	case k < 70: // truncate
 		f := pickFile()
@@ -500,8 +502,8 @@ func (r *modelRun) op() {
 				d.data = append(d.data, make([]byte, end-len(d.data))...)
 			}
 			copy(d.data[do:], part)
+			r.touched[d] = len(r.dumps) // a copy of nothing is no change
 		}
-		r.touched[d] = len(r.dumps)
 		r.step(fmt.Sprintf("copy %d off %d -> %d off %d len %d", s.ino, so, d.ino, do, n))
 	case k < 98: // fsync
 		f := pickFile()
