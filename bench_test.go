@@ -3,7 +3,6 @@ package txfs
 import (
 	"fmt"
 	"math/rand"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -78,8 +77,6 @@ func BenchmarkSeqWrite(b *testing.B) {
 		b.Fatal(err)
 	}
 }
-
-var _ = os.TempDir
 
 // BenchmarkSeqRead reads 1 MiB chunks of a file written sequentially.
 func BenchmarkSeqRead(b *testing.B) {

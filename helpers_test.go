@@ -1,7 +1,6 @@
 package txfs
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -133,5 +132,3 @@ func mustErr(t testing.TB, err, want error) {
 		t.Fatalf("got error %v, want %v", err, want)
 	}
 }
-
-var _ = bytes.Equal

@@ -3,7 +3,6 @@ package txfs
 import (
 	"bytes"
 	"crypto/sha256"
-	"errors"
 	"flag"
 	"fmt"
 	"math/rand"
@@ -617,8 +616,6 @@ func TestCrashModel(t *testing.T) {
 		t.Fatalf("only %d crash points; the suite promises at least 2000", total)
 	}
 }
-
-var _ = errors.Is
 
 // lineDiff lists the lines only in got (-) and only in want (+).
 func lineDiff(got, want string) string {
