@@ -190,13 +190,7 @@ func (r *cpRun) unlink(dir *mNode, name string) {
 	r.begin(1)
 	err := r.v.Unlink(dir.ino, name)
 	c := dir.children[name]
-	want := syscall.Errno(0)
-	switch {
-	case c == nil:
-		want = syscall.ENOENT
-	case c.isDir():
-		want = syscall.EISDIR
-	}
+	want := removeErrno(c, false)
 	if r.expect("unlink "+name, err, want) {
 		delete(dir.children, name)
 		r.step(fmt.Sprintf("unlink %d/%s (%d)", dir.ino, name, c.ino), c, dir)
@@ -210,15 +204,7 @@ func (r *cpRun) rmdir(dir *mNode, name string) {
 	r.begin(1)
 	err := r.v.Rmdir(dir.ino, name)
 	c := dir.children[name]
-	want := syscall.Errno(0)
-	switch {
-	case c == nil:
-		want = syscall.ENOENT
-	case !c.isDir():
-		want = syscall.ENOTDIR
-	case len(c.children) > 0:
-		want = syscall.ENOTEMPTY
-	}
+	want := removeErrno(c, true)
 	if r.expect("rmdir "+name, err, want) {
 		delete(dir.children, name)
 		r.step(fmt.Sprintf("rmdir %d/%s (%d)", dir.ino, name, c.ino), c, dir)

@@ -415,6 +415,21 @@ func (v *Volume) xattrItem(ino Ino, name string) ([]xattrEntry, error) {
 	return decodeXattrs(b)
 }
 
+// beginXattr starts a transaction that changes ino's attribute name and
+// returns the inode and the attributes sharing name's item. Lock held.
+func (v *Volume) beginXattr(op int, ino Ino, name string, freesSpace bool) (*tx, *inodeRec, []xattrEntry, error) {
+	t, err := v.begin(op, 0, 0, v.metaRecBytes(), freesSpace)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	r, err := v.getInode(ino)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	es, err := v.xattrItem(ino, name)
+	return t, r, es, err
+}
+
 // GetXattr returns the value of attribute name.
 func (v *Volume) GetXattr(ino Ino, name string) ([]byte, error) {
 	if err := v.checkXattrName(name); err != nil {
@@ -459,15 +474,7 @@ func (v *Volume) SetXattr(ino Ino, name string, value []byte, flags uint32) erro
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(opSetXattr, 0, 0, v.metaRecBytes(), false)
-	if err != nil {
-		return err
-	}
-	r, err := v.getInode(ino)
-	if err != nil {
-		return err
-	}
-	es, err := v.xattrItem(ino, name)
+	t, r, es, err := v.beginXattr(opSetXattr, ino, name, false)
 	if err != nil {
 		return err
 	}
@@ -545,15 +552,7 @@ func (v *Volume) RemoveXattr(ino Ino, name string) error {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(opRemoveXattr, 0, 0, v.metaRecBytes(), true)
-	if err != nil {
-		return err
-	}
-	r, err := v.getInode(ino)
-	if err != nil {
-		return err
-	}
-	es, err := v.xattrItem(ino, name)
+	t, r, es, err := v.beginXattr(opRemoveXattr, ino, name, true)
 	if err != nil {
 		return err
 	}

@@ -131,6 +131,22 @@ func (m *model) all() (dirs, files []*mNode) {
 	return
 }
 
+// removeErrno is what unlink (dir false) or rmdir (dir true) of the entry
+// naming c (nil: none) must answer, by the model.
+func removeErrno(c *mNode, dir bool) syscall.Errno {
+	switch {
+	case c == nil:
+		return syscall.ENOENT
+	case !dir && c.isDir():
+		return syscall.EISDIR
+	case dir && !c.isDir():
+		return syscall.ENOTDIR
+	case dir && len(c.children) > 0:
+		return syscall.ENOTEMPTY
+	}
+	return 0
+}
+
 // renameErrno is what renaming src/sname to dir/name with flags must
 // answer, by the model.
 func renameErrno(src *mNode, sname string, dir *mNode, name string, flags uint32) syscall.Errno {
@@ -302,15 +318,7 @@ func (r *modelRun) op() {
 		c := dir.children[name]
 		if rng.Intn(3) == 0 {
 			err := v.Rmdir(dir.ino, name)
-			want := syscall.Errno(0)
-			switch {
-			case c == nil:
-				want = syscall.ENOENT
-			case !c.isDir():
-				want = syscall.ENOTDIR
-			case len(c.children) > 0:
-				want = syscall.ENOTEMPTY
-			}
+			want := removeErrno(c, true)
 			if r.expect("rmdir "+name, err, want) {
 				delete(dir.children, name)
 			}
@@ -318,13 +326,7 @@ func (r *modelRun) op() {
 			return
 		}
 		err := v.Unlink(dir.ino, name)
-		want := syscall.Errno(0)
-		switch {
-		case c == nil:
-			want = syscall.ENOENT
-		case c.isDir():
-			want = syscall.EISDIR
-		}
+		want := removeErrno(c, false)
 		if r.expect("unlink "+name, err, want) {
 			delete(dir.children, name)
 		}
