@@ -7,7 +7,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/txfs/txfs/cow"
 	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/segment"
 )
@@ -49,104 +48,6 @@ func (v *Volume) fileInode(ino Ino) (*inodeRec, error) {
 		err = ErrIsDir
 	}
 	return r, err
-}
-
-// Read reads up to len(buf) bytes at off. Holes read as zeros.
-func (v *Volume) Read(ino Ino, buf []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, ErrInvalid
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if err := v.usable(); err != nil {
-		return 0, err
-	}
-	r, err := v.fileInode(ino)
-	if err != nil {
-		return 0, err
-	}
-	if uint64(off) >= r.Size || len(buf) == 0 {
-		return 0, nil
-	}
-	n := int(min(uint64(len(buf)), r.Size-uint64(off)))
-	bs := uint64(v.bs)
-	first, last := uint64(off)/bs, (uint64(off)+uint64(n)-1)/bs
-	m, err := v.blockMap(ino, first, last)
-	if err != nil {
-		return 0, err
-	}
-	// Blocks written together lie together in the log: read each run of
-	// adjacent stored blocks with one device read.
-	type piece struct {
-		b   uint64
-		vb  uint64
-		e   cow.Entry
-		dst []byte
-	}
-	var run []piece
-	var scratch []byte
-	flush := func() error {
-		if len(run) == 0 {
-			return nil
-		}
-		start := run[0].e.Addr
-		end := run[len(run)-1].e.Addr + uint64(run[len(run)-1].e.Len)
-		span := make([]byte, end-start)
-		if err := v.readRaw(start, span); err != nil {
-			return fmt.Errorf("%w: %v", ErrIO, err)
-		}
-		for _, p := range run {
-			stored := span[p.e.Addr-start : p.e.Addr-start+uint64(p.e.Len)]
-			bstart := p.b * bs
-			lo := max(bstart, uint64(off))
-			if len(p.dst) == v.bs {
-				// A whole block decodes straight into the caller's buffer.
-				if _, err := segment.DecodeBlock(stored, uint8(p.e.Flags), p.e.Sum, v.bs, p.dst); err != nil {
-					return fmt.Errorf("%w: virtual block %d at %d: %v", ErrIO, p.vb, p.e.Addr, err)
-				}
-				continue
-			}
-			raw, err := segment.DecodeBlock(stored, uint8(p.e.Flags), p.e.Sum, v.bs, scratch)
-			if err != nil {
-				return fmt.Errorf("%w: virtual block %d at %d: %v", ErrIO, p.vb, p.e.Addr, err)
-			}
-			scratch = raw
-			copy(p.dst, raw[lo-bstart:])
-		}
-		run = run[:0]
-		return nil
-	}
-	for b := first; b <= last; b++ {
-		bstart := b * bs
-		lo := max(bstart, uint64(off))
-		hi := min(bstart+bs, uint64(off)+uint64(n))
-		dst := buf[lo-uint64(off) : hi-uint64(off)]
-		vb, ok := m[b]
-		if !ok {
-			clear(dst)
-			continue
-		}
-		e, err := v.dat.Live(vb)
-		if err != nil {
-			return 0, fmt.Errorf("%w: %v", ErrIO, err)
-		}
-		if e.Addr == 0 {
-			return 0, fmt.Errorf("%w: virtual block %d has no content", ErrIO, vb)
-		}
-		if len(run) > 0 {
-			prev := run[len(run)-1].e
-			if prev.Addr+uint64(prev.Len) != e.Addr || v.inMemory(run[0].e.Addr, e.Addr+uint64(e.Len)) {
-				if err := flush(); err != nil {
-					return 0, err
-				}
-			}
-		}
-		run = append(run, piece{b, vb, e, dst})
-	}
-	if err := flush(); err != nil {
-		return 0, err
-	}
-	return n, nil
 }
 
 // writeChunkBlocks bounds the blocks of one write transaction so that it

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -116,6 +117,8 @@ type Volume struct {
 	curStart   time.Time // when the first transaction joined cur
 	curTxns    int       // transactions in cur
 	scratch    []byte    // one block, for building blocks under the lock
+
+	readRetries atomic.Int64 // reads redone under the lock (errMoved)
 }
 
 type sealedUnit struct {

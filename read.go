@@ -1,0 +1,239 @@
+package txfs
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/txfs/txfs/cow"
+	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/segment"
+)
+
+// Reads resolve the block map under the volume lock and then read the
+// device without it, so that reads overlap each other's device waits and
+// never wait behind a write. While a read is outside the lock its blocks
+// may be freed and their segment written again; the checksum of every
+// block is verified, so such a read fails its check and is redone under
+// the lock (errMoved), where the map cannot change. A genuinely damaged
+// block fails under the lock too and is reported as ErrIO.
+
+// errMoved says a read done outside the lock did not verify.
+var errMoved = errors.New("block moved while read outside the lock")
+
+// testHookReadUnlocked, when set by a test, runs between planning a read
+// and reading the device, to widen the window in which blocks can move.
+var testHookReadUnlocked func()
+
+// readPiece is one file block to fill from one stored block.
+type readPiece struct {
+	vb      uint64
+	e       cow.Entry
+	at, len int // the part of the caller's buffer this block fills
+	off     int // where that part starts within the raw block
+}
+
+// spanPool holds buffers for runs that cannot be read in place (compressed
+// blocks, partial blocks): a read of 1 MiB would otherwise allocate and
+// clear 1 MiB per request.
+var spanPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20+64<<10); return &b }}
+
+// Read reads up to len(buf) bytes at off. Holes read as zeros.
+func (v *Volume) Read(ino Ino, buf []byte, off int64) (int, error) {
+	n, err := v.read(ino, buf, off, false)
+	if errors.Is(err, errMoved) {
+		v.readRetries.Add(1)
+		n, err = v.read(ino, buf, off, true)
+	}
+	return n, err
+}
+
+// read plans the read under the lock, copies what is still in memory, and
+// reads the rest from the device: after unlocking unless hold is set.
+func (v *Volume) read(ino Ino, buf []byte, off int64, hold bool) (int, error) {
+	if off < 0 {
+		return 0, ErrInvalid
+	}
+	v.mu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			v.mu.Unlock()
+		}
+	}()
+	if err := v.usable(); err != nil {
+		return 0, err
+	}
+	r, err := v.fileInode(ino)
+	if err != nil {
+		return 0, err
+	}
+	if uint64(off) >= r.Size || len(buf) == 0 {
+		return 0, nil
+	}
+	n := int(min(uint64(len(buf)), r.Size-uint64(off)))
+	runs, err := v.planRead(ino, buf[:n], uint64(off))
+	if err != nil {
+		return 0, err
+	}
+	// Runs the writer has not written yet are copied now, under the lock.
+	device := runs[:0]
+	for _, run := range runs {
+		if v.inMemory(run[0].e.Addr, run[len(run)-1].e.Addr+uint64(run[len(run)-1].e.Len)) {
+			if err := v.fetchRun(buf, run, v.readRaw); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		device = append(device, run)
+	}
+	if !hold {
+		v.mu.Unlock()
+		locked = false
+		if testHookReadUnlocked != nil {
+			testHookReadUnlocked()
+		}
+	}
+	for _, run := range device {
+		if err := v.fetchRun(buf, run, v.readDevice); err != nil {
+			if !hold {
+				return 0, errMoved
+			}
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// planRead maps buf (file bytes from off) to runs of stored blocks that lie
+// next to each other in the log, so that each run is one device read.
+// Holes are zeroed here. Blocks still in memory form runs of their own.
+func (v *Volume) planRead(ino Ino, buf []byte, off uint64) ([][]readPiece, error) {
+	bs := uint64(v.bs)
+	first, last := off/bs, (off+uint64(len(buf))-1)/bs
+	var runs [][]readPiece
+	var run []readPiece
+	end := off // file offset up to which buf is planned or zeroed
+	var walkErr error
+	visit := func(b, vb uint64) bool {
+		lo := max(b*bs, off)
+		hi := min(b*bs+bs, off+uint64(len(buf)))
+		clear(buf[end-off : lo-off]) // a hole before this block
+		end = hi
+		e, err := v.dat.Live(vb)
+		if err != nil {
+			walkErr = fmt.Errorf("%w: %v", ErrIO, err)
+			return false
+		}
+		if e.Addr == 0 {
+			walkErr = fmt.Errorf("%w: virtual block %d has no content", ErrIO, vb)
+			return false
+		}
+		if len(run) > 0 {
+			prev := run[len(run)-1].e
+			if prev.Addr+uint64(prev.Len) != e.Addr || v.inMemory(run[0].e.Addr, e.Addr+uint64(e.Len)) {
+				runs = append(runs, run)
+				run = nil
+			}
+		}
+		run = append(run, readPiece{vb: vb, e: e, at: int(lo - off), len: int(hi - lo), off: int(lo - b*bs)})
+		return true
+	}
+	var err error
+	if first == last {
+		var val []byte
+		var ok bool
+		val, ok, err = v.tree.Get(blockKey(ino, first))
+		if ok {
+			visit(first, leUint64(val))
+		}
+	} else {
+		err = v.tree.Ascend(blockKey(ino, first), func(k inode.Key, val []byte) bool {
+			if k.Ino != ino || k.Type != itemBlock || k.Off > last {
+				return false
+			}
+			return visit(k.Off, leUint64(val))
+		})
+	}
+	if err = v.failIf(err); err != nil {
+		return nil, err
+	}
+	if walkErr != nil {
+		return nil, walkErr
+	}
+	clear(buf[end-off:]) // a hole at the end
+	if len(run) > 0 {
+		runs = append(runs, run)
+	}
+	return runs, nil
+}
+
+// readDevice reads stored bytes from the device only; it needs no lock.
+func (v *Volume) readDevice(addr uint64, buf []byte) error {
+	if _, err := v.dev.ReadAt(buf, int64(addr)); err != nil {
+		return fmt.Errorf("read at %d: %w", addr, err)
+	}
+	return nil
+}
+
+// fetchRun reads one run with one call of readAt and decodes its blocks
+// into their places in buf. A run of whole raw blocks whose places follow
+// each other is read straight into buf and only verified there.
+func (v *Volume) fetchRun(buf []byte, run []readPiece, readAt func(uint64, []byte) error) error {
+	start := run[0].e.Addr
+	end := run[len(run)-1].e.Addr + uint64(run[len(run)-1].e.Len)
+	if inPlace(run, v.bs) {
+		if err := readAt(start, buf[run[0].at:run[0].at+len(run)*v.bs]); err != nil {
+			return fmt.Errorf("%w: %v", ErrIO, err)
+		}
+		for _, p := range run {
+			if got := segment.Checksum(buf[p.at : p.at+p.len]); got != p.e.Sum {
+				return fmt.Errorf("%w: virtual block %d at %d: %w: stored %x, computed %x",
+					ErrIO, p.vb, p.e.Addr, segment.ErrChecksum, p.e.Sum, got)
+			}
+		}
+		return nil
+	}
+	bp := spanPool.Get().(*[]byte)
+	defer spanPool.Put(bp)
+	if uint64(cap(*bp)) < end-start {
+		*bp = make([]byte, end-start)
+	}
+	span := (*bp)[:end-start]
+	if err := readAt(start, span); err != nil {
+		return fmt.Errorf("%w: %v", ErrIO, err)
+	}
+	var scratch []byte
+	for _, p := range run {
+		stored := span[p.e.Addr-start : p.e.Addr-start+uint64(p.e.Len)]
+		dst := buf[p.at : p.at+p.len]
+		if p.len == v.bs {
+			// A whole block decodes straight into the caller's buffer.
+			if _, err := segment.DecodeBlock(stored, uint8(p.e.Flags), p.e.Sum, v.bs, dst); err != nil {
+				return fmt.Errorf("%w: virtual block %d at %d: %v", ErrIO, p.vb, p.e.Addr, err)
+			}
+			continue
+		}
+		raw, err := segment.DecodeBlock(stored, uint8(p.e.Flags), p.e.Sum, v.bs, scratch)
+		if err != nil {
+			return fmt.Errorf("%w: virtual block %d at %d: %v", ErrIO, p.vb, p.e.Addr, err)
+		}
+		scratch = raw
+		copy(dst, raw[p.off:])
+	}
+	return nil
+}
+
+// inPlace reports whether run is whole uncompressed blocks filling one
+// contiguous stretch of the caller's buffer.
+func inPlace(run []readPiece, bs int) bool {
+	for i, p := range run {
+		if p.e.Flags&segment.BlockLZ4 != 0 || int(p.e.Len) != bs || p.len != bs {
+			return false
+		}
+		if i > 0 && p.at != run[i-1].at+bs {
+			return false
+		}
+	}
+	return true
+}
