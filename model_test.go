@@ -198,6 +198,7 @@ type modelRun struct {
 	touched map[*mNode]int
 	log     []string
 	crashes int
+	held    []Ino // files made with Tmpfile still open, released by later operations
 }
 
 func (r *modelRun) fatalf(format string, a ...any) {
@@ -305,14 +306,7 @@ func (r *modelRun) op() {
 		if f == nil {
 			return
 		}
-		_, err := v.Link(f.ino, dir.ino, name)
-		want := syscall.Errno(0)
-		if dir.children[name] != nil {
-			want = syscall.EEXIST
-		}
-		if r.expect("link "+name, err, want) {
-			dir.children[name] = f
-		}
+		r.link(f, dir, name)
 		r.step(fmt.Sprintf("link %d -> %d/%s", f.ino, dir.ino, name))
 	case k < 30: // unlink or rmdir
 		c := dir.children[name]
@@ -353,7 +347,7 @@ func (r *modelRun) op() {
 			}
 		}
 		r.step(fmt.Sprintf("rename %d/%s -> %d/%s flags %d", src.ino, sname, dir.ino, name, flags))
-	case k < 62: // write
+	case k < 59: // write
 		f := pickFile()
 		if f == nil || f.mode&syscall.S_IFMT != syscall.S_IFREG {
 			return
@@ -379,6 +373,8 @@ func (r *modelRun) op() {
 			r.touched[f] = len(r.dumps)
 		}
 		r.step(fmt.Sprintf("write %d off %d len %d", f.ino, off, len(data)))
+	case k < 62: // a file with no name (O_TMPFILE): written, maybe linked
+		r.tmpfile(dir, name)
 	case k < 70: // truncate
 		f := pickFile()
 		if f == nil || f.mode&syscall.S_IFMT != syscall.S_IFREG {
@@ -525,6 +521,71 @@ func (r *modelRun) op() {
 		r.synced = len(r.dumps) - 1
 		r.syncWhy = fmt.Sprintf("sync after op %d", r.synced)
 	}
+}
+
+// link gives f the name dir/name, which the model says fails with EEXIST
+// when the name is taken, and reports whether it did.
+func (r *modelRun) link(f, dir *mNode, name string) bool {
+	_, err := r.v.Link(f.ino, dir.ino, name)
+	want := syscall.Errno(0)
+	if dir.children[name] != nil {
+		want = syscall.EEXIST
+	}
+	if !r.expect("link "+name, err, want) {
+		return false
+	}
+	dir.children[name] = f
+	return true
+}
+
+// tmpfile makes a file with no name in dir, writes it, links it as name
+// two times in three (syncing the link half of those times), and releases
+// it now or leaves it open for a later call, so crashes find unnamed files
+// open in the log and in checkpoints.
+func (r *modelRun) tmpfile(dir *mNode, name string) {
+	rng, v := r.rng, r.v
+	if len(r.held) > 0 && rng.Intn(3) == 0 {
+		ino := r.held[0]
+		r.held = r.held[1:]
+		if err := v.Release(ino); err != nil {
+			r.fatalf("release of tmpfile %d: %v", ino, err)
+		}
+		r.step(fmt.Sprintf("release tmpfile %d", ino))
+		return
+	}
+	a, err := v.Tmpfile(dir.ino, 0o600, Owner{})
+	if err != nil {
+		r.fatalf("tmpfile in %d: %v", dir.ino, err)
+	}
+	r.step(fmt.Sprintf("tmpfile %d in %d", a.Ino, dir.ino))
+	n := &mNode{ino: a.Ino, mode: syscall.S_IFREG | 0o600, parent: dir, data: r.randData(rng.Intn(20 << 10))}
+	if _, err := v.Write(a.Ino, n.data, 0); err != nil {
+		r.fatalf("write to tmpfile %d: %v", a.Ino, err)
+	}
+	r.step(fmt.Sprintf("write tmpfile %d len %d", a.Ino, len(n.data)))
+	if rng.Intn(3) != 0 {
+		linked := r.link(n, dir, name)
+		if linked {
+			r.touched[n] = len(r.dumps)
+		}
+		r.step(fmt.Sprintf("link tmpfile %d -> %d/%s", a.Ino, dir.ino, name))
+		if linked && rng.Intn(2) == 0 {
+			// The log is in order: the link and all before it are durable.
+			if err := v.Fsync(a.Ino); err != nil {
+				r.fatalf("fsync: %v", err)
+			}
+			r.synced = len(r.dumps) - 1
+			r.syncWhy = fmt.Sprintf("fsync of linked tmpfile %d after op %d", a.Ino, r.synced)
+		}
+	}
+	if rng.Intn(2) == 0 {
+		r.held = append(r.held, a.Ino)
+		return
+	}
+	if err := v.Release(a.Ino); err != nil {
+		r.fatalf("release of tmpfile %d: %v", a.Ino, err)
+	}
+	r.step(fmt.Sprintf("release tmpfile %d", a.Ino))
 }
 
 // crash takes what the device would hold after a power cut now, recovers

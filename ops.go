@@ -171,6 +171,43 @@ func (v *Volume) Create(dir Ino, name string, mode uint32, o Owner) (Attr, error
 	return v.mknod(opCreate, dir, name, syscall.S_IFREG|mode&^syscall.S_IFMT, 0, o, "")
 }
 
+// Tmpfile makes a regular file with no name in dir, as open(2) with
+// O_TMPFILE does, and opens it (Release drops the reference). It is an
+// orphan from the start, in the same transaction, so after a crash the next
+// Open frees it like any unlinked open file; Link gives it a name. dir only
+// has to exist: no entry is added and its times do not change.
+func (v *Volume) Tmpfile(dir Ino, mode uint32, o Owner) (Attr, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, err := v.begin(opCreate, 0, 0, v.metaRecBytes(), false)
+	if err != nil {
+		return Attr{}, err
+	}
+	parent, err := v.getDir(dir)
+	if err != nil {
+		return Attr{}, err
+	}
+	if parent.Nlink == 0 {
+		return Attr{}, ErrNotExist // as mknod: the directory was removed
+	}
+	ino := v.nextIno
+	now := nowSpec()
+	// Parent stays 0: only directories record theirs.
+	r := &inodeRec{Mode: syscall.S_IFREG | mode&^syscall.S_IFMT, Uid: o.Uid, Gid: o.Gid, Atime: now, Mtime: now, Ctime: now}
+	if err := t.putInode(ino, r); err != nil {
+		return Attr{}, err
+	}
+	if err := t.put(orphanKey(ino), nil); err != nil {
+		return Attr{}, err
+	}
+	t.touch(ino)
+	t.commit()
+	// Counted under the same lock as the commit, so no Release or
+	// finishFree can see the orphan unopened.
+	v.opens[ino]++
+	return r.attr(ino, v.bs), nil
+}
+
 // Mkdir makes a directory.
 func (v *Volume) Mkdir(dir Ino, name string, mode uint32, o Owner) (Attr, error) {
 	return v.mknod(opMkdir, dir, name, syscall.S_IFDIR|mode&^syscall.S_IFMT, 0, o, "")
@@ -284,7 +321,11 @@ func (v *Volume) Readlink(ino Ino) (string, error) {
 	return sb.String(), nil
 }
 
-// Link gives ino one more name.
+// Link gives ino one more name. An open file with no name (Tmpfile, or
+// unlinked while open) gets its first name back and stops being an orphan,
+// in the same transaction; which of them may be linked is the caller's
+// decision (the VFS links only O_TMPFILE files opened without O_EXCL). A
+// file with no name that nobody has open is being freed: ErrNotExist.
 func (v *Volume) Link(ino Ino, newDir Ino, newName string) (Attr, error) {
 	if err := checkName(newName); err != nil {
 		return Attr{}, err
@@ -302,7 +343,7 @@ func (v *Volume) Link(ino Ino, newDir Ino, newName string) (Attr, error) {
 	if isDir(r.Mode) {
 		return Attr{}, ErrPermission
 	}
-	if r.Nlink == 0 {
+	if r.Nlink == 0 && v.opens[ino] == 0 {
 		return Attr{}, ErrNotExist
 	}
 	if r.Nlink >= maxLinks {
@@ -317,6 +358,11 @@ func (v *Volume) Link(ino Ino, newDir Ino, newName string) (Attr, error) {
 			err = ErrExist
 		}
 		return Attr{}, err
+	}
+	if r.Nlink == 0 {
+		if err := t.del(orphanKey(ino)); err != nil {
+			return Attr{}, err
+		}
 	}
 	now := nowSpec()
 	r.Nlink++
@@ -563,7 +609,7 @@ func (v *Volume) freeOrphans() error {
 		if err := v.finishFree(ino); err != nil {
 			return err
 		}
-		v.opened = append(v.opened, fmt.Sprintf("freed orphan inode %d (unlinked while open)", ino))
+		v.opened = append(v.opened, fmt.Sprintf("freed orphan inode %d (open with no name: unlinked, or never linked)", ino))
 	}
 	return nil
 }
