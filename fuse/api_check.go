@@ -8,12 +8,8 @@ import "github.com/hanwen/go-fuse/v2/fs"
 // succeeds without doing anything, a missing Open fails every open.
 //
 // Deliberately not implemented:
-//   - NodeGetlker, NodeSetlker, NodeSetlkwer: go-fuse v2.12 has no lock
-//     manager of its own; the mount leaves EnableLocks false so the kernel
-//     keeps POSIX and BSD locks itself (see the package doc).
 //   - NodeAccesser: the mount uses default_permissions, so the kernel
 //     never sends ACCESS.
-//   - NodeTmpfiler: O_TMPFILE is not supported.
 //   - NodeStatxer: go-fuse answers STATX with ENOSYS, and the kernel
 //     then uses GETATTR (Getattr) for the rest of the mount.
 //   - NodeReaddirer, NodeOpendirer: OpendirHandle supersedes both.
@@ -24,7 +20,11 @@ var (
 	_ = (fs.NodeSetattrer)((*Node)(nil))
 	_ = (fs.NodeOpener)((*Node)(nil))
 	_ = (fs.NodeCreater)((*Node)(nil))
+	_ = (fs.NodeTmpfiler)((*Node)(nil))
 	_ = (fs.NodeReleaser)((*Node)(nil))
+	_ = (fs.NodeGetlker)((*Node)(nil))
+	_ = (fs.NodeSetlker)((*Node)(nil))
+	_ = (fs.NodeSetlkwer)((*Node)(nil))
 	_ = (fs.NodeReader)((*Node)(nil))
 	_ = (fs.NodeWriter)((*Node)(nil))
 	_ = (fs.NodeFlusher)((*Node)(nil))

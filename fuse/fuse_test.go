@@ -38,6 +38,14 @@ func testMount(t *testing.T) string {
 // testMountConfig is testMount with mount options.
 func testMountConfig(t *testing.T, cfg MountConfig) string {
 	t.Helper()
+	mnt, _ := testMountVolume(t, cfg)
+	return mnt
+}
+
+// testMountVolume is testMountConfig that also returns the volume, for
+// tests that look at the engine behind the mount.
+func testMountVolume(t *testing.T, cfg MountConfig) (string, *txfs.Volume) {
+	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skipf("skipping: no /dev/fuse: %v", err)
 	}
@@ -82,7 +90,7 @@ func testMountConfig(t *testing.T, cfg MountConfig) string {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	return mnt
+	return mnt, v
 }
 
 // checkVolume runs the volume's consistency checker, if it has one.
@@ -97,11 +105,13 @@ func checkVolume(t *testing.T, v *txfs.Volume) {
 
 // posixSkip lists the posixtest tests that do not apply, and why.
 var posixSkip = map[string]string{
-	// Locks stay in the kernel (see the package doc). This test expects
-	// two descriptors of one process to conflict under fcntl F_SETLK,
-	// which POSIX record locks never do (they belong to the process); it
-	// fails the same way on ext4. It passes only where the daemon takes
-	// OFD locks on its own descriptors (go-fuse's loopback).
+	// This test expects two descriptors of one process to conflict under
+	// fcntl F_SETLK, which POSIX record locks never do: they belong to
+	// the process, and the kernel sends the same lock owner for both, so
+	// the daemon's lock manager (locks.go) grants both. It fails the same
+	// way on ext4, and passes only where the daemon takes OFD locks on
+	// its own descriptors (go-fuse's loopback). locks_test.go tests
+	// conflicts between processes and between OFD locks.
 	"FcntlFlockLocksFile": "POSIX locks of one process do not conflict; fails on ext4 too",
 }
 

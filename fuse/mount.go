@@ -34,6 +34,10 @@ type MountConfig struct {
 	FsName string
 	// Debug logs every FUSE request and reply.
 	Debug bool
+	// ReadAheadKB is the kernel readahead of the mount in KiB ("readahead=").
+	// 0 means DefaultReadAheadKB; a negative value leaves the kernel's
+	// default (128 KiB).
+	ReadAheadKB int
 	// EntryTimeout and AttrTimeout are how long the kernel may cache
 	// names and attributes. 0 means DefaultTimeout; a negative value
 	// means no caching.
@@ -62,6 +66,25 @@ func timeout(d time.Duration) *time.Duration {
 // Mount first calls mount(2) itself, which needs root; when that is not
 // permitted it falls back to fusermount3.
 func Mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
+	server, err := mount(v, dir, o)
+	if err != nil {
+		return nil, err
+	}
+	kb := o.ReadAheadKB
+	if kb == 0 {
+		kb = DefaultReadAheadKB
+	}
+	if kb > 0 {
+		// Only root may tune it; other mounts keep the kernel's 128 KiB.
+		if err := SetReadAhead(dir, kb); err != nil && !errors.Is(err, syscall.EACCES) && !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.EROFS) {
+			server.Unmount()
+			return nil, err
+		}
+	}
+	return server, nil
+}
+
+func mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 	mo := fuse.MountOptions{
 		// "fuse.txfs" in /proc/mounts and df -T.
 		Name: "txfs",
@@ -77,6 +100,12 @@ func Mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 		// I/O (default 12): the engine serves concurrent reads, so let
 		// the kernel queue more. Practices item 19.
 		MaxBackground: 64,
+		// Replies carry data the engine has verified in memory, never a
+		// file descriptor to splice from. With splicing on, go-fuse
+		// first writes each read reply's header into a pipe, finds it
+		// cannot splice a byte slice, drains the pipe and then writes
+		// the reply anyway: three wasted syscalls per read.
+		DisableSplice: true,
 		// Answer GETXATTR security.capability (and the POSIX ACL names)
 		// with ENODATA inside go-fuse: the kernel asks for it before
 		// every write, which costs a round trip each (13k vs 22k 4 KiB
@@ -89,9 +118,11 @@ func Mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 		// the kernel actually needs is cheaper for big directories.
 		// Practices item 18.
 		DisableReadDirPlus: true,
-		// Locks stay in the kernel: go-fuse has no lock manager, and the
-		// image is mounted on one machine only (see the package doc).
-		EnableLocks: false,
+		// The kernel forwards fcntl and flock locks to the daemon, which
+		// keeps them (locks.go): the locks on the volume live in the
+		// process that serves it. Node implements GETLK, SETLK and
+		// SETLKW; without them go-fuse would answer ENOTSUP.
+		EnableLocks: true,
 		AllowOther:  o.AllowOther,
 		Debug:       o.Debug,
 		// Only root can mount(2) directly; DirectMountStrict because the
@@ -136,7 +167,7 @@ func Mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 		NullPermissions: true,
 	}
 
-	server, err := fs.Mount(dir, newRoot(v), &opts)
+	server, err := serve(dir, v, &opts)
 	if err == nil || !(errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES)) {
 		return server, err
 	}
@@ -151,9 +182,27 @@ func Mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 	if o.NoAtime {
 		opts.Options = append(opts.Options, "noatime")
 	}
-	server, err2 := fs.Mount(dir, newRoot(v), &opts)
+	server, err2 := serve(dir, v, &opts)
 	if err2 != nil {
 		return nil, fmt.Errorf("mount %s: %w (as non-root via fusermount3: %v)", dir, err, err2)
+	}
+	return server, nil
+}
+
+// serve mounts v on dir and serves it, as fs.Mount does, with the raw
+// filesystem wrapped so that FLUSH releases locks (lockingFS).
+func serve(dir string, v *txfs.Volume, opts *fs.Options) (*fuse.Server, error) {
+	root := newRoot(v)
+	raw := &lockingFS{RawFileSystem: fs.NewNodeFS(root, opts), locks: &root.fsys.locks}
+	server, err := fuse.NewServer(raw, dir, &opts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		// As in fs.Mount: the serve loop ends by itself when the
+		// mount failed.
+		return nil, err
 	}
 	return server, nil
 }

@@ -11,7 +11,9 @@
 // adapter does here:
 //
 //   - write, truncate and chown clear S_ISUID, and S_ISGID when group
-//     execute is set (writes and truncates by root keep them);
+//     execute is set or the caller is not in the file's group (writes and
+//     truncates by root keep them); the kernel's own request to clear
+//     them comes as a chmod from a caller who may not be the owner;
 //   - a new inode in a set-group-ID directory takes the directory's group,
 //     and a new subdirectory is set-group-ID too;
 //   - only root changes the owner; the owner changes the group only to a
@@ -22,12 +24,12 @@
 // The kernel applied the caller's umask before a create reaches us; the
 // daemon applies none of its own.
 //
-// Locks: go-fuse v2.12 has no lock manager of its own (its fs package
-// answers GETLK/SETLK with ENOTSUP unless the node implements them), so
-// the mount leaves MountOptions.EnableLocks false and the kernel keeps
-// POSIX (fcntl, OFD) and BSD (flock) locks itself. They are correct for
-// every process on this machine, which is the only place an image can be
-// mounted (txfs.OpenPath takes an exclusive lock on the image).
+// Locks: the daemon keeps POSIX (fcntl, OFD) and BSD (flock) locks
+// itself, in memory per inode (locks.go), and the mount sets EnableLocks
+// so that the kernel forwards them. Closing a descriptor drops the
+// process's POSIX locks on the file (FLUSH), and the last close of an
+// open file drops its OFD locks and its flock (RELEASE). Locks live as
+// long as the mount; they are never written to the image.
 package fuse
 
 import (
@@ -76,7 +78,8 @@ func toErrno(err error) syscall.Errno {
 
 // filesystem is what all nodes of one mount share.
 type filesystem struct {
-	v *txfs.Volume
+	v     *txfs.Volume
+	locks lockTable
 }
 
 // Node is one txfs inode as go-fuse sees it. go-fuse keeps one Node per
@@ -198,11 +201,13 @@ func procGroups(pid uint32) ([]uint32, error) {
 }
 
 // killPriv returns mode without the set-ID bits that a write, truncate or
-// chown clears: S_ISUID always, S_ISGID when group execute is set (without
-// it, S_ISGID means mandatory locking and stays).
-func killPriv(mode uint32) uint32 {
+// chown by c clears on a file of group gid: S_ISUID always; S_ISGID when
+// group execute is set, or when c is neither root nor in the group
+// (without group execute S_ISGID is a mandatory-locking mark, which the
+// group's members keep: setattr_should_drop_sgid in the kernel).
+func killPriv(mode uint32, c *fuse.Caller, gid uint32) uint32 {
 	mode &^= syscall.S_ISUID
-	if mode&syscall.S_IXGRP != 0 {
+	if mode&syscall.S_ISGID != 0 && (mode&syscall.S_IXGRP != 0 || (c.Uid != 0 && !inGroup(c, gid))) {
 		mode &^= syscall.S_ISGID
 	}
 	return mode
@@ -278,11 +283,18 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		gid = in.Gid
 	}
 	if in.Valid&fuse.FATTR_MODE != 0 {
-		if !root && c.Uid != cur.Uid {
+		mode := in.Mode & 07777
+		// Only the owner changes the mode. From anyone else a mode is
+		// the kernel clearing set-ID bits before a write or truncate
+		// (file_remove_privs), which anyone may: the current mode less
+		// some of them.
+		const setID = syscall.S_ISUID | syscall.S_ISGID
+		if !root && c.Uid != cur.Uid && ((mode|setID) != (cur.Mode&07777)|setID || mode&^cur.Mode != 0) {
 			return syscall.EPERM
 		}
-		mode := in.Mode & 07777
-		if !root && mode&syscall.S_ISGID != 0 && !inGroup(c, gid) {
+		// S_ISGID stays only for a member of the file's group, and on a
+		// chown of its old group too.
+		if !root && mode&syscall.S_ISGID != 0 && (!inGroup(c, gid) || (gid != cur.Gid && !inGroup(c, cur.Gid))) {
 			mode &^= syscall.S_ISGID
 		}
 		sa.Valid |= txfs.SetMode
@@ -295,7 +307,7 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		kill := (in.Valid&(fuse.FATTR_UID|fuse.FATTR_GID) != 0 && !isDir) ||
 			(in.Valid&(fuse.FATTR_SIZE|fuse.FATTR_KILL_SUIDGID) != 0 && !root)
 		if kill {
-			if m := killPriv(cur.Mode); m != cur.Mode {
+			if m := killPriv(cur.Mode, c, cur.Gid); m != cur.Mode {
 				sa.Valid |= txfs.SetMode
 				sa.Mode = m & 07777
 			}
@@ -335,8 +347,11 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 }
 
 // fileHandle is an open regular file. All I/O goes through the Node; the
-// handle only marks the open reference the engine holds until Release.
-type fileHandle struct{}
+// handle only marks the open reference the engine holds until Release,
+// and names the open file whose locks Release drops.
+type fileHandle struct {
+	_ byte // not zero-sized, so that every handle has its own address
+}
 
 // open takes the engine's open reference and applies O_TRUNC.
 func (n *Node) open(ctx context.Context, flags uint32) (fs.FileHandle, syscall.Errno) {
@@ -368,7 +383,23 @@ func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 // Release implements fs.NodeReleaser: the engine drops the open reference,
 // and the data of an unlinked file with it when it was the last.
 func (n *Node) Release(ctx context.Context, f fs.FileHandle) syscall.Errno {
+	n.fsys.locks.releaseHandle(n.ino(), f)
 	return toErrno(n.vol().Release(n.ino()))
+}
+
+// Getlk implements fs.NodeGetlker (locks.go).
+func (n *Node) Getlk(ctx context.Context, f fs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
+	return n.fsys.locks.getlk(n.ino(), owner, lk, flags, out)
+}
+
+// Setlk implements fs.NodeSetlker (locks.go).
+func (n *Node) Setlk(ctx context.Context, f fs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return n.fsys.locks.setlk(ctx, n.ino(), f, owner, lk, flags, false)
+}
+
+// Setlkw implements fs.NodeSetlkwer (locks.go): it waits for the lock.
+func (n *Node) Setlkw(ctx context.Context, f fs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return n.fsys.locks.setlk(ctx, n.ino(), f, owner, lk, flags, true)
 }
 
 // Create implements fs.NodeCreater: a new regular file, opened.
@@ -394,6 +425,24 @@ func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	return child, fh, 0, 0
 }
 
+// Tmpfile implements fs.NodeTmpfiler: open(dir, O_TMPFILE) makes a regular
+// file with no name, opened, owned as Create's files are. The engine keeps
+// it as an orphan until linkat names it (Link), so it is freed at the last
+// close, or at the next mount after a crash.
+func (n *Node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	o, _, errno := n.newOwner(ctx)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	a, err := n.vol().Tmpfile(n.ino(), mode&07777, o)
+	if err != nil {
+		return nil, nil, 0, toErrno(err)
+	}
+	// The engine took the open reference Release drops; O_TRUNC means
+	// nothing for an empty file.
+	return n.newChild(ctx, &a, out), &fileHandle{}, 0, 0
+}
+
 // Read implements fs.NodeReader.
 func (n *Node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	nr, err := n.vol().Read(n.ino(), dest, off)
@@ -409,8 +458,8 @@ func (n *Node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64
 func (n *Node) Write(ctx context.Context, f fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	ino := n.ino()
 	if caller(ctx).Uid != 0 {
-		if m := n.mode.Load(); killPriv(m) != m {
-			if errno := n.clearSetID(ino); errno != 0 {
+		if m := n.mode.Load(); m&(syscall.S_ISUID|syscall.S_ISGID) != 0 {
+			if errno := n.clearSetID(ctx, ino); errno != 0 {
 				return 0, errno
 			}
 		}
@@ -422,14 +471,14 @@ func (n *Node) Write(ctx context.Context, f fs.FileHandle, data []byte, off int6
 	return uint32(nw), 0
 }
 
-// clearSetID clears the bits killPriv clears, after checking the mode the
-// engine has.
-func (n *Node) clearSetID(ino txfs.Ino) syscall.Errno {
+// clearSetID clears the bits killPriv clears for the caller, after
+// checking the mode the engine has.
+func (n *Node) clearSetID(ctx context.Context, ino txfs.Ino) syscall.Errno {
 	a, err := n.vol().GetAttr(ino)
 	if err != nil {
 		return toErrno(err)
 	}
-	m := killPriv(a.Mode)
+	m := killPriv(a.Mode, caller(ctx), a.Gid)
 	if m == a.Mode {
 		n.mode.Store(a.Mode)
 		return 0
@@ -477,7 +526,7 @@ func (n *Node) CopyFileRange(ctx context.Context, fhIn fs.FileHandle, offIn uint
 		return 0, syscall.EXDEV
 	}
 	if caller(ctx).Uid != 0 {
-		if errno := dst.clearSetID(dst.ino()); errno != 0 {
+		if errno := dst.clearSetID(ctx, dst.ino()); errno != 0 {
 			return 0, errno
 		}
 	}
@@ -508,7 +557,7 @@ func (n *Node) Allocate(ctx context.Context, f fs.FileHandle, off uint64, size u
 			return 0
 		}
 		if caller(ctx).Uid != 0 {
-			if errno := n.clearSetID(ino); errno != 0 {
+			if errno := n.clearSetID(ctx, ino); errno != 0 {
 				return errno
 			}
 		}
@@ -526,7 +575,7 @@ func (n *Node) Allocate(ctx context.Context, f fs.FileHandle, off uint64, size u
 			return 0
 		}
 		if caller(ctx).Uid != 0 {
-			if errno := n.clearSetID(ino); errno != 0 {
+			if errno := n.clearSetID(ctx, ino); errno != 0 {
 				return errno
 			}
 		}
@@ -654,6 +703,11 @@ func (n *Node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, 
 	if !a.IsDir() {
 		return nil, 0, syscall.ENOTDIR
 	}
+	// An open reference, as a file's: a directory removed while open
+	// stays for fstat and fchmod until Releasedir, as on ext4.
+	if err := n.vol().OpenFile(n.ino()); err != nil {
+		return nil, 0, toErrno(err)
+	}
 	parent := n.ino()
 	if _, p := n.Parent(); p != nil {
 		parent = p.StableAttr().Ino
@@ -742,8 +796,11 @@ func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 	return toErrno(d.v.Fsync(d.ino))
 }
 
-// Releasedir implements fs.FileReleasedirer.
-func (d *dirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {}
+// Releasedir implements fs.FileReleasedirer: the engine drops the open
+// reference, and a removed directory with it when it was the last.
+func (d *dirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {
+	d.v.Release(d.ino)
+}
 
 // Getxattr implements fs.NodeGetxattrer. With a buffer too small for the
 // value it returns the size and ERANGE; go-fuse turns that into the size

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -14,6 +16,24 @@ import (
 	"github.com/txfs/txfs"
 	txfuse "github.com/txfs/txfs/fuse"
 )
+
+// startCPUProfile profiles the daemon into path; stop writes the profile.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "txfs: --cpuprofile: %v\n", err)
+		}
+	}, nil
+}
 
 func mountCommand() *cli.Command {
 	return &cli.Command{
@@ -33,6 +53,8 @@ Options (-o, comma separated, repeatable):
    default_permissions  the kernel checks permissions (always on)
    noatime              do not update access times on reads
    debug                log every FUSE request
+   readahead=KB         kernel readahead of the mount in KiB (default 4096;
+                        0 keeps the kernel's 128; needs root)
 
 Examples:
    txfs mount disk.img /mnt/txfs
@@ -41,12 +63,16 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{
 				Name:  "o",
-				Usage: "mount options: ro, allow_other, default_permissions, noatime, debug",
+				Usage: "mount options: ro, allow_other, default_permissions, noatime, debug, readahead=KB",
 			},
 			&cli.IntFlag{
 				Name:  "ready-fd",
 				Value: -1,
 				Usage: `write "ready\n" to file descriptor ` + "`N`" + ` once the mount is usable, then close it`,
+			},
+			&cli.StringFlag{
+				Name:  "cpuprofile",
+				Usage: "write a Go CPU profile of the daemon to `FILE` until it exits (for go tool pprof)",
 			},
 		},
 		OnUsageError: onUsageError,
@@ -58,7 +84,8 @@ Examples:
 func mountOptions(opts []string) (txfuse.MountConfig, error) {
 	var cfg txfuse.MountConfig
 	for _, o := range opts {
-		switch strings.TrimSpace(o) {
+		o = strings.TrimSpace(o)
+		switch o {
 		case "":
 		case "ro":
 			cfg.ReadOnly = true
@@ -75,6 +102,17 @@ func mountOptions(opts []string) (txfuse.MountConfig, error) {
 		case "debug":
 			cfg.Debug = true
 		default:
+			if kb, ok := strings.CutPrefix(o, "readahead="); ok {
+				n, err := strconv.Atoi(kb)
+				if err != nil || n < 0 || n > 1<<20 {
+					return cfg, usagef("readahead=%s: want KiB from 0 to 1048576", kb)
+				}
+				cfg.ReadAheadKB = n
+				if n == 0 {
+					cfg.ReadAheadKB = -1 // the kernel's default
+				}
+				continue
+			}
 			return cfg, usagef("unknown mount option %q", o)
 		}
 	}
@@ -119,6 +157,14 @@ func runMount(c *cli.Context) error {
 	if err != nil {
 		v.Close()
 		return err
+	}
+	if path := c.String("cpuprofile"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "txfs: --cpuprofile: %v\n", err)
+		} else {
+			defer stop()
+		}
 	}
 	done := make(chan struct{})
 	go func() {

@@ -1,6 +1,6 @@
 // Command fusebench is the peer and the helpers for scripts/bench.sh.
 //
-//	fusebench mount [-passthrough] [-ready-fd N] DIR MOUNTPOINT
+//	fusebench mount [-passthrough] [-readahead KB] [-ready-fd N] DIR MOUNTPOINT
 //	fusebench files [-n 20000] [-settle 1.5s] DIR
 //	fusebench fsyncfiles [-n 2000] [-size 4096] DIR
 //
@@ -35,6 +35,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	txfuse "github.com/txfs/txfs/fuse"
 )
 
 func main() {
@@ -60,7 +62,7 @@ func main() {
 
 func usage() {
 	fmt.Fprint(os.Stderr, `usage:
-  fusebench mount [-passthrough] [-ready-fd N] DIR MOUNTPOINT
+  fusebench mount [-passthrough] [-readahead KB] [-ready-fd N] DIR MOUNTPOINT
   fusebench files [-n 20000] [-settle 1.5s] DIR
   fusebench fsyncfiles [-n 2000] [-size 4096] DIR
 `)
@@ -72,6 +74,7 @@ func mountCmd(args []string) error {
 	passthrough := f.Bool("passthrough", false, "leave kernel FUSE passthrough on (file data bypasses the daemon)")
 	readyFd := f.Int("ready-fd", -1, `write "ready\n" to file descriptor N once mounted`)
 	debug := f.Bool("debug", false, "log every FUSE request")
+	readAhead := f.Int("readahead", txfuse.DefaultReadAheadKB, "kernel readahead of the mount in KiB, as txfs sets it (0: the kernel's 128)")
 	f.Parse(args)
 	if f.NArg() != 2 {
 		usage()
@@ -101,6 +104,8 @@ func mountCmd(args []string) error {
 		// Same as txfs: no GETXATTR security.capability round trip
 		// before every write (PRACTICES item 21).
 		IgnoreSecurityLabels: true,
+		// Unlike txfs, splicing stays on: the loopback's reads splice
+		// from its backing file, its best path.
 		// Same as txfs: plain READDIR, no READDIRPLUS.
 		DisableReadDirPlus: true,
 		// Same as txfs: mount(2) directly (we run as root), with
@@ -123,6 +128,14 @@ func mountCmd(args []string) error {
 	srv, err := fs.Mount(mnt, root, &opts)
 	if err != nil {
 		return err
+	}
+	if *readAhead > 0 {
+		// Same as txfs: the readahead window bounds how much the kernel
+		// asks of the daemon at once.
+		if err := txfuse.SetReadAhead(mnt, *readAhead); err != nil {
+			srv.Unmount()
+			return err
+		}
 	}
 	done := make(chan struct{})
 	go func() {
