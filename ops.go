@@ -844,8 +844,12 @@ func (v *Volume) Readdir(dir Ino, cookie uint64, fn func(e DirEntry) bool) error
 		var batch []DirEntry
 		v.mu.Lock()
 		err := v.usable()
+		var r *inodeRec
 		if err == nil {
-			_, err = v.getDir(dir)
+			r, err = v.getDir(dir)
+		}
+		if now := nowSpec(); err == nil && cookie == 0 && v.wantAtime(r, now) {
+			v.touchAtime(dir, now) // a listing from the start reads the directory
 		}
 		if err == nil {
 			err = v.tree.Ascend(direntKey(dir, cookie), func(k inode.Key, val []byte) bool {

@@ -68,6 +68,12 @@ func (v *Volume) read(ino Ino, buf []byte, off int64, hold bool) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if now := nowSpec(); len(buf) > 0 && !hold && v.wantAtime(r, now) {
+		v.touchAtime(ino, now)
+		if r, err = v.fileInode(ino); err != nil {
+			return 0, err
+		}
+	}
 	if uint64(off) >= r.Size || len(buf) == 0 {
 		return 0, nil
 	}

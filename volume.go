@@ -43,6 +43,9 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// CacheBytes bounds the metadata cache. 0: 64 MiB.
 	CacheBytes int64
+	// NoAtime: reads never update access times. Otherwise they follow
+	// relatime (atime.go).
+	NoAtime bool
 	// Log, if set, is told every decision recovery takes: the checkpoint it
 	// starts from, each unit it replays or skips, and why the log ends.
 	Log func(format string, args ...any)

@@ -149,7 +149,7 @@ func runMount(c *cli.Context) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 
-	v, err := txfs.OpenPath(image, txfs.Options{ReadOnly: cfg.ReadOnly})
+	v, err := txfs.OpenPath(image, txfs.Options{ReadOnly: cfg.ReadOnly, NoAtime: cfg.NoAtime})
 	if err != nil {
 		return fmt.Errorf("open %s: %w", image, err)
 	}
