@@ -15,7 +15,9 @@
 #
 # Both daemons get the same mount options (MaxWrite 1 MiB, MaxBackground 64,
 # direct mount, IgnoreSecurityLabels, no READDIRPLUS, 1 s entry/attr
-# timeouts, default_permissions): see scripts/fusebench/main.go.
+# timeouts, default_permissions) and the same 4 MiB kernel readahead:
+# see scripts/fusebench/main.go. The loopback keeps splicing its reads from
+# its backing file (txfs cannot: it verifies every block in memory).
 #
 # Rounds are interleaved (txfs, loopback, txfs, loopback, ...) so that drift
 # in the disk or the host (a VM's disk is noisy) hits both alike, and the
@@ -29,8 +31,11 @@
 #   PIN         1: daemon on CPU 0, workload on CPU 1 (taskset) [0]; FUSE
 #               metadata results swing 2-3x with placement on 2 cores
 #   PASSTHROUGH 1: also run every workload once on a passthrough loopback [1]
-#   WORKLOADS   subset of: seqwrite seqread randread randwrite files
-#               fsyncfiles dbench cp [all]
+#   WORKLOADS   subset of: seqwrite seqread randread randwrite randwrite4
+#               files fsyncfiles dbench cp [all]
+#   HOST        1: also run the workloads in HOST_WORKLOADS straight on the
+#               disk's filesystem, no FUSE: what the disk allows [1]
+#   HOST_WORKLOADS [seqread randwrite randwrite4 fsyncfiles]
 #   SEQ_SIZE    file size for sequential I/O and random read [1G]
 #   RAND_SIZE   file size for 4 KiB random fsync writes [64M]
 #   RAND_IOS    4 KiB random reads per run [20000]
@@ -53,7 +58,9 @@ BENCHDIR=${BENCHDIR:-/var/tmp/txfsbench}
 IMAGE_SIZE=${IMAGE_SIZE:-4G}
 PIN=${PIN:-0}
 PASSTHROUGH=${PASSTHROUGH:-1}
-WORKLOADS=${WORKLOADS:-seqwrite seqread randread randwrite files fsyncfiles dbench cp}
+WORKLOADS=${WORKLOADS:-seqwrite seqread randread randwrite randwrite4 files fsyncfiles dbench cp}
+HOST=${HOST:-1}
+HOST_WORKLOADS=${HOST_WORKLOADS:-seqread randwrite randwrite4 fsyncfiles}
 SEQ_SIZE=${SEQ_SIZE:-1G}
 RAND_SIZE=${RAND_SIZE:-64M}
 RAND_IOS=${RAND_IOS:-20000}
@@ -69,6 +76,7 @@ MNT_TXFS=$BENCHDIR/mnt-txfs
 LOOP_DATA=$BENCHDIR/loop-data
 MNT_LOOP=$BENCHDIR/mnt-loop
 PT_DATA=$BENCHDIR/pt-data
+HOST_DATA=$BENCHDIR/host-data
 MNT_PT=$BENCHDIR/mnt-pt
 RESULTS=$BENCHDIR/results.txt
 LOGDIR=$BENCHDIR/logs
@@ -208,7 +216,7 @@ for mnt in "$MNT_TXFS" "$MNT_LOOP" "$MNT_PT"; do
   ! grep -qF " $mnt " /proc/mounts || die "$mnt is already mounted; unmount it first"
 done
 mkdir -p "$BENCHDIR" "$LOGDIR"
-rm -rf "$IMG" "$LOOP_DATA" "$PT_DATA" "$RESULTS" "$LOGDIR"/*
+rm -rf "$IMG" "$LOOP_DATA" "$PT_DATA" "$HOST_DATA" "$RESULTS" "$LOGDIR"/*
 say "bench.sh: txfs image $IMG ($IMAGE_SIZE, sparse)"
 bin/mkfs.txfs --size "$IMAGE_SIZE" "$IMG" >&2
 mount_txfs
@@ -277,6 +285,12 @@ run_workload() {
     fio_layout "$d" rand.dat "$RAND_SIZE" || return
     out=$(fio_run --directory="$d" --filename=rand.dat --rw=randwrite --bs=4k --size="$RAND_SIZE" --fsync=1 --runtime="$RAND_TIME") || return
     awk -F';' '{printf "RESULT randwrite_fsync %.0f IOPS\n", $49}' <<<"$out"
+    ;;
+  randwrite4)
+    # Four writers at once, each overwriting its own file with an fsync
+    # after every 4 KiB write: what group commit is for.
+    out=$(fio_run --directory="$d" --rw=randwrite --bs=4k --size=16M --numjobs=4 --group_reporting --fsync=1 --runtime="$RAND_TIME") || return
+    awk -F';' '{printf "RESULT randwrite4_fsync %.0f IOPS\n", $49}' <<<"$out"
     ;;
   files)
     rm -rf "$d/files"
@@ -355,6 +369,9 @@ for w in $WORKLOADS; do
   for ((r = 1; r <= ROUNDS; r++)); do
     one "$w" txfs "$MNT_TXFS" "$r"
     one "$w" loopback "$MNT_LOOP" "$r"
+    if [ "$HOST" = 1 ] && [[ " $HOST_WORKLOADS " == *" $w "* ]]; then
+      one "$w" host "$HOST_DATA" "$r"
+    fi
   done
 done
 
@@ -389,16 +406,18 @@ median() { # FS METRIC
 }
 echo
 echo "txfs vs go-fuse loopback, same disk ($BENCHDIR), median of $ROUNDS, PIN=$PIN"
-printf '%-16s %-8s %10s %10s %8s %12s\n' metric unit txfs loopback ratio passthrough
+printf '%-16s %-8s %10s %10s %8s %12s %10s\n' metric unit txfs loopback ratio passthrough host
 for metric in $(awk '{print $1}' "$RESULTS" | awk '!seen[$0]++'); do
   unit=$(awk -v m="$metric" '$1 == m {print $5; exit}' "$RESULTS")
   tx=$(median txfs "$metric")
   lo=$(median loopback "$metric")
   pt=$(median passthrough "$metric")
+  ho=$(median host "$metric")
   ratio=$(awk -v t="$tx" -v l="$lo" -v u="$unit" 'BEGIN {
     if (t + 0 == 0 || l + 0 == 0) print "-"; else if (u == "s") printf "%.2fx", l / t; else printf "%.2fx", t / l }')
-  printf '%-16s %-8s %10s %10s %8s %12s\n' "$metric" "$unit" "$tx" "$lo" "$ratio" "$pt"
+  printf '%-16s %-8s %10s %10s %8s %12s %10s\n' "$metric" "$unit" "$tx" "$lo" "$ratio" "$pt" "$ho"
 done
-echo "ratio: txfs speed / loopback speed (no passthrough), >1 = txfs faster; passthrough: one run, not in the ratio"
+echo "ratio: txfs speed / loopback speed (no passthrough), >1 = txfs faster; passthrough: one run, not in the ratio;"
+echo "host: the same workload on $BENCHDIR itself, no FUSE (median of $ROUNDS), what the disk allows"
 echo "raw results: $RESULTS"
-rm -rf "$IMG" "$LOOP_DATA" "$PT_DATA"
+rm -rf "$IMG" "$LOOP_DATA" "$PT_DATA" "$HOST_DATA"
