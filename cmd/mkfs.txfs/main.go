@@ -57,7 +57,7 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "size", Usage: "size of a new image (K, M, G, T suffixes)"},
 			&cli.StringFlag{Name: "block-size", Value: "4K", Usage: "block size: a power of two, 4K to 64K"},
-			&cli.StringFlag{Name: "segment-size", Usage: "segment size (default: 4M, less for small volumes)"},
+			&cli.StringFlag{Name: "segment-size", Usage: "segment size (default: 16M, less for small volumes)"},
 			&cli.StringFlag{Name: "compression", Value: "lz4", Usage: "lz4 or none"},
 			&cli.StringFlag{Name: "label", Usage: "volume label, up to 32 bytes"},
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite an existing volume or data"},
