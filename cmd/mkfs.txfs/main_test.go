@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/txfs/txfs"
@@ -83,4 +84,27 @@ func mustOpen(t *testing.T, path string) segment.Device {
 	}
 	t.Cleanup(func() { d.Close() })
 	return d
+}
+
+// --preallocate leaves no hole in the image and a volume that checks clean.
+func TestPreallocate(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "p.img")
+	if err := Main([]string{"mkfs.txfs", "--size", "32M", "--preallocate", img}); err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(img, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks*512 < 32<<20 {
+		t.Fatalf("a preallocated 32 MiB image uses %d bytes of disk", st.Blocks*512)
+	}
+	v, err := txfs.OpenPath(img, txfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if err := v.Check(); err != nil {
+		t.Fatal(err)
+	}
 }
