@@ -579,11 +579,11 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 	return true, nil
 }
 
-// freeOrphans frees, at open, the inodes that lost their last name while
-// open before a crash, and finishes interrupted truncates.
-func (v *Volume) freeOrphans() error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+// freeOrphans finishes interrupted truncates and frees the orphans nobody
+// has open, and says what it did. At Open nothing is open yet, so that is
+// every orphan a crash left; Close calls it once it has dropped the open
+// references still held. Called with the lock held.
+func (v *Volume) freeOrphans() ([]string, error) {
 	var orphans, truncs []Ino
 	err := v.tree.Ascend(inode.Key{Ino: 0, Type: itemOrphan}, func(k inode.Key, _ []byte) bool {
 		switch {
@@ -597,21 +597,25 @@ func (v *Volume) freeOrphans() error {
 		return true
 	})
 	if err != nil {
-		return v.fail(err)
+		return nil, v.fail(err)
 	}
+	var did []string
 	for _, ino := range truncs {
 		if err := v.finishTruncate(ino); err != nil {
-			return err
+			return did, err
 		}
-		v.opened = append(v.opened, fmt.Sprintf("finished the interrupted truncate of inode %d", ino))
+		did = append(did, fmt.Sprintf("finished the interrupted truncate of inode %d", ino))
 	}
 	for _, ino := range orphans {
-		if err := v.finishFree(ino); err != nil {
-			return err
+		if v.opens[ino] > 0 {
+			continue
 		}
-		v.opened = append(v.opened, fmt.Sprintf("freed orphan inode %d (open with no name: unlinked, or never linked)", ino))
+		if err := v.finishFree(ino); err != nil {
+			return did, err
+		}
+		did = append(did, fmt.Sprintf("freed orphan inode %d (open with no name: unlinked, or never linked)", ino))
 	}
-	return nil
+	return did, nil
 }
 
 func (v *Volume) dirEmpty(dir Ino) (bool, error) {
@@ -642,6 +646,9 @@ func (v *Volume) OpenFile(ino Ino) error {
 func (v *Volume) Release(ino Ino) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.closed {
+		return ErrClosed // Close dropped every reference
+	}
 	if v.opens[ino] == 0 {
 		return ErrInvalid
 	}

@@ -236,7 +236,10 @@ func Open(dev segment.Device, o Options) (*Volume, error) {
 	}
 	go v.writer()
 	go v.checkpointer()
-	if err := v.freeOrphans(); err != nil {
+	v.mu.Lock()
+	v.opened, err = v.freeOrphans()
+	v.mu.Unlock()
+	if err != nil {
 		v.stop()
 		return nil, err
 	}
@@ -249,17 +252,27 @@ func Open(dev segment.Device, o Options) (*Volume, error) {
 	return v, nil
 }
 
-// Close takes a final checkpoint and stops the volume.
+// Close frees the orphans that open references still keep, takes a final
+// checkpoint and stops the volume. Nothing can use those orphans once the
+// volume is closed, and the references need not all come back (the kernel
+// may drop its FORGETs at unmount), so a clean close leaves none behind
+// for the next Open.
 func (v *Volume) Close() error {
 	v.mu.Lock()
 	if v.closed {
 		v.mu.Unlock()
 		return ErrClosed
 	}
-	v.mu.Unlock()
 	var err error
+	if v.writable() == nil {
+		clear(v.opens)
+		_, err = v.freeOrphans()
+	}
+	v.mu.Unlock()
 	if !v.ro {
-		err = v.checkpoint()
+		if cerr := v.checkpoint(); err == nil {
+			err = cerr
+		}
 	}
 	v.stop()
 	if v.closeDev {

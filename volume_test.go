@@ -226,6 +226,74 @@ func TestOrphanFreedAtRecovery(t *testing.T) {
 	v.Release(f.Ino)
 }
 
+// TestOrphanFreedAtClose: Close frees the orphans that open references
+// still keep (a file unlinked while open, a removed directory, an unnamed
+// tmpfile), so the next Open finds none to free; files that keep a name
+// stay.
+func TestOrphanFreedAtClose(t *testing.T) {
+	v, dev := newTestVolume(t, 32<<20, Options{})
+	data := bytes.Repeat([]byte("orphan "), 30000)
+	f, _ := v.Create(RootIno, "f", 0o644, Owner{})
+	if _, err := v.Write(f.Ino, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := v.Mkdir(RootIno, "d", 0o755, Owner{})
+	kept, _ := v.Create(RootIno, "kept", 0o644, Owner{})
+	if _, err := v.Write(kept.Ino, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, ino := range []Ino{f.Ino, d.Ino, kept.Ino} {
+		if err := v.OpenFile(ino); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := v.Unlink(RootIno, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Rmdir(RootIno, "d"); err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := v.Tmpfile(RootIno, 0o600, Owner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Write(tmp.Ino, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if rep, _ := v.CheckReport(); rep.Orphans != 3 || rep.Err() != nil {
+		t.Fatalf("check before close: %d orphans, %v", rep.Orphans, rep.Err())
+	}
+	want, _ := dump(v)
+
+	// Closed with all four still open.
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Release(f.Ino); !errors.Is(err, ErrClosed) {
+		t.Fatalf("release after close: %v, want ErrClosed", err)
+	}
+	v, err = Open(dev, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if len(v.opened) != 0 {
+		t.Fatalf("open after a clean close freed: %q", v.opened)
+	}
+	rep, err := v.CheckReport()
+	if err != nil || rep.Err() != nil || rep.Orphans != 0 {
+		t.Fatalf("check after reopen: %v %v, %d orphans", err, rep.Err(), rep.Orphans)
+	}
+	for _, ino := range []Ino{f.Ino, d.Ino, tmp.Ino} {
+		if _, err := v.GetAttr(ino); !errors.Is(err, ErrNotExist) {
+			t.Fatalf("orphan %d survived close: %v", ino, err)
+		}
+	}
+	if got, _ := dump(v); got != want {
+		t.Fatalf("after reopen:\n%s\nwant:\n%s", got, want)
+	}
+}
+
 func TestXattrs(t *testing.T) {
 	v, _ := newTestVolume(t, 32<<20, Options{})
 	f, _ := v.Create(RootIno, "f", 0o644, Owner{})

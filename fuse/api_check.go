@@ -46,6 +46,7 @@ var (
 	_ = (fs.NodeListxattrer)((*Node)(nil))
 	_ = (fs.NodeRemovexattrer)((*Node)(nil))
 	_ = (fs.NodeStatfser)((*Node)(nil))
+	_ = (fs.NodeOnForgetter)((*Node)(nil))
 
 	_ = (fs.FileReaddirenter)((*dirHandle)(nil))
 	_ = (fs.FileSeekdirer)((*dirHandle)(nil))

@@ -24,6 +24,13 @@
 // The kernel applied the caller's umask before a create reaches us; the
 // daemon applies none of its own.
 //
+// What keeps an inode with no name: an open file or directory holds an
+// engine open reference until RELEASE. A directory removed by rmdir or
+// rename while the kernel still has its inode (a process's current
+// directory holds no descriptor) is held by its Node until the kernel
+// forgets it (OnForget). References still held when the mount ends are
+// freed by Volume.Close.
+//
 // Locks: the daemon keeps POSIX (fcntl, OFD) and BSD (flock) locks
 // itself, in memory per inode (locks.go), and the mount sets EnableLocks
 // so that the kernel forwards them. Closing a descriptor drops the
@@ -93,6 +100,11 @@ type Node struct {
 	// change goes through this Node (Setattr), so it is exact; Write uses
 	// it to skip a GetAttr when no set-ID bit can need clearing.
 	mode atomic.Uint32
+
+	// held says that the Node holds an engine open reference on its
+	// directory, which Rmdir or Rename removed while the kernel still had
+	// it; OnForget drops it.
+	held atomic.Bool
 }
 
 func newRoot(v *txfs.Volume) *Node {
@@ -666,9 +678,50 @@ func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
 	return toErrno(n.vol().Unlink(n.ino(), name))
 }
 
-// Rmdir implements fs.NodeRmdirer.
+// Rmdir implements fs.NodeRmdirer. The directory stays in the engine,
+// with no links, until the kernel forgets it (holdDir).
 func (n *Node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	return toErrno(n.vol().Rmdir(n.ino(), name))
+	c := n.holdDir(name)
+	err := n.vol().Rmdir(n.ino(), name)
+	if err != nil {
+		c.unhold()
+	}
+	return toErrno(err)
+}
+
+// holdDir takes an engine open reference on the directory name in n, which
+// the caller is about to remove, if the kernel still has its inode. A
+// process whose current directory it is holds no descriptor, yet can still
+// stat and chmod it, as on ext4; without the reference the engine would
+// free it at once. It returns the Node that holds it, or nil.
+func (n *Node) holdDir(name string) *Node {
+	ch := n.GetChild(name)
+	if ch == nil || !ch.IsDir() {
+		return nil
+	}
+	c, ok := ch.Operations().(*Node)
+	if !ok || !c.held.CompareAndSwap(false, true) {
+		return nil
+	}
+	if c.vol().OpenFile(c.ino()) != nil {
+		c.held.Store(false)
+		return nil
+	}
+	return c
+}
+
+// unhold drops the reference holdDir took, when the removal failed.
+func (n *Node) unhold() {
+	if n != nil && n.held.CompareAndSwap(true, false) {
+		n.vol().Release(n.ino())
+	}
+}
+
+// OnForget implements fs.NodeOnForgetter: the kernel has forgotten the
+// inode, so nothing can reach a removed directory any more. FORGETs lost
+// at unmount leave the reference to Volume.Close, which frees the orphan.
+func (n *Node) OnForget() {
+	n.unhold()
 }
 
 // Rename implements fs.NodeRenamer, with RENAME_NOREPLACE and
@@ -687,10 +740,17 @@ func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if flags&renameNoReplace != 0 {
 		tflags |= txfs.RenameNoReplace
 	}
+	var c *Node
 	if flags&renameExchange != 0 {
 		tflags |= txfs.RenameExchange
+	} else {
+		c = np.holdDir(newName) // an empty directory it may replace
 	}
-	return toErrno(n.vol().Rename(n.ino(), name, np.ino(), newName, tflags))
+	err := n.vol().Rename(n.ino(), name, np.ino(), newName, tflags)
+	if err != nil {
+		c.unhold()
+	}
+	return toErrno(err)
 }
 
 // OpendirHandle implements fs.NodeOpendirHandler: a handle that reads the
