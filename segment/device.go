@@ -254,3 +254,40 @@ func (d *FileDevice) Fd() uintptr { return d.f.Fd() }
 
 // Path returns the path the device was opened with.
 func (d *FileDevice) Path() string { return d.path }
+
+// Allocator is a Device that can make sure a range is stored, not a hole:
+// an image file on a filesystem that supports sparse files.
+type Allocator interface {
+	// FillHoles writes zeros over the holes of [off, end) if any begins
+	// before off+near, and reports whether it wrote anything. It must only
+	// be given ranges that hold nothing.
+	FillHoles(off, end, near int64) (bool, error)
+}
+
+// FillHoles implements Allocator. A sync into a hole of an image file also
+// makes the host filesystem allocate and journal the blocks, which on ext4
+// about doubles the cost of the sync; zeros written once ahead of the log,
+// synced with the next flush, take that cost once for many small flushes.
+// Block devices and files without holes cost one lseek.
+func (d *FileDevice) FillHoles(off, end, near int64) (bool, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return false, os.ErrClosed
+	}
+	if d.readOnly || off >= end {
+		return false, nil
+	}
+	hole, err := unix.Seek(int(d.f.Fd()), off, unix.SEEK_HOLE)
+	if err != nil || hole >= min(end, off+near) {
+		return false, nil // no hole close by, or SEEK_HOLE unsupported
+	}
+	if err := checkWriteRange(hole, int(end-hole), d.size); err != nil {
+		return false, err
+	}
+	zero := make([]byte, end-hole)
+	if _, err := d.f.WriteAt(zero, hole); err != nil {
+		return false, err
+	}
+	return true, nil
+}
