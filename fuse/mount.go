@@ -28,7 +28,9 @@ type MountConfig struct {
 	// off for a single-user mount, as the adapter checks almost nothing
 	// itself.
 	DefaultPermissions *bool
-	// NoAtime mounts with noatime: reads do not update atime.
+	// NoAtime mounts with noatime. Open the volume with
+	// txfs.Options{NoAtime: true} too: the engine is what updates atime on
+	// reads (the kernel leaves it to a FUSE daemon).
 	NoAtime bool
 	// FsName is shown as the source in /proc/mounts and df: the image path.
 	FsName string
