@@ -106,6 +106,9 @@ func (v *Volume) writeChunk(ino Ino, data []byte, off int64) error {
 	if len(data) == 0 {
 		return nil
 	}
+	if err := t.dropCapabilities(ino); err != nil {
+		return err
+	}
 	m, err := v.blockMap(ino, first, last-1)
 	if err != nil {
 		return err
@@ -210,6 +213,11 @@ func (v *Volume) SetAttr(ino Ino, in *SetAttrIn) (Attr, error) {
 		}
 		r.Size = in.Size
 		r.Mtime = now
+	}
+	if in.Valid&(SetSize|SetUid|SetGid) != 0 && !isDir(r.Mode) {
+		if err := t.dropCapabilities(ino); err != nil {
+			return Attr{}, err
+		}
 	}
 	if in.Valid&SetMode != 0 {
 		r.Mode = r.Mode&syscall.S_IFMT | in.Mode&^syscall.S_IFMT
@@ -453,27 +461,20 @@ func (v *Volume) RemoveXattr(ino Ino, name string) error {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, r, es, err := v.beginXattr(opRemoveXattr, ino, name, true)
+	t, err := v.begin(opRemoveXattr, 0, 0, v.metaRecBytes(), true)
 	if err != nil {
 		return err
 	}
-	out := es[:0]
-	for _, e := range es {
-		if e.Name != name {
-			out = append(out, e)
-		}
+	r, err := v.getInode(ino)
+	if err != nil {
+		return err
 	}
-	if len(out) == len(es) {
+	found, err := t.removeXattr(ino, name)
+	if err != nil {
+		return err
+	}
+	if !found {
 		return ErrNoAttr
-	}
-	k := xattrKey(ino, nameHash(name))
-	if len(out) == 0 {
-		err = t.del(k)
-	} else {
-		err = t.put(k, encodeXattrs(out))
-	}
-	if err != nil {
-		return err
 	}
 	r.Ctime = nowSpec()
 	if err := t.putInode(ino, r); err != nil {
@@ -482,4 +483,44 @@ func (v *Volume) RemoveXattr(ino Ino, name string) error {
 	t.touch(ino)
 	t.commit()
 	return nil
+}
+
+// removeXattr removes ino's attribute name in t and says whether it was
+// there.
+func (t *tx) removeXattr(ino Ino, name string) (bool, error) {
+	v := t.v
+	k := xattrKey(ino, nameHash(name))
+	b, ok, err := v.tree.Get(k)
+	if err != nil || !ok {
+		return false, v.failIf(err)
+	}
+	es, err := decodeXattrs(b)
+	if err != nil {
+		return false, err
+	}
+	out := es[:0]
+	for _, e := range es {
+		if e.Name != name {
+			out = append(out, e)
+		}
+	}
+	if len(out) == len(es) {
+		return false, nil
+	}
+	if len(out) == 0 {
+		return true, t.del(k)
+	}
+	return true, t.put(k, encodeXattrs(out))
+}
+
+// capabilityXattr holds a program's file capabilities (setcap). Linux
+// removes it on every write, truncate and change of owner, whoever makes
+// them, so that a changed program never keeps what was granted to the old
+// one; the mount leaves this to txfs (FUSE's HANDLE_KILLPRIV_V2).
+const capabilityXattr = "security.capability"
+
+// dropCapabilities removes ino's capabilityXattr, if it has one, in t.
+func (t *tx) dropCapabilities(ino Ino) error {
+	_, err := t.removeXattr(ino, capabilityXattr)
+	return err
 }

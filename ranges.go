@@ -92,6 +92,9 @@ func (v *Volume) punchChunk(ino Ino, off, end int64) error {
 	if err != nil {
 		return err
 	}
+	if err := t.dropCapabilities(ino); err != nil {
+		return err
+	}
 	end = min(end, int64(r.Size))
 	if off >= end {
 		return nil
@@ -246,6 +249,9 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes
 	bytes = min(bytes, max(0, int64(sr.Size)-srcOff))
 	if bytes == 0 {
 		return 0, nil
+	}
+	if err := t.dropCapabilities(dst); err != nil {
+		return 0, err
 	}
 	nb = (bytes + bs - 1) / bs
 	shared := nb

@@ -322,6 +322,81 @@ func TestXattrs(t *testing.T) {
 	mustErr(t, err, ErrNoAttr)
 }
 
+// TestCapabilitiesDropped checks that every change of a file's content or
+// owner removes its security.capability attribute, and nothing else: a
+// program changed after setcap must not keep the capabilities.
+func TestCapabilitiesDropped(t *testing.T) {
+	v, dev := newTestVolume(t, 32<<20, Options{})
+	src, _ := v.Create(RootIno, "src", 0o644, Owner{})
+	if _, err := v.Write(src.Ino, make([]byte, 8192), 0); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := v.Mkdir(RootIno, "d", 0o755, Owner{})
+	ops := []struct {
+		name string
+		fn   func(ino Ino) error
+	}{
+		{"write", func(ino Ino) error { _, err := v.Write(ino, []byte("x"), 3); return err }},
+		{"truncate", func(ino Ino) error { _, err := v.SetAttr(ino, &SetAttrIn{Valid: SetSize, Size: 1}); return err }},
+		{"chown", func(ino Ino) error { _, err := v.SetAttr(ino, &SetAttrIn{Valid: SetUid, Uid: 7}); return err }},
+		{"chgrp", func(ino Ino) error { _, err := v.SetAttr(ino, &SetAttrIn{Valid: SetGid, Gid: 7}); return err }},
+		{"punch", func(ino Ino) error { return v.PunchHole(ino, 0, 4096) }},
+		{"clone", func(ino Ino) error { _, err := v.CopyRange(src.Ino, 0, ino, 0, 8192); return err }},
+		{"copy", func(ino Ino) error { _, err := v.CopyRange(src.Ino, 1, ino, 0, 100); return err }},
+	}
+	capValue := []byte("capability bytes")
+	for _, op := range ops {
+		f, err := v.Create(RootIno, op.name, 0o755, Owner{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Write(f.Ino, make([]byte, 4096), 0); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{capabilityXattr, "security.other", "user.a"} {
+			if err := v.SetXattr(f.Ino, name, capValue, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := op.fn(f.Ino); err != nil {
+			t.Fatalf("%s: %v", op.name, err)
+		}
+		if _, err := v.GetXattr(f.Ino, capabilityXattr); !errors.Is(err, ErrNoAttr) {
+			t.Errorf("%s kept %s: %v", op.name, capabilityXattr, err)
+		}
+		if names, _ := v.ListXattr(f.Ino); fmt.Sprint(names) != "[security.other user.a]" {
+			t.Errorf("%s: attributes %v, want the others kept", op.name, names)
+		}
+	}
+	// Reading, chmod and a directory's change of owner keep it.
+	f, _ := v.Create(RootIno, "kept", 0o755, Owner{})
+	if err := v.SetXattr(f.Ino, capabilityXattr, capValue, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.SetXattr(d.Ino, capabilityXattr, capValue, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Read(f.Ino, make([]byte, 10), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.SetAttr(f.Ino, &SetAttrIn{Valid: SetMode | SetMtimeNow, Mode: 0o700}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.SetAttr(d.Ino, &SetAttrIn{Valid: SetUid, Uid: 7}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ino := range []Ino{f.Ino, d.Ino} {
+		if val, err := v.GetXattr(ino, capabilityXattr); err != nil || string(val) != string(capValue) {
+			t.Errorf("inode %d: %s = %q, %v after read, chmod or a directory's chown", ino, capabilityXattr, val, err)
+		}
+	}
+	v = reopen(t, v, dev)
+	if _, err := v.GetXattr(f.Ino, capabilityXattr); err != nil {
+		t.Errorf("after reopen: %v", err)
+	}
+	v.Close()
+}
+
 func TestBigDirectoryAndStableReaddir(t *testing.T) {
 	n := 100000
 	if testing.Short() {

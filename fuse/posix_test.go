@@ -12,6 +12,7 @@ package fuse
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -633,6 +634,73 @@ func checkChmodChownRules(t *testing.T, dir string) {
 	}
 	if m := mode(j("cd")); m != 0o6755 {
 		t.Errorf("chown of a 06755 directory by root: %#o, want 06755", m)
+	}
+}
+
+func TestCapabilityXattr(t *testing.T) {
+	checkCapabilityXattr(t, sharedMount(t))
+}
+
+// checkCapabilityXattr: file capabilities (setcap) are kept and read back,
+// and every write, truncate and chown removes them, also by root and also
+// when the kernel has seen the file unchanged before.
+func checkCapabilityXattr(t *testing.T, dir string) {
+	j := func(name string) string { return filepath.Join(dir, name) }
+	// struct vfs_cap_data, revision 2: CAP_NET_RAW (13) permitted and
+	// effective.
+	capData := make([]byte, 20)
+	binary.LittleEndian.PutUint32(capData[0:], 0x02000000|1)
+	binary.LittleEndian.PutUint32(capData[4:], 1<<13)
+	const name = "security.capability"
+	setcap := func(p string) {
+		t.Helper()
+		if err := unix.Setxattr(p, name, capData, 0); err != nil {
+			t.Fatalf("setxattr %s: %v", p, err)
+		}
+		buf := make([]byte, 64)
+		n, err := unix.Getxattr(p, name, buf)
+		if err != nil || !bytes.Equal(buf[:n], capData) {
+			t.Fatalf("getxattr %s after setxattr: %x, %v", p, buf[:max(n, 0)], err)
+		}
+	}
+	hasCap := func(p string) bool {
+		t.Helper()
+		_, err := unix.Getxattr(p, name, make([]byte, 64))
+		if err != nil && err != unix.ENODATA {
+			t.Fatalf("getxattr %s: %v", p, err)
+		}
+		return err == nil
+	}
+	for _, c := range []struct {
+		name   string
+		as     user
+		action []string // an operation without its path
+	}{
+		{"write-root", self(), op("write")},
+		{"write-other", bob, op("write")},
+		{"truncate-root", self(), op("truncate", "1")},
+		{"chown-root", self(), op("chown", "1001", "-1")},
+		{"chgrp-owner", alice, op("chown", "-1", "1000")},
+	} {
+		p := j(c.name)
+		mkfile(t, p, "xyz", 1000, 1000, 0o757)
+		// The kernel has written and checked the file once before.
+		expectAs(t, self(), expectOp{op("write", p), 0})
+		setcap(p)
+		expectAs(t, c.as, expectOp{append([]string{c.action[0], p}, c.action[1:]...), 0})
+		if hasCap(p) {
+			t.Errorf("%s: %s kept", c.name, name)
+		}
+	}
+	// Reading and chmod keep it.
+	mkfile(t, j("kept"), "xyz", 1000, 1000, 0o755)
+	setcap(j("kept"))
+	expectAs(t, bob, expectOp{op("read", j("kept")), 0})
+	if err := syscall.Chmod(j("kept"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if !hasCap(j("kept")) {
+		t.Errorf("read or chmod removed %s", name)
 	}
 }
 

@@ -14,9 +14,11 @@
 # passthrough is reported too, labelled as such, and not used for ratios.
 #
 # Both daemons get the same mount options (MaxWrite 1 MiB, MaxBackground 64,
-# direct mount, IgnoreSecurityLabels, no READDIRPLUS, 1 s entry/attr
-# timeouts, default_permissions) and the same 4 MiB kernel readahead:
-# see scripts/fusebench/main.go. The loopback keeps splicing its reads from
+# direct mount, no READDIRPLUS, 1 s entry/attr timeouts,
+# default_permissions) and the same 4 MiB kernel readahead. The loopback
+# has go-fuse answer GETXATTR security.capability (IgnoreSecurityLabels);
+# txfs clears privileges itself (HANDLE_KILLPRIV_V2), so the kernel does not
+# ask before every write (see scripts/fusebench/main.go). The loopback keeps splicing its reads from
 # its backing file (txfs cannot: it verifies every block in memory).
 #
 # Rounds are interleaved (txfs, loopback, txfs, loopback, ...) so that drift

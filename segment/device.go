@@ -86,6 +86,12 @@ type FileDevice struct {
 	mu     sync.RWMutex
 	f      *os.File
 	closed bool
+
+	// holeFree is a range FillHoles found or made free of holes. Nothing
+	// in txfs punches holes into its image, so it stays so, and the next
+	// flushes inside it need no lseek.
+	holeMu   sync.Mutex
+	holeFree struct{ from, to int64 }
 }
 
 var _ Device = (*FileDevice)(nil)
@@ -268,7 +274,8 @@ type Allocator interface {
 // makes the host filesystem allocate and journal the blocks, which on ext4
 // about doubles the cost of the sync; zeros written once ahead of the log,
 // synced with the next flush, take that cost once for many small flushes.
-// Block devices and files without holes cost one lseek.
+// Block devices and files without holes cost one lseek per range of end-off
+// bytes (SEEK_HOLE can be slow: on tmpfs it scans the whole file).
 func (d *FileDevice) FillHoles(off, end, near int64) (bool, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -278,9 +285,18 @@ func (d *FileDevice) FillHoles(off, end, near int64) (bool, error) {
 	if d.readOnly || off >= end {
 		return false, nil
 	}
+	d.holeMu.Lock()
+	defer d.holeMu.Unlock()
+	if off >= d.holeFree.from && min(end, off+near) <= d.holeFree.to {
+		return false, nil
+	}
 	hole, err := unix.Seek(int(d.f.Fd()), off, unix.SEEK_HOLE)
-	if err != nil || hole >= min(end, off+near) {
-		return false, nil // no hole close by, or SEEK_HOLE unsupported
+	if err != nil {
+		return false, nil // SEEK_HOLE unsupported
+	}
+	if hole >= min(end, off+near) {
+		d.holeFree.from, d.holeFree.to = off, hole
+		return false, nil // no hole close by
 	}
 	if err := checkWriteRange(hole, int(end-hole), d.size); err != nil {
 		return false, err
@@ -289,5 +305,6 @@ func (d *FileDevice) FillHoles(off, end, near int64) (bool, error) {
 	if _, err := d.f.WriteAt(zero, hole); err != nil {
 		return false, err
 	}
+	d.holeFree.from, d.holeFree.to = off, end
 	return true, nil
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // devPattern returns n bytes derived from seed, so that writes can be told
@@ -653,5 +655,56 @@ func TestMemDeviceConcurrent(t *testing.T) {
 	}
 	if got := dev.WriteCount(); got != writers*rounds {
 		t.Errorf("WriteCount = %d, want %d", got, writers*rounds)
+	}
+}
+
+// FillHoles fills a hole that begins near the range, leaves data alone,
+// and keeps filling as the ranges move on past what it filled before.
+func TestFileDeviceFillHoles(t *testing.T) {
+	d, err := CreateFile(filepath.Join(t.TempDir(), "img"), 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	const near = 64 << 10
+	if _, err := unix.Seek(int(d.Fd()), 0, unix.SEEK_HOLE); err != nil {
+		t.Skipf("SEEK_HOLE: %v", err)
+	}
+	data := bytes.Repeat([]byte{9}, 4096)
+	if _, err := d.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	holeAt := func(off int64) int64 {
+		t.Helper()
+		h, err := unix.Seek(int(d.Fd()), off, unix.SEEK_HOLE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	if holeAt(4096) != 4096 {
+		t.Skip("the filesystem of the temporary directory keeps no holes")
+	}
+	// A hole far from the range is left alone.
+	for off := int64(4096); off < 3<<20; off += 40 << 10 {
+		end := off + 1<<20
+		wrote, err := d.FillHoles(off, end, near)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := holeAt(off); h < off+near {
+			t.Fatalf("after FillHoles(%d, %d): a hole at %d (wrote %v)", off, end, h, wrote)
+		}
+		// The log writes its units into what was filled.
+		if _, err := d.WriteAt(data, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make([]byte, 4096)
+	if _, err := d.ReadAt(got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("data before the ranges changed: %v", err)
+	}
+	if h := holeAt(5 << 20); h != 5<<20 {
+		t.Fatalf("a hole far past every range was filled: next hole at %d", h)
 	}
 }
