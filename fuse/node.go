@@ -552,51 +552,47 @@ func (n *Node) CopyFileRange(ctx context.Context, fhIn fs.FileHandle, offIn uint
 
 // Allocate implements fs.NodeAllocater. txfs does not preallocate: mode 0
 // only extends the size, KEEP_SIZE does nothing, PUNCH_HOLE frees the whole
-// blocks in the range and zeroes the rest of it.
+// blocks in the range and zeroes the rest of it. Whatever it changes, it
+// counts as a change of the file, as on ext4 (file_modified in the kernel):
+// mtime and ctime are set, and a caller other than root clears the set-ID
+// bits.
 func (n *Node) Allocate(ctx context.Context, f fs.FileHandle, off uint64, size uint64, mode uint32) syscall.Errno {
 	ino := n.ino()
 	end := off + size
 	if end < off || end > 1<<63-1 {
 		return syscall.EFBIG
 	}
+	if mode != 0 && mode != fallocKeepSize && mode != fallocPunchHole|fallocKeepSize {
+		return syscall.EOPNOTSUPP
+	}
+	if caller(ctx).Uid != 0 {
+		if errno := n.clearSetID(ctx, ino); errno != 0 {
+			return errno
+		}
+	}
 	a, err := n.vol().GetAttr(ino)
 	if err != nil {
 		return toErrno(err)
 	}
+	sa := txfs.SetAttrIn{Valid: txfs.SetMtimeNow}
 	switch mode {
 	case 0:
-		if end <= a.Size {
-			return 0
+		if end > a.Size {
+			sa.Valid |= txfs.SetSize
+			sa.Size = end
 		}
-		if caller(ctx).Uid != 0 {
-			if errno := n.clearSetID(ctx, ino); errno != 0 {
-				return errno
-			}
-		}
-		a, err = n.vol().SetAttr(ino, &txfs.SetAttrIn{Valid: txfs.SetSize, Size: end})
-		if err != nil {
-			return toErrno(err)
-		}
-		n.mode.Store(a.Mode)
-		return 0
-	case fallocKeepSize:
-		return 0
 	case fallocPunchHole | fallocKeepSize:
-		end = min(end, a.Size)
-		if off >= end {
-			return 0
+		// The punch sets the times itself.
+		if end = min(end, a.Size); off < end {
+			return toErrno(n.vol().PunchHole(ino, int64(off), int64(end-off)))
 		}
-		if caller(ctx).Uid != 0 {
-			if errno := n.clearSetID(ctx, ino); errno != 0 {
-				return errno
-			}
-		}
-		if err := n.vol().PunchHole(ino, int64(off), int64(end-off)); err != nil {
-			return toErrno(err)
-		}
-		return 0
 	}
-	return syscall.EOPNOTSUPP
+	a, err = n.vol().SetAttr(ino, &sa)
+	if err != nil {
+		return toErrno(err)
+	}
+	n.mode.Store(a.Mode)
+	return 0
 }
 
 // Mkdir implements fs.NodeMkdirer.

@@ -902,6 +902,17 @@ func checkTimestamps(t *testing.T, dir string) {
 	checkTimes(t, "open O_TRUNC", withOpen(os.O_WRONLY|os.O_TRUNC, nil), changed(f))
 	checkTimes(t, "open O_TRUNC of an empty file", withOpen(os.O_WRONLY|os.O_TRUNC, nil), changed(f))
 	writeFile(t, f, "data")
+	// fallocate changes the times in every mode, also when it changes
+	// nothing (file_modified in the kernel).
+	fallocate := func(mode uint32, off, n int64) func(*os.File) error {
+		return func(fh *os.File) error { return unix.Fallocate(int(fh.Fd()), mode, off, n) }
+	}
+	checkTimes(t, "fallocate to extend", withOpen(os.O_WRONLY, fallocate(0, 0, 8192)), changed(f))
+	checkTimes(t, "fallocate inside the file", withOpen(os.O_WRONLY, fallocate(0, 0, 100)), changed(f))
+	checkTimes(t, "fallocate KEEP_SIZE", withOpen(os.O_WRONLY, fallocate(unix.FALLOC_FL_KEEP_SIZE, 0, 1<<20)), changed(f))
+	checkTimes(t, "fallocate PUNCH_HOLE", withOpen(os.O_WRONLY, fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, 4096)), changed(f))
+	checkTimes(t, "fallocate PUNCH_HOLE past the end", withOpen(os.O_WRONLY, fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 1<<20, 4096)), changed(f))
+	writeFile(t, f, "data")
 	checkTimes(t, "read", func() error { _, err := os.ReadFile(f); return err }, kept(f), kept(d))
 	checkTimes(t, "chmod", func() error { return os.Chmod(f, 0o600) }, ctimeOnly(f), kept(d))
 	if os.Geteuid() == 0 {
