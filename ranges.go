@@ -92,12 +92,12 @@ func (v *Volume) punchChunk(ino Ino, off, end int64) error {
 	if err != nil {
 		return err
 	}
-	if err := t.dropCapabilities(ino); err != nil {
-		return err
-	}
 	end = min(end, int64(r.Size))
 	if off >= end {
 		return nil
+	}
+	if err := t.dropCapabilities(ino); err != nil {
+		return err
 	}
 	bs := int64(v.bs)
 	first, last := off/bs, (end-1)/bs

@@ -119,6 +119,7 @@ type Volume struct {
 	opened     []string  // what Open repaired: orphans freed, truncates finished
 	curStart   time.Time // when the first transaction joined cur
 	curTxns    int       // transactions in cur
+	open       *tx       // the transaction begun and not yet committed
 	scratch    []byte    // one block, for building blocks under the lock
 
 	readRetries atomic.Int64 // reads redone under the lock (errMoved)
@@ -657,6 +658,7 @@ type tx struct {
 	v       *Volume
 	rec     journal.Writer
 	touched []Ino
+	changed bool // the in-memory state holds some of its changes
 }
 
 // Operation codes in Op records (for tools; replay does not need them).
@@ -683,6 +685,9 @@ const (
 // nblocks blocks and recBytes of records. freesSpace operations (deletes)
 // may dip into half the reserve, so a full volume can always be emptied.
 func (v *Volume) begin(op int, blockBytes, nblocks, recBytes int, freesSpace bool) (*tx, error) {
+	if err := v.checkAbandoned(); err != nil {
+		return nil, err
+	}
 	if err := v.writable(); err != nil {
 		return nil, err
 	}
@@ -715,12 +720,28 @@ func (v *Volume) begin(op int, blockBytes, nblocks, recBytes int, freesSpace boo
 	}
 	t := &tx{v: v}
 	t.rec.Op(uint64(op))
+	v.open = t
 	return t, nil
+}
+
+// checkAbandoned stops the volume if the last transaction changed the
+// in-memory state and then ended without commit: an operation that failed
+// halfway (a block it had to read was unreadable, say). Those changes have
+// no log record, so no checkpoint may write them; recovery on the next
+// Open starts from what was committed. Lock held.
+func (v *Volume) checkAbandoned() error {
+	t := v.open
+	v.open = nil
+	if t == nil || !t.changed {
+		return nil
+	}
+	return v.fail(fmt.Errorf("%w: an operation failed halfway through its transaction", ErrIO))
 }
 
 func (t *tx) touch(inos ...Ino) { t.touched = append(t.touched, inos...) }
 
 func (t *tx) put(k inode.Key, val []byte) error {
+	t.changed = true
 	if err := t.v.applyPut(k, val); err != nil {
 		return err
 	}
@@ -731,6 +752,7 @@ func (t *tx) put(k inode.Key, val []byte) error {
 }
 
 func (t *tx) del(k inode.Key) error {
+	t.changed = true
 	if _, err := t.v.tree.Delete(k); err != nil {
 		return t.v.fail(err)
 	}
@@ -742,6 +764,7 @@ func (t *tx) del(k inode.Key) error {
 
 // allocBlock takes a new virtual block.
 func (t *tx) allocBlock() (uint64, error) {
+	t.changed = true
 	vb, err := t.v.dat.Alloc()
 	if err != nil {
 		return 0, t.v.fail(err)
@@ -752,6 +775,7 @@ func (t *tx) allocBlock() (uint64, error) {
 
 // writeBlock stores raw (one block) as the new content of vb.
 func (t *tx) writeBlock(vb uint64, raw []byte, owner Ino, fileBlock uint64) error {
+	t.changed = true
 	v := t.v
 	stored, flags := segment.EncodeBlock(raw, nil, v.compress)
 	e := segment.SummaryEntry{Kind: segment.SumData, Flags: flags, ID: vb, Owner: owner, Offset: fileBlock, Sum: segment.Checksum(stored)}
@@ -765,6 +789,7 @@ func (t *tx) writeBlock(vb uint64, raw []byte, owner Ino, fileBlock uint64) erro
 
 // ref changes a block's reference count; at zero its space is dead.
 func (t *tx) ref(vb uint64, delta int64) error {
+	t.changed = true
 	if err := t.v.applyRef(vb, delta); err != nil {
 		return err
 	}
@@ -776,6 +801,7 @@ func (t *tx) ref(vb uint64, delta int64) error {
 // the log with its blocks, and reaches the device with the unit.
 func (t *tx) commit() {
 	v := t.v
+	v.open = nil
 	if v.cur.Empty() {
 		v.curStart = time.Now()
 	}

@@ -368,7 +368,8 @@ func TestCapabilitiesDropped(t *testing.T) {
 			t.Errorf("%s: attributes %v, want the others kept", op.name, names)
 		}
 	}
-	// Reading, chmod and a directory's change of owner keep it.
+	// Reading, chmod, a punch past the end and a directory's change of
+	// owner keep it.
 	f, _ := v.Create(RootIno, "kept", 0o755, Owner{})
 	if err := v.SetXattr(f.Ino, capabilityXattr, capValue, 0); err != nil {
 		t.Fatal(err)
@@ -385,9 +386,13 @@ func TestCapabilitiesDropped(t *testing.T) {
 	if _, err := v.SetAttr(d.Ino, &SetAttrIn{Valid: SetUid, Uid: 7}); err != nil {
 		t.Fatal(err)
 	}
+	// A punch past the end changes nothing.
+	if err := v.PunchHole(f.Ino, 1<<20, 4096); err != nil {
+		t.Fatal(err)
+	}
 	for _, ino := range []Ino{f.Ino, d.Ino} {
 		if val, err := v.GetXattr(ino, capabilityXattr); err != nil || string(val) != string(capValue) {
-			t.Errorf("inode %d: %s = %q, %v after read, chmod or a directory's chown", ino, capabilityXattr, val, err)
+			t.Errorf("inode %d: %s = %q, %v after read, chmod, a punch past the end or a directory's chown", ino, capabilityXattr, val, err)
 		}
 	}
 	v = reopen(t, v, dev)
@@ -730,4 +735,49 @@ func TestConcurrentOperations(t *testing.T) {
 		t.Fatal("the volume changed across close and open")
 	}
 	v.Close()
+}
+
+// An operation that fails halfway through its transaction (here a write
+// whose second block cannot be read back) has already changed some of the
+// in-memory state. Nothing may make that half durable: the volume stops
+// writing, and the next Open finds the file as the last commit left it.
+func TestHalfDoneTransactionStopsVolume(t *testing.T) {
+	v, dev := newTestVolume(t, 32<<20, Options{})
+	f, _ := v.Create(RootIno, "f", 0o644, Owner{})
+	old := bytes.Repeat([]byte("old!"), 2048) // two blocks
+	if _, err := v.Write(f.Ino, old, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	v.mu.Lock()
+	m, err := v.blockMap(f.Ino, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := v.dat.Live(m[1])
+	v.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dev.WriteAt(bytes.Repeat([]byte{0x5a}, int(e.Len)), int64(e.Addr)); err != nil {
+		t.Fatal(err)
+	}
+	// Block 0 is rewritten in memory, then block 1 fails to read.
+	_, err = v.Write(f.Ino, bytes.Repeat([]byte("new!"), 1500), 100)
+	mustErr(t, err, ErrIO)
+	if _, err := v.Create(RootIno, "g", 0o644, Owner{}); err == nil {
+		t.Fatal("the volume took another operation after one failed halfway")
+	}
+	v.Close()
+	v2, err := Open(dev, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	got := make([]byte, 4096)
+	if _, err := v2.Read(f.Ino, got, 0); err != nil || !bytes.Equal(got, old[:4096]) {
+		t.Fatalf("block 0 after reopen: %q, %v; want the old content", got[:16], err)
+	}
 }

@@ -685,7 +685,7 @@ func TestFileDeviceFillHoles(t *testing.T) {
 	if holeAt(4096) != 4096 {
 		t.Skip("the filesystem of the temporary directory keeps no holes")
 	}
-	// A hole far from the range is left alone.
+	// Ranges move on as the log does, past what earlier calls filled.
 	for off := int64(4096); off < 3<<20; off += 40 << 10 {
 		end := off + 1<<20
 		wrote, err := d.FillHoles(off, end, near)
@@ -704,6 +704,7 @@ func TestFileDeviceFillHoles(t *testing.T) {
 	if _, err := d.ReadAt(got, 0); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("data before the ranges changed: %v", err)
 	}
+	// A hole far from every range is left alone.
 	if h := holeAt(5 << 20); h != 5<<20 {
 		t.Fatalf("a hole far past every range was filled: next hole at %d", h)
 	}
