@@ -31,7 +31,7 @@ func (t Timespec) after(u Timespec) bool {
 // (a full volume, say), so errors are dropped. begin may release the lock
 // while it waits; callers read the inode again afterwards.
 func (v *Volume) touchAtime(ino Ino, now Timespec) {
-	t, err := v.begin(opSetAttr, 0, 0, v.metaRecBytes(), false)
+	t, err := v.begin(opSetAttr, v.metaOp(1, false))
 	if err != nil {
 		return
 	}

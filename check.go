@@ -76,6 +76,9 @@ func (v *Volume) CheckWithProgress(p Progress) (*CheckReport, error) {
 		return nil, ErrClosed
 	}
 	rep := &CheckReport{Warnings: append([]string(nil), v.warnings...)}
+	if v.damage != nil {
+		rep.addf("the log is damaged: %s", v.damage)
+	}
 	refs := map[uint64]uint32{} // references that exist to each virtual block
 	count := v.dat.Count()
 	p(1, 0, count)

@@ -2,9 +2,13 @@ package txfs
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"maps"
+	"time"
 
 	"github.com/txfs/txfs/cow"
+	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -24,7 +28,10 @@ import (
 //	 80 16 usage table root pointer
 //	 96 8 creation time of the checkpoint (Unix ns)
 //	104 4 number n of tree nodes this checkpoint dropped
-//	108 52 reserved (0)
+//	108 4 reserved (0)
+//	112 8 durable mark: every unit up to this sequence number was durable
+//	      when the record was made (version 2; 0 in version 1)
+//	120 40 reserved (0)
 //	160 8n the dropped nodes' virtual blocks: freed once this checkpoint is
 //	       durable (and by recovery starting from it), not before, since
 //	       the previous checkpoint still uses them
@@ -45,6 +52,8 @@ type checkpointRec struct {
 	Time     int64
 	// FreedNodes are tree nodes the checkpoint's tree no longer uses.
 	FreedNodes []uint64
+	// Durable is the durable mark (journal.RecMark) of the record.
+	Durable uint64
 }
 
 func (c *checkpointRec) encode() []byte {
@@ -64,6 +73,7 @@ func (c *checkpointRec) encode() []byte {
 	segment.PutBlockPtr(b[80:], c.SUTRoot)
 	le.PutUint64(b[96:], uint64(c.Time))
 	le.PutUint32(b[104:], uint32(len(c.FreedNodes)))
+	le.PutUint64(b[112:], c.Durable)
 	for _, id := range c.FreedNodes {
 		b = le.AppendUint64(b, id)
 	}
@@ -76,7 +86,7 @@ func decodeCheckpoint(b []byte) (*checkpointRec, error) {
 		uint64(len(b)) != checkpointSize+8*uint64(le.Uint32(b[104:])) {
 		return nil, fmt.Errorf("%w: checkpoint record damaged", ErrIO)
 	}
-	if v := le.Uint32(b[4:]); v != segment.FormatVersion {
+	if v := le.Uint32(b[4:]); v < segment.MinFormatVersion || v > segment.FormatVersion {
 		return nil, fmt.Errorf("%w: checkpoint version %d", ErrIO, v)
 	}
 	c := &checkpointRec{
@@ -84,6 +94,7 @@ func decodeCheckpoint(b []byte) (*checkpointRec, error) {
 		DAT: cow.State{Count: le.Uint64(b[32:]), FreeHead: le.Uint64(b[40:]), FreeCount: le.Uint64(b[48:]),
 			Root: segment.GetBlockPtr(b[56:]), Depth: int(le.Uint32(b[72:]))},
 		SUTDepth: int(le.Uint32(b[76:])), SUTRoot: segment.GetBlockPtr(b[80:]), Time: int64(le.Uint64(b[96:])),
+		Durable: le.Uint64(b[112:]),
 	}
 	for o := checkpointSize; o < len(b); o += 8 {
 		c.FreedNodes = append(c.FreedNodes, le.Uint64(b[o:]))
@@ -92,4 +103,312 @@ func decodeCheckpoint(b []byte) (*checkpointRec, error) {
 		return nil, fmt.Errorf("%w: checkpoint %d has impossible values", ErrIO, c.Number)
 	}
 	return c, nil
+}
+
+// checkpoint writes every metadata block dirtied since the last checkpoint,
+// then the checkpoint record and a copy of it, waits until all of it is
+// durable, and points the other superblock slot at it. Operations go on
+// meanwhile except while the dirty blocks are being encoded.
+func (v *Volume) checkpoint() error {
+	v.ckptMu.Lock()
+	defer v.ckptMu.Unlock()
+	v.mu.Lock()
+	if err := v.checkAbandoned(); err != nil {
+		v.mu.Unlock()
+		return err
+	}
+	if err := v.writable(); err != nil {
+		v.mu.Unlock()
+		return err
+	}
+	if v.changes == 0 && !v.checkpointHelps() {
+		// Nothing to write and nothing to free: a checkpoint would only
+		// spend room. Close still marks the volume clean.
+		var err error
+		if v.stopping && !v.sb.Clean {
+			err = v.writeSuperblock(v.sb.Checkpoint, true)
+		}
+		v.mu.Unlock()
+		return err
+	}
+	// What recovery would write again if the power failed before this
+	// checkpoint is durable: operations must leave room for it meanwhile.
+	v.ckptInflight = v.ckptCost()
+	v.ckptRunning = true
+	v.usedSince = v.usedSince[:0]
+	v.ckptFreed = v.ckptFreed[:0]
+	clean := v.stopping
+	ref, last, candidates, err := v.writeCheckpointLocked()
+	if err == nil {
+		err = v.waitDurable(last)
+	}
+	v.mu.Unlock()
+	if err != nil {
+		v.mu.Lock()
+		v.ckptRunning = false
+		v.mu.Unlock()
+		return err
+	}
+	// Only checkpoints write superblocks after Open (ckptMu is held), so
+	// v.sb stays as it is while the lock is released.
+	sb, slot := v.nextSuperblock(ref, clean)
+	err = v.putSuperblock(sb, slot)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.ckptRunning = false
+	if err != nil {
+		return v.fail(err)
+	}
+	v.sb, v.sbSlot = sb, slot
+	if err := v.freeCheckpointNodes(v.ckptFreed); err != nil {
+		return err
+	}
+	v.ckptFreed = v.ckptFreed[:0]
+	// Segments empty in the checkpoint are free now that it is durable,
+	// except those the log took while it was written.
+	taken := map[uint32]bool{v.curSeg: true, v.nextSeg: true}
+	for _, s := range v.usedSince {
+		taken[s] = true
+	}
+	free := v.free[:0:0]
+	for _, s := range candidates {
+		if !taken[s] {
+			free = append(free, s)
+		}
+	}
+	v.free = free
+	if v.nextSeg == noSeg && len(v.free) > 0 {
+		v.takeNext()
+		if v.cur.Empty() {
+			v.cur = v.newUnit(v.cur.Kind, v.cur.Addr)
+		}
+	}
+	v.lastCkpt = time.Now()
+	v.changed.Broadcast()
+	return nil
+}
+
+// nextSuperblock is the superblock that names checkpoint ref with the
+// clean flag as given, and the slot it goes to: the other one.
+func (v *Volume) nextSuperblock(ref segment.UnitRef, clean bool) (*segment.Superblock, int) {
+	sb := *v.sb
+	sb.Version = segment.FormatVersion
+	sb.Generation++
+	sb.Checkpoint = ref
+	sb.Clean = clean
+	return &sb, 1 - v.sbSlot
+}
+
+// putSuperblock writes sb into slot and makes it durable. The device must
+// hold everything its checkpoint needs already.
+func (v *Volume) putSuperblock(sb *segment.Superblock, slot int) error {
+	if err := segment.WriteSuperblock(v.dev, sb, slot); err != nil {
+		return err
+	}
+	return v.dev.Sync()
+}
+
+// writeSuperblock points the other superblock slot at checkpoint ref, with
+// the clean flag as given. Lock held.
+func (v *Volume) writeSuperblock(ref segment.UnitRef, clean bool) error {
+	sb, slot := v.nextSuperblock(ref, clean)
+	if err := v.putSuperblock(sb, slot); err != nil {
+		return v.fail(err)
+	}
+	v.sb, v.sbSlot = sb, slot
+	return nil
+}
+
+// markInUse points the other superblock slot at the current checkpoint
+// with the clean flag cleared, before a volume opened read-write writes
+// anything: recovery after a crash must then look for damage past the end
+// of the log. A version 1 volume becomes version 2 here, before the first
+// unit that only version 2 can read.
+func (v *Volume) markInUse() error {
+	if !v.sb.Clean && v.sb.Version == segment.FormatVersion {
+		return nil
+	}
+	sb, slot := v.nextSuperblock(v.sb.Checkpoint, false)
+	if err := v.putSuperblock(sb, slot); err != nil {
+		return err
+	}
+	v.sb, v.sbSlot = sb, slot
+	return nil
+}
+
+// writeCheckpointLocked queues the checkpoint's blocks, its record and the
+// copy of the record, and returns the record's unit, the sequence number of
+// the copy (the last unit), and the segments that are empty in it.
+func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, error) {
+	var ref segment.UnitRef
+	if err := v.sealLocked(); err != nil {
+		return ref, 0, nil, err
+	}
+	v.logBytes, v.deadBytes = 0, 0
+	v.changes = 0
+	// Tree nodes are DAT-mapped blocks like file data.
+	err := v.tree.Flush(
+		func() (inode.NodeID, error) {
+			vb, err := v.dat.Alloc()
+			return inode.NodeID(vb), err
+		},
+		func(id inode.NodeID, enc []byte) error {
+			stored, flags := segment.EncodeBlock(enc, nil, true)
+			if err := v.ensure(segment.UnitMeta, len(stored), 1, 0); err != nil {
+				return err
+			}
+			e := segment.SummaryEntry{Kind: segment.SumNode, Flags: flags, ID: uint64(id), Sum: segment.Checksum(stored)}
+			_, addr := v.cur.AddBlock(e, stored)
+			return v.applyWrite(uint64(id), addr, uint32(len(stored)), uint16(flags), e.Sum)
+		},
+		// A node the new tree dropped is still part of the checkpoint
+		// before it, which stays the one recovery starts from until this
+		// one is durable: its virtual block must not be reused before.
+		// The checkpoint record lists these; they are freed once it is
+		// durable (or when recovery starts from it).
+		func(id inode.NodeID) error { v.ckptFreed = append(v.ckptFreed, uint64(id)); return nil })
+	if err != nil {
+		return ref, 0, nil, v.fail(err)
+	}
+	// DAT blocks are counted in the usage table; usage blocks are not.
+	putTable := func(table uint64, count bool) segment.TablePut {
+		return func(level int, index uint64, old segment.BlockPtr, raw []byte) (segment.BlockPtr, error) {
+			if err := v.ensure(segment.UnitMeta, len(raw), 1, 0); err != nil {
+				return old, err
+			}
+			sum := segment.Checksum(raw)
+			e := segment.SummaryEntry{Kind: segment.SumTable, ID: index, Owner: table, Offset: uint64(level), Sum: sum}
+			_, addr := v.cur.AddBlock(e, raw)
+			if count {
+				if old.Addr != 0 {
+					s, _ := v.geo.SegmentOf(old.Addr)
+					if err := v.sut.Add(s, 0, -1); err != nil {
+						return old, err
+					}
+				}
+				s, _ := v.geo.SegmentOf(addr)
+				if err := v.sut.Add(s, 0, 1); err != nil {
+					return old, err
+				}
+			}
+			return segment.BlockPtr{Addr: addr, Sum: sum}, nil
+		}
+	}
+	if err := v.dat.Flush(putTable(segment.TableDAT, true)); err != nil {
+		return ref, 0, nil, v.fail(err)
+	}
+	if err := v.sut.Flush(putTable(segment.TableSUT, false)); err != nil {
+		return ref, 0, nil, v.fail(err)
+	}
+	v.ckptNo++
+	sutRoot, sutDepth := v.sut.Root()
+	rec := checkpointRec{Number: v.ckptNo, TreeRoot: uint64(v.tree.Root()), NextIno: v.nextIno,
+		DAT: v.dat.State(), SUTRoot: sutRoot, SUTDepth: sutDepth, Time: time.Now().UnixNano(),
+		FreedNodes: v.ckptFreed, Durable: v.durable}
+	enc := rec.encode()
+	// The record, then a copy of it as the next unit: if one flipped bit
+	// spoils the record, recovery reads the copy (the superblock says
+	// where the record ends and what checksum it had, so the chain after
+	// it stays whole).
+	holders := map[uint32]bool{}
+	for i := 0; i < 2; i++ {
+		if err := v.ensure(segment.UnitCheckpoint, 0, 0, len(enc)); err != nil {
+			return ref, 0, nil, err
+		}
+		if i == 0 {
+			ref.Addr, ref.Seq, ref.NextSeg = v.cur.Addr, v.seq, v.nextSeg
+		}
+		holders[v.curSeg], holders[v.nextSeg] = true, true
+		v.cur.AppendRecords(enc)
+		if err := v.sealLocked(); err != nil {
+			return ref, 0, nil, err
+		}
+		if i == 0 {
+			last := v.queue[len(v.queue)-1]
+			ref.Len, ref.Sum = uint32(len(last.buf)), v.prevSum
+		}
+	}
+	v.cur.Kind = segment.UnitOps
+	holders[v.curSeg], holders[v.nextSeg] = true, true
+	candidates, err := v.emptySegments(holders)
+	if err != nil {
+		return ref, 0, nil, v.fail(err)
+	}
+	return ref, v.seq - 1, candidates, nil
+}
+
+// freeCheckpointNodes frees the nodes a now durable checkpoint dropped.
+func (v *Volume) freeCheckpointNodes(ids []uint64) error {
+	for _, id := range ids {
+		if err := v.applyRef(id, -1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// emptySegments lists the segments that hold nothing the current state
+// needs: no live block, no table block, none of holders (the checkpoint's
+// segments and the log head's).
+func (v *Volume) emptySegments(holders map[uint32]bool) ([]uint32, error) {
+	holders = maps.Clone(holders)
+	err := v.sut.Walk(func(level int, index uint64, p segment.BlockPtr) error {
+		s, _ := v.geo.SegmentOf(p.Addr)
+		holders[s] = true
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []uint32
+	for s := v.geo.Segments; s > 0; s-- {
+		seg := s - 1
+		if holders[seg] {
+			continue
+		}
+		e, err := v.sut.Get(seg)
+		if err != nil {
+			return nil, err
+		}
+		if e.Live == 0 && e.Tables == 0 {
+			out = append(out, seg)
+		}
+	}
+	return out, nil
+}
+
+// checkpointer takes checkpoints when enough log was written or enough time
+// passed, and ticks the writer so small units do not wait long.
+func (v *Volume) checkpointer() {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	n := 0
+	for range tick.C {
+		v.mu.Lock()
+		if v.closed || v.err != nil {
+			v.mu.Unlock()
+			return
+		}
+		if !v.cur.Empty() {
+			v.wake.Signal()
+		}
+		n++
+		// Checkpoint when the log since the last one is long (recovery
+		// time), when dirty metadata grows (cache, and it must fit in the
+		// reserve), or after a while.
+		due := v.logBytes >= v.opts.CheckpointBytes || v.tree.DirtyBytes() >= v.opts.CacheBytes/2 ||
+			v.spaceCheckpointDue(n) ||
+			(n%500 == 0 && v.logBytes > 0 && time.Since(v.lastCkpt) >= v.opts.CheckpointInterval)
+		v.mu.Unlock()
+		if due {
+			if err := v.checkpoint(); err != nil && !errors.Is(err, ErrClosed) {
+				return
+			}
+			v.mu.Lock()
+			if len(v.deferred) > 0 && v.writable() == nil {
+				v.retryDeferred() // a failure has stopped the volume
+			}
+			v.mu.Unlock()
+		}
+	}
 }

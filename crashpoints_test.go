@@ -332,9 +332,16 @@ func (r *cpRun) removexattr(f *mNode, name string) {
 	r.end()
 }
 
+// lockedChunk is the chunk size transactions of footprint fp take now.
+func (v *Volume) lockedChunk(fp func(int) footprint) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.chunkBlocks(v.freeChunkLimit(), fp)
+}
+
 // punch punches a hole: one step per transaction, as PunchHole splits it.
 func (r *cpRun) punch(f *mNode, off, n int64) {
-	bs, fcb := int64(r.v.bs), int64(r.v.freeChunkBlocks())
+	bs, fcb := int64(r.v.bs), int64(r.v.lockedChunk(r.v.punchOp))
 	var ends []int64
 	for pos := off; pos < off+n; {
 		pos = min(off+n, (pos/bs+fcb)*bs)
@@ -362,7 +369,7 @@ func (r *cpRun) punch(f *mNode, off, n int64) {
 // rest copied. Each transaction is a step; the steps are those CopyRange
 // takes, worked out from the model's sizes the same way.
 func (r *cpRun) copyRange(s *mNode, so int64, d *mNode, do int64, n int64) {
-	bs, fcb := int64(r.v.bs), int64(r.v.freeChunkBlocks())
+	bs, fcb := int64(r.v.bs), int64(r.v.lockedChunk(r.v.shareOp))
 	type piece struct{ so, do, n int64 }
 	var pieces []piece
 	dsize := int64(len(d.data))

@@ -39,6 +39,9 @@ var (
 	ErrPermission   = &Error{syscall.EPERM, "txfs: operation not permitted"}
 	ErrNoData       = &Error{syscall.ENXIO, "txfs: no data at or after that offset"}
 	ErrClosed       = &Error{syscall.EIO, "txfs: volume closed"}
+	// ErrLogDamaged: the log holds a unit that was durable and cannot be
+	// read, and units written after it (Options.LogDamage).
+	ErrLogDamaged = &Error{syscall.EIO, "txfs: the log is damaged"}
 	// ErrIO wraps device errors and corruption: checksum mismatches and
 	// structures that do not decode. The volume stops writing after one.
 	ErrIO = &Error{syscall.EIO, "txfs: input/output error"}

@@ -50,6 +50,11 @@ func (v *Volume) fileInode(ino Ino) (*inodeRec, error) {
 	return r, err
 }
 
+// testHookChunk, when set by a test, is told after each transaction but
+// the last of a write, punch or copy that takes several, how many bytes of
+// it are done: each such transaction is a state a power cut may leave.
+var testHookChunk func(done int64)
+
 // writeChunkBlocks bounds the blocks of one write transaction so that it
 // always fits one log unit: at most 1 MiB, less with small segments.
 func (v *Volume) writeChunkBlocks() int64 {
@@ -80,6 +85,9 @@ func (v *Volume) Write(ino Ino, data []byte, off int64) (int, error) {
 		if len(data) == 0 {
 			break
 		}
+		if testHookChunk != nil && done < len(data) {
+			testHookChunk(int64(done))
+		}
 	}
 	return done, nil
 }
@@ -95,7 +103,8 @@ func (v *Volume) writeChunk(ino Ino, data []byte, off int64) error {
 	bs := uint64(v.bs)
 	first, last := uint64(off)/bs, (uint64(off)+uint64(len(data))+bs-1)/bs
 	nb := int(last - first)
-	t, err := v.begin(opWrite, nb*(v.bs+64), nb, nb*48+v.metaRecBytes(), false)
+	t, err := v.begin(opWrite, footprint{blockBytes: nb * (v.bs + 64), nblocks: nb, recBytes: nb*48 + v.metaRecBytes(),
+		items: nb + 4, runs: 4, dat: 2 * nb})
 	if err != nil {
 		return err
 	}
@@ -185,7 +194,8 @@ func (v *Volume) SetAttr(ino Ino, in *SetAttrIn) (Attr, error) {
 	if err := v.finishTruncate(ino); err != nil {
 		return Attr{}, err
 	}
-	t, err := v.begin(opSetAttr, v.bs+64, 1, v.metaRecBytes(), in.Valid&SetSize != 0)
+	t, err := v.begin(opSetAttr, footprint{blockBytes: v.bs + 64, nblocks: 1, recBytes: v.metaRecBytes(),
+		items: 4, runs: 4, dat: 2, frees: in.Valid&SetSize != 0})
 	if err != nil {
 		return Attr{}, err
 	}
@@ -250,7 +260,7 @@ func (v *Volume) SetAttr(ino Ino, in *SetAttrIn) (Attr, error) {
 	t.touch(ino)
 	t.commit()
 	if shrink {
-		if err := v.finishTruncate(ino); err != nil {
+		if err := v.deferFree(ino, v.finishTruncate(ino)); err != nil {
 			return Attr{}, err
 		}
 	}
@@ -327,7 +337,7 @@ func (v *Volume) xattrItem(ino Ino, name string) ([]xattrEntry, error) {
 // beginXattr starts a transaction that changes ino's attribute name and
 // returns the inode and the attributes sharing name's item. Lock held.
 func (v *Volume) beginXattr(op int, ino Ino, name string, freesSpace bool) (*tx, *inodeRec, []xattrEntry, error) {
-	t, err := v.begin(op, 0, 0, v.metaRecBytes(), freesSpace)
+	t, err := v.begin(op, v.metaOp(2, freesSpace))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -461,7 +471,7 @@ func (v *Volume) RemoveXattr(ino Ino, name string) error {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(opRemoveXattr, 0, 0, v.metaRecBytes(), true)
+	t, err := v.begin(opRemoveXattr, v.metaOp(2, true))
 	if err != nil {
 		return err
 	}

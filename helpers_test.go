@@ -12,12 +12,20 @@ import (
 	"github.com/txfs/txfs/segment"
 )
 
-// newTestVolume formats and opens a volume on a memory device; the checker
-// runs when the test ends.
+// newTestVolume formats and opens a volume of size bytes, with segments of
+// 256 KiB, on a memory device; the checker runs when the test ends.
 func newTestVolume(t testing.TB, size int64, o Options) (*Volume, *segment.MemDevice) {
 	t.Helper()
+	return newSmallVolume(t, size, 256<<10, o)
+}
+
+// newSmallVolume formats and opens a volume of size bytes with segments of
+// seg bytes (0: the default for its size) on a memory device; the checker
+// runs when the test ends.
+func newSmallVolume(t testing.TB, size int64, seg uint32, o Options) (*Volume, *segment.MemDevice) {
+	t.Helper()
 	dev := segment.NewMemDevice(size)
-	if err := Format(dev, FormatOptions{SegmentSize: 256 << 10}); err != nil {
+	if err := Format(dev, FormatOptions{SegmentSize: seg}); err != nil {
 		t.Fatalf("format: %v", err)
 	}
 	v, err := Open(dev, o)

@@ -199,6 +199,10 @@ type modelRun struct {
 	log     []string
 	crashes int
 	held    []Ino // files made with Tmpfile still open, released by later operations
+	// full: the volume is a few segments and fills up; any operation may
+	// then answer ENOSPC, and must then change nothing.
+	full   bool
+	enospc int // operations that answered ENOSPC
 }
 
 func (r *modelRun) fatalf(format string, a ...any) {
@@ -218,16 +222,49 @@ func errnoOf(err error) syscall.Errno {
 	return ToErrno(err)
 }
 
-// expect compares the volume's error with the model's.
+// expect compares the volume's error with the model's. On a full volume
+// ENOSPC is always a possible answer.
 func (r *modelRun) expect(what string, got error, want syscall.Errno) bool {
 	r.t.Helper()
+	if r.noSpace(got) {
+		return false
+	}
 	if errnoOf(got) != want {
 		r.fatalf("%s: got %v, want errno %d (%v)", what, got, want, want)
 	}
 	return want == 0
 }
 
+// noSpace reports whether err is an ENOSPC the volume may give.
+func (r *modelRun) noSpace(err error) bool {
+	if r.full && errnoOf(err) == syscall.ENOSPC {
+		r.enospc++
+		return true
+	}
+	return false
+}
+
+// chunks records a state for every transaction but the last of an
+// operation that takes several (a write, punch or copy), with apply
+// bringing the model to done bytes of it.
+func (r *modelRun) chunks(desc string, apply func(done int64)) func() {
+	testHookChunk = func(done int64) {
+		apply(done)
+		r.step(fmt.Sprintf("%s: first %d bytes", desc, done))
+	}
+	return func() { testHookChunk = nil }
+}
+
 func (r *modelRun) step(desc string) {
+	if r.full {
+		// The invariant that keeps checkpoints, and recovery, possible.
+		r.v.mu.Lock()
+		room, cost := r.v.logRoom(), r.v.ckptCost()
+		r.v.mu.Unlock()
+		if room < cost {
+			r.fatalf("after %s the log has room for %d bytes, the next checkpoint may need %d", desc, room, cost)
+		}
+	}
 	r.log = append(r.log, desc)
 	r.dumps = append(r.dumps, r.m.dump())
 }
@@ -356,19 +393,34 @@ func (r *modelRun) op() {
 		if rng.Intn(10) == 0 {
 			off = rng.Intn(3 << 20) // sparse
 		}
-		data := r.randData(rng.Intn(20 << 10))
-		n, err := v.Write(f.ino, data, int64(off))
-		if r.expect("write", err, 0) {
-			if n != len(data) {
-				r.fatalf("write returned %d of %d", n, len(data))
-			}
-			if end := off + len(data); len(data) > 0 {
+		if r.full && rng.Intn(2) == 0 {
+			off = len(f.data) // files grow until the volume is full
+		}
+		size := 20 << 10
+		if r.full {
+			size = 48 << 10 // to fill the volume, in several transactions
+		}
+		data := r.randData(rng.Intn(size))
+		applied := 0
+		apply := func(done int64) {
+			if end := off + int(done); done > 0 {
 				if end > len(f.data) {
 					f.data = append(f.data, make([]byte, end-len(f.data))...)
 				}
-				copy(f.data[off:], data)
+				copy(f.data[off+applied:], data[applied:done])
+				applied = int(done)
 			}
 		}
+		stop := r.chunks(fmt.Sprintf("write %d off %d", f.ino, off), apply)
+		n, err := v.Write(f.ino, data, int64(off))
+		stop()
+		if !r.noSpace(err) {
+			r.expect("write", err, 0)
+			if n != len(data) {
+				r.fatalf("write returned %d of %d", n, len(data))
+			}
+		}
+		apply(int64(n))
 		if len(data) > 0 { // an empty write changes nothing, so Fsync owes it nothing
 			r.touched[f] = len(r.dumps)
 		}
@@ -448,14 +500,20 @@ func (r *modelRun) op() {
 			r.fatalf("open: %v", err)
 		}
 		err := v.Unlink(dir.ino, name)
-		r.expect("unlink open", err, 0)
+		if !r.expect("unlink open", err, 0) {
+			if err := v.Release(f.ino); err != nil {
+				r.fatalf("release: %v", err)
+			}
+			return
+		}
 		delete(dir.children, name)
 		r.step(fmt.Sprintf("unlink open %d/%s", dir.ino, name))
 		// The file may still have other names: then the write shows.
-		if _, err := v.Write(f.ino, []byte("more"), int64(len(f.data))); err != nil {
+		if _, err := v.Write(f.ino, []byte("more"), int64(len(f.data))); err == nil {
+			f.data = append(f.data, "more"...)
+		} else if !r.noSpace(err) {
 			r.fatalf("write to unlinked open file: %v", err)
 		}
-		f.data = append(f.data, "more"...)
 		r.touched[f] = len(r.dumps)
 		r.step(fmt.Sprintf("write %d more", f.ino))
 		buf := make([]byte, len(f.data))
@@ -472,10 +530,16 @@ func (r *modelRun) op() {
 		}
 		off := rng.Intn(len(f.data))
 		n := 1 + rng.Intn(len(f.data)-off+8192)
-		if err := v.PunchHole(f.ino, int64(off), int64(n)); err != nil {
+		punched := func(done int64) { clear(f.data[off:min(len(f.data), off+int(done))]) }
+		stop := r.chunks(fmt.Sprintf("punch %d off %d", f.ino, off), punched)
+		err := v.PunchHole(f.ino, int64(off), int64(n))
+		stop()
+		if err != nil && !r.noSpace(err) {
 			r.fatalf("punch: %v", err)
 		}
-		clear(f.data[off:min(len(f.data), off+n)])
+		if err == nil {
+			punched(int64(n))
+		}
 		r.touched[f] = len(r.dumps)
 		r.step(fmt.Sprintf("punch %d off %d len %d", f.ino, off, n))
 	case k < 93: // copy a range, sharing blocks where aligned
@@ -488,18 +552,28 @@ func (r *modelRun) op() {
 			so, do = so/4096*4096, do/4096*4096
 		}
 		n := rng.Intn(40 << 10)
-		got, err := v.CopyRange(s.ino, int64(so), d.ino, int64(do), int64(n))
 		want := min(n, max(0, len(s.data)-so))
-		if err != nil || got != int64(want) {
+		part := append([]byte(nil), s.data[so:so+want]...)
+		copied := 0
+		apply := func(done int64) {
+			if done > int64(copied) {
+				if end := do + int(done); end > len(d.data) {
+					d.data = append(d.data, make([]byte, end-len(d.data))...)
+				}
+				copy(d.data[do+copied:], part[copied:done])
+				copied = int(done)
+				r.touched[d] = len(r.dumps) + 1 // a copy of nothing is no change
+			}
+		}
+		stop := r.chunks(fmt.Sprintf("copy %d -> %d", s.ino, d.ino), apply)
+		got, err := v.CopyRange(s.ino, int64(so), d.ino, int64(do), int64(n))
+		stop()
+		if (err != nil && !r.noSpace(err)) || (err == nil && got != int64(want)) {
 			r.fatalf("copy range: %d %v, want %d", got, err, want)
 		}
-		if want > 0 {
-			part := append([]byte(nil), s.data[so:so+want]...)
-			if end := do + want; end > len(d.data) {
-				d.data = append(d.data, make([]byte, end-len(d.data))...)
-			}
-			copy(d.data[do:], part)
-			r.touched[d] = len(r.dumps) // a copy of nothing is no change
+		apply(got)
+		if copied > 0 {
+			r.touched[d] = len(r.dumps)
 		}
 		r.step(fmt.Sprintf("copy %d off %d -> %d off %d len %d", s.ino, so, d.ino, do, n))
 	case k < 98: // fsync
@@ -554,12 +628,17 @@ func (r *modelRun) tmpfile(dir *mNode, name string) {
 		return
 	}
 	a, err := v.Tmpfile(dir.ino, 0o600, Owner{})
+	if r.noSpace(err) {
+		return
+	}
 	if err != nil {
 		r.fatalf("tmpfile in %d: %v", dir.ino, err)
 	}
 	r.step(fmt.Sprintf("tmpfile %d in %d", a.Ino, dir.ino))
 	n := &mNode{ino: a.Ino, mode: syscall.S_IFREG | 0o600, parent: dir, data: r.randData(rng.Intn(20 << 10))}
-	if _, err := v.Write(a.Ino, n.data, 0); err != nil {
+	if w, err := v.Write(a.Ino, n.data, 0); r.noSpace(err) {
+		n.data = n.data[:w]
+	} else if err != nil {
 		r.fatalf("write to tmpfile %d: %v", a.Ino, err)
 	}
 	r.step(fmt.Sprintf("write tmpfile %d len %d", a.Ino, len(n.data)))
@@ -622,10 +701,16 @@ func (r *modelRun) crash() {
 		r.crashes, opt, r.synced, r.syncWhy, best, lineDiff(got, r.dumps[best]), rlog.String())
 }
 
-func runModel(t *testing.T, seed int64, ops, crashes int) int {
+func runModel(t *testing.T, seed int64, ops, crashes int, full bool) int {
 	rng := rand.New(rand.NewSource(seed))
-	v, dev := newTestVolume(t, 48<<20, Options{CheckpointBytes: 512 << 10})
-	r := &modelRun{t: t, seed: seed, rng: rng, v: v, dev: dev, touched: map[*mNode]int{},
+	var v *Volume
+	var dev *segment.MemDevice
+	if full {
+		v, dev = newSmallVolume(t, 3<<19, 64<<10, Options{CheckpointBytes: 512 << 10})
+	} else {
+		v, dev = newTestVolume(t, 48<<20, Options{CheckpointBytes: 512 << 10})
+	}
+	r := &modelRun{t: t, seed: seed, rng: rng, v: v, dev: dev, touched: map[*mNode]int{}, full: full,
 		m: &model{root: &mNode{ino: RootIno, mode: syscall.S_IFDIR | 0o755, children: map[string]*mNode{}}}}
 	r.dumps = []string{r.m.dump()}
 	r.log = []string{"format"}
@@ -647,6 +732,12 @@ func runModel(t *testing.T, seed int64, ops, crashes int) int {
 	defer v2.Close()
 	if got, _ := dump(v2); got != r.dumps[len(r.dumps)-1] {
 		r.fatalf("after reopen the volume differs from the model")
+	}
+	if full && r.enospc == 0 {
+		r.fatalf("the volume never filled up")
+	}
+	if full {
+		t.Logf("seed %d: %d operations answered ENOSPC", seed, r.enospc)
 	}
 	return r.crashes
 }
@@ -671,12 +762,32 @@ func TestCrashModel(t *testing.T) {
 	total := 0
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			total += runModel(t, seed, ops, crashes)
+			total += runModel(t, seed, ops, crashes, false)
 		})
 	}
 	t.Logf("%d seeds, %d crash points recovered and checked", len(seeds), total)
 	if !testing.Short() && *modelSeed == 0 && total < 2000 {
 		t.Fatalf("only %d crash points; the suite promises at least 2000", total)
+	}
+}
+
+// TestCrashModelNearFull is the crash model on a volume of a few dozen
+// small segments, which the operations fill: operations meet ENOSPC and
+// must then change nothing, and the power is cut while the volume is full,
+// while it is emptied and while it fills again.
+func TestCrashModelNearFull(t *testing.T) {
+	seeds := []int64{101, 102, 103, 104, time.Now().UnixNano()}
+	if *modelSeed != 0 {
+		seeds = []int64{*modelSeed}
+	}
+	ops, crashes := *modelOps*2, *modelCrashes/2
+	if testing.Short() {
+		seeds, crashes = seeds[:2], crashes/4
+	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			runModel(t, seed, ops, crashes, true)
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 package txfs
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -179,7 +180,7 @@ func (v *Volume) Create(dir Ino, name string, mode uint32, o Owner) (Attr, error
 func (v *Volume) Tmpfile(dir Ino, mode uint32, o Owner) (Attr, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(opCreate, 0, 0, v.metaRecBytes(), false)
+	t, err := v.begin(opCreate, v.metaOp(4, false))
 	if err != nil {
 		return Attr{}, err
 	}
@@ -239,7 +240,7 @@ func (v *Volume) mknod(op int, dir Ino, name string, mode uint32, rdev uint64, o
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(op, 0, 0, v.metaRecBytes()+2*len(target), false)
+	t, err := v.begin(op, v.symlinkOp(len(target)))
 	if err != nil {
 		return Attr{}, err
 	}
@@ -332,7 +333,7 @@ func (v *Volume) Link(ino Ino, newDir Ino, newName string) (Attr, error) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(opLink, 0, 0, v.metaRecBytes(), false)
+	t, err := v.begin(opLink, v.metaOp(5, false))
 	if err != nil {
 		return Attr{}, err
 	}
@@ -401,7 +402,7 @@ func (v *Volume) remove(dir Ino, name string, wantDir bool) error {
 	if wantDir {
 		op = opRmdir
 	}
-	t, err := v.begin(op, 0, 0, v.metaRecBytes(), true)
+	t, err := v.begin(op, v.metaOp(6, true))
 	if err != nil {
 		return err
 	}
@@ -451,7 +452,7 @@ func (v *Volume) remove(dir Ino, name string, wantDir bool) error {
 	}
 	t.touch(dir, e.Ino)
 	t.commit()
-	return v.finishFree(e.Ino)
+	return v.deferFree(e.Ino, v.finishFree(e.Ino))
 }
 
 // dropLink takes one name away from ino (all of a directory's). An inode
@@ -489,19 +490,46 @@ func (v *Volume) finishFree(ino Ino) error {
 	}
 }
 
-// freeChunkBlocks bounds the blocks one transaction frees: 4096, fewer
-// with small segments (a freed block costs two records).
-func (v *Volume) freeChunkBlocks() int {
+// freeChunkLimit bounds the blocks one transaction frees, punches or
+// shares: 4096, fewer with small segments (a freed block costs two
+// records).
+func (v *Volume) freeChunkLimit() int {
 	return max(1, min(4096, (v.unitPayload()-v.metaRecBytes())/40))
 }
 
-// freeChunk frees up to freeChunkBlocks blocks of ino at or after block
-// from in one transaction. With whole, the last chunk also removes the
-// inode and everything else it owns, and its orphan item; otherwise the last
-// chunk removes the truncate item.
+// chunkBlocks is the most blocks, up to limit, that one transaction of
+// footprint fp(blocks) may take so that the metadata it dirties stays
+// within half the reserve and within the room the log has now (space.go):
+// large frees, punches and copies are done in transactions of this size,
+// so that they progress on a full volume without a checkpoint for each.
+// Lock held.
+func (v *Volume) chunkBlocks(limit int, fp func(blocks int) footprint) int {
+	budget := min(v.reserveBytes(false)/2, v.logRoom()-v.ckptCost()-fp(limit).need(v.bs))
+	lo, hi := 1, max(1, limit)
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if v.growth(fp(mid)) <= budget {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo
+}
+
+// freeOp is the footprint of freeing blocks blocks of one inode, with its
+// other items when it is the last chunk.
+func (v *Volume) freeOp(blocks int) footprint {
+	return footprint{recBytes: blocks*40 + v.metaRecBytes(), items: blocks + 8, runs: 2, dat: blocks, frees: true}
+}
+
+// freeChunk frees up to chunkBlocks blocks of ino at or after block from
+// in one transaction. With whole, the last chunk also removes the inode and
+// everything else it owns, and its orphan item; otherwise the last chunk
+// removes the truncate item.
 func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
-	chunk := v.freeChunkBlocks()
-	t, err := v.begin(opFreeInode, 0, 0, chunk*40+v.metaRecBytes(), true)
+	chunk := v.chunkBlocks(v.freeChunkLimit(), v.freeOp)
+	t, err := v.begin(opFreeInode, v.freeOp(chunk))
 	if err != nil {
 		return false, err
 	}
@@ -563,6 +591,14 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 				return false, err
 			}
 		}
+		// A truncate left for lack of space goes with the inode.
+		if _, ok, err := v.tree.Get(truncKey(ino)); err != nil {
+			return false, v.fail(err)
+		} else if ok {
+			if err := t.del(truncKey(ino)); err != nil {
+				return false, err
+			}
+		}
 		if err := t.del(orphanKey(ino)); err != nil {
 			return false, err
 		}
@@ -601,7 +637,11 @@ func (v *Volume) freeOrphans() ([]string, error) {
 	}
 	var did []string
 	for _, ino := range truncs {
-		if err := v.finishTruncate(ino); err != nil {
+		if err := v.finishTruncate(ino); errors.Is(err, ErrNoSpace) {
+			v.deferred[ino] = true
+			did = append(did, fmt.Sprintf("left the interrupted truncate of inode %d for later: no space yet", ino))
+			continue
+		} else if err != nil {
 			return did, err
 		}
 		did = append(did, fmt.Sprintf("finished the interrupted truncate of inode %d", ino))
@@ -610,12 +650,47 @@ func (v *Volume) freeOrphans() ([]string, error) {
 		if v.opens[ino] > 0 {
 			continue
 		}
-		if err := v.finishFree(ino); err != nil {
+		if err := v.finishFree(ino); errors.Is(err, ErrNoSpace) {
+			v.deferred[ino] = true
+			did = append(did, fmt.Sprintf("left orphan inode %d for later: no space yet", ino))
+			continue
+		} else if err != nil {
 			return did, err
 		}
 		did = append(did, fmt.Sprintf("freed orphan inode %d (open with no name: unlinked, or never linked)", ino))
 	}
 	return did, nil
+}
+
+// deferFree keeps an orphan or an interrupted truncate that err says could
+// not be finished for lack of space: its item stays, so nothing is lost,
+// and it is finished once a checkpoint makes room (retryDeferred), at
+// Close, or at the next Open. Other errors are returned. Lock held.
+func (v *Volume) deferFree(ino Ino, err error) error {
+	if errors.Is(err, ErrNoSpace) {
+		v.deferred[ino] = true
+		return nil
+	}
+	return err
+}
+
+// retryDeferred finishes what deferFree kept, while there is room. Lock
+// held.
+func (v *Volume) retryDeferred() error {
+	for ino := range v.deferred {
+		err := v.finishTruncate(ino)
+		if err == nil {
+			err = v.finishFree(ino)
+		}
+		if errors.Is(err, ErrNoSpace) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		delete(v.deferred, ino)
+	}
+	return nil
 }
 
 func (v *Volume) dirEmpty(dir Ino) (bool, error) {
@@ -660,7 +735,7 @@ func (v *Volume) Release(ino Ino) error {
 	if v.writable() != nil {
 		return nil
 	}
-	return v.finishFree(ino)
+	return v.deferFree(ino, v.finishFree(ino))
 }
 
 // Rename moves oldName in oldDir to newName in newDir, atomically. With
@@ -678,7 +753,7 @@ func (v *Volume) Rename(oldDir Ino, oldName string, newDir Ino, newName string, 
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(opRename, 0, 0, 2*v.metaRecBytes(), true)
+	t, err := v.begin(opRename, v.renameOp())
 	if err != nil {
 		return err
 	}
@@ -819,7 +894,7 @@ func (v *Volume) Rename(oldDir Ino, oldName string, newDir Ino, newName string, 
 	}
 	t.commit()
 	if dstOK && dr.Nlink == 0 {
-		return v.finishFree(dst.Ino)
+		return v.deferFree(dst.Ino, v.finishFree(dst.Ino))
 	}
 	return nil
 }
@@ -901,8 +976,12 @@ func isTxfsErr(err error) bool {
 	return strings.HasPrefix(err.Error(), "txfs:")
 }
 
-// Statfs reports the volume's space. Free space is what the log can still
-// take: free segments above the reserve and the rest of the current one.
+// Statfs reports the volume's space. Free space is what ordinary writers
+// can still put in the log (space.go: the log's room and the segments
+// deletes emptied, less the next checkpoint and the reserve), counted in
+// blocks of file data with what each costs in the log beside itself, so
+// that a file can take all of it. Used is the rest: live data, metadata,
+// and dead blocks in segments that still hold live ones.
 func (v *Volume) Statfs() (Statfs, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -913,7 +992,7 @@ func (v *Volume) Statfs() (Statfs, error) {
 	total := uint64(int(v.geo.Segments)-v.reserve) * uint64(v.geo.SegmentSize) / bs
 	free := uint64(0)
 	if v.cur != nil {
-		free = uint64(max(v.availableBytes(v.reserve), 0)) / bs
+		free = uint64(max(v.availableBytes(), 0)) / (bs + uint64(v.blockOverhead()))
 	}
 	free = min(free, total)
 	used := v.nextIno - RootIno

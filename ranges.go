@@ -2,6 +2,7 @@ package txfs
 
 import (
 	"github.com/txfs/txfs/inode"
+	"math"
 )
 
 // Seek finds data or holes, as lseek(2) SEEK_DATA (hole false) and
@@ -56,8 +57,8 @@ func (v *Volume) Seek(ino Ino, off int64, hole bool) (int64, error) {
 
 // PunchHole makes [off, off+length) of a file read as zeros and frees the
 // whole blocks inside it; the size does not change. A range of up to
-// freeChunkBlocks blocks is one transaction; a larger one is punched in
-// steps of that size, each atomic.
+// chunkBlocks blocks is one transaction; a larger one is punched in steps
+// of that size, each atomic.
 func (v *Volume) PunchHole(ino Ino, off, length int64) error {
 	if off < 0 || length <= 0 {
 		return ErrInvalid
@@ -66,44 +67,58 @@ func (v *Volume) PunchHole(ino Ino, off, length int64) error {
 	if end < off {
 		return ErrFileTooBig
 	}
-	bs := int64(v.bs)
+	start := off
 	for off < end {
-		step := min(end, (off/bs+int64(v.freeChunkBlocks()))*bs)
-		if err := v.punchChunk(ino, off, step); err != nil {
+		next, err := v.punchChunk(ino, off, end)
+		if err != nil {
 			return err
 		}
-		off = step
+		off = next
+		if testHookChunk != nil && off < end {
+			testHookChunk(off - start)
+		}
 	}
 	return nil
 }
 
-func (v *Volume) punchChunk(ino Ino, off, end int64) error {
+// punchOp is the footprint of punching blocks blocks: two edge blocks
+// rewritten, the others' items deleted and their references dropped.
+func (v *Volume) punchOp(blocks int) footprint {
+	return footprint{blockBytes: 2 * (v.bs + 64), nblocks: 2, recBytes: blocks*40 + v.metaRecBytes(),
+		items: blocks + 4, runs: 4, dat: blocks + 4, frees: true}
+}
+
+// punchChunk punches [off, end) as far as one transaction may and returns
+// where it stopped.
+func (v *Volume) punchChunk(ino Ino, off, end int64) (int64, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if err := v.finishTruncate(ino); err != nil {
-		return err
+		return off, err
 	}
-	chunk := v.freeChunkBlocks()
-	t, err := v.begin(opPunch, 2*(v.bs+64), 2, chunk*40+v.metaRecBytes(), true)
+	chunk := v.chunkBlocks(v.freeChunkLimit(), v.punchOp)
+	bs := int64(v.bs)
+	end = min(end, (off/bs+int64(chunk))*bs)
+	t, err := v.begin(opPunch, v.punchOp(chunk))
 	if err != nil {
-		return err
+		return off, err
 	}
+	next := end
 	r, err := v.fileInode(ino)
 	if err != nil {
-		return err
+		return off, err
 	}
 	end = min(end, int64(r.Size))
 	if off >= end {
-		return nil
+		return math.MaxInt64, nil // nothing of the file is left in the range
 	}
 	if err := t.dropCapabilities(ino); err != nil {
-		return err
+		return off, err
 	}
-	bs := int64(v.bs)
 	first, last := off/bs, (end-1)/bs
 	m, err := v.blockMap(ino, uint64(first), uint64(last))
 	if err != nil {
-		return err
+		return off, err
 	}
 	for b := first; b <= last; b++ {
 		vb, ok := m[uint64(b)]
@@ -113,10 +128,10 @@ func (v *Volume) punchChunk(ino Ino, off, end int64) error {
 		lo, hi := max(off, b*bs), min(end, (b+1)*bs)
 		if hi-lo == bs {
 			if err := t.del(blockKey(ino, uint64(b))); err != nil {
-				return err
+				return off, err
 			}
 			if err := t.ref(vb, -1); err != nil {
-				return err
+				return off, err
 			}
 			r.NBlocks--
 			continue
@@ -124,22 +139,22 @@ func (v *Volume) punchChunk(ino Ino, off, end int64) error {
 		// An edge block keeps the bytes outside the range.
 		raw, err := v.readBlock(vb, nil)
 		if err != nil {
-			return err
+			return off, err
 		}
 		block := append([]byte(nil), raw...)
 		clear(block[lo-b*bs : hi-b*bs])
 		if err := t.rewriteBlock(ino, uint64(b), vb, block); err != nil {
-			return err
+			return off, err
 		}
 	}
 	now := nowSpec()
 	r.Mtime, r.Ctime = now, now
 	if err := t.putInode(ino, r); err != nil {
-		return err
+		return off, err
 	}
 	t.touch(ino)
 	t.commit()
-	return nil
+	return next, nil
 }
 
 // rewriteBlock stores new content for file block b, which maps to vb: in
@@ -168,7 +183,7 @@ func (t *tx) rewriteBlock(ino Ino, b, vb uint64, block []byte) error {
 // of src). Whole blocks at matching alignment are shared, not copied: both
 // files then point at the same virtual block, whose reference count says
 // so, and the first write to either gives that file its own copy. A copy
-// of up to freeChunkBlocks blocks (aligned) or one write chunk (unaligned)
+// of up to chunkBlocks blocks (aligned) or one write chunk (unaligned)
 // is one transaction; a larger one is several, each atomic.
 func (v *Volume) CopyRange(src Ino, srcOff int64, dst Ino, dstOff int64, n int64) (int64, error) {
 	if srcOff < 0 || dstOff < 0 || n < 0 {
@@ -194,11 +209,13 @@ func (v *Volume) CopyRange(src Ino, srcOff int64, dst Ino, dstOff int64, n int64
 		}
 		left := min(n-done, int64(a.Size)-so)
 		if so%bs == 0 && do%bs == 0 && src != dst {
-			nb := min((left+bs-1)/bs, int64(v.freeChunkBlocks()))
-			copied, err := v.shareBlocks(src, so, dst, do, min(left, nb*bs))
+			copied, err := v.shareBlocks(src, so, dst, do, left)
 			done += copied
 			if err != nil || copied == 0 {
 				return done, err
+			}
+			if testHookChunk != nil && done < n && copied < left {
+				testHookChunk(done)
 			}
 			continue
 		}
@@ -214,18 +231,30 @@ func (v *Volume) CopyRange(src Ino, srcOff int64, dst Ino, dstOff int64, n int64
 		if r == 0 {
 			return done, nil
 		}
-		if _, err := v.Write(dst, buf[:r], do); err != nil {
+		w, err := v.Write(dst, buf[:r], do)
+		done += int64(w)
+		if err != nil {
 			return done, err
 		}
-		done += int64(r)
+		if testHookChunk != nil && done < n && int64(r) < left {
+			testHookChunk(done)
+		}
 	}
 	return done, nil
 }
 
-// shareBlocks copies bytes of src at srcOff to dst at dstOff, both
-// block-aligned, in one transaction: whole blocks are shared; a partial
-// last block is shared too when it is the end of src (past which its bytes
-// are zero) and nothing of dst follows, and copied otherwise.
+// shareOp is the footprint of sharing blocks blocks: their items in the
+// destination, the references of both files' blocks, a partial last block.
+func (v *Volume) shareOp(blocks int) footprint {
+	return footprint{blockBytes: v.bs + 64, nblocks: 1, recBytes: blocks*64 + v.metaRecBytes(),
+		items: blocks + 4, runs: 4, dat: 2*blocks + 2}
+}
+
+// shareBlocks copies up to bytes of src at srcOff to dst at dstOff, both
+// block-aligned, in one transaction of at most chunkBlocks blocks, and
+// returns how many it copied: whole blocks are shared; a partial last
+// block is shared too when it is the end of src (past which its bytes are
+// zero) and nothing of dst follows, and copied otherwise.
 func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes int64) (int64, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -233,8 +262,9 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes
 		return 0, err
 	}
 	bs := int64(v.bs)
+	bytes = min(bytes, int64(v.chunkBlocks(v.freeChunkLimit(), v.shareOp))*bs)
 	nb := (bytes + bs - 1) / bs
-	t, err := v.begin(opCopyRange, v.bs+64, 1, int(nb)*64+v.metaRecBytes(), false)
+	t, err := v.begin(opCopyRange, v.shareOp(int(nb)))
 	if err != nil {
 		return 0, err
 	}

@@ -179,9 +179,9 @@ func TestReadsWhileBlocksMove(t *testing.T) {
 // A read that finds its blocks rewritten by the time it reads the device
 // is redone under the lock and returns the newer generation, for raw
 // blocks (read in place) and compressed ones alike. The hook moves the
-// blocks deterministically: it overwrites the file, checkpoints so the
-// old blocks' segments are free, and writes noise until they are written
-// again.
+// blocks deterministically: it overwrites the file into segments nothing
+// else keeps live, checkpoints so the old blocks' segments are free, and
+// writes noise until they are written again.
 func TestReadRetriesWhenBlocksMove(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -197,10 +197,24 @@ func TestReadRetriesWhenBlocksMove(t *testing.T) {
 			junk := make([]byte, 1<<20)
 			rand.New(rand.NewSource(1)).Read(junk)
 			gen := uint64(1)
+			pad, err := v.Create(RootIno, "pad", 0o644, Owner{})
+			if err != nil {
+				t.Fatal(err)
+			}
 			testHookReadUnlocked = func() {
 				gen++
-				if _, err := v.Write(f.ino, f.fill(buf, gen), 0); err != nil {
-					t.Error(err)
+				// The new generation goes into segments of its own: pad
+				// before and after it, then freed, so that nothing but
+				// the file keeps them live.
+				for i, w := range []func() error{
+					func() error { _, err := v.Write(pad.Ino, junk[:512<<10], 0); return err },
+					func() error { _, err := v.Write(f.ino, f.fill(buf, gen), 0); return err },
+					func() error { _, err := v.Write(pad.Ino, junk[:512<<10], 512<<10); return err },
+					func() error { _, err := v.SetAttr(pad.Ino, &SetAttrIn{Valid: SetSize}); return err },
+				} {
+					if err := w(); err != nil {
+						t.Errorf("step %d: %v", i, err)
+					}
 				}
 				if err := v.checkpoint(); err != nil {
 					t.Error(err)

@@ -3,7 +3,6 @@ package txfs
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/txfs/txfs/cow"
 	"github.com/txfs/txfs/inode"
@@ -11,240 +10,13 @@ import (
 	"github.com/txfs/txfs/segment"
 )
 
-// checkpoint writes every metadata block dirtied since the last checkpoint,
-// then the checkpoint record, waits until all of it is durable, and points
-// the other superblock slot at it. Operations go on meanwhile except while
-// the dirty blocks are being encoded.
-func (v *Volume) checkpoint() error {
-	v.ckptMu.Lock()
-	defer v.ckptMu.Unlock()
-	v.mu.Lock()
-	if err := v.checkAbandoned(); err != nil {
-		v.mu.Unlock()
-		return err
-	}
-	if err := v.writable(); err != nil {
-		v.mu.Unlock()
-		return err
-	}
-	v.ckptRunning = true
-	v.usedSince = v.usedSince[:0]
-	v.ckptFreed = v.ckptFreed[:0]
-	ref, candidates, err := v.writeCheckpointLocked()
-	if err == nil {
-		err = v.waitDurable(ref.Seq)
-	}
-	v.mu.Unlock()
-	if err != nil {
-		v.mu.Lock()
-		v.ckptRunning = false
-		v.mu.Unlock()
-		return err
-	}
-	sb := *v.sb
-	sb.Generation++
-	sb.Checkpoint = ref
-	slot := 1 - v.sbSlot
-	err = segment.WriteSuperblock(v.dev, &sb, slot)
-	if err == nil {
-		err = v.dev.Sync()
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.ckptRunning = false
-	if err != nil {
-		return v.fail(err)
-	}
-	v.sb, v.sbSlot = &sb, slot
-	if err := v.freeCheckpointNodes(v.ckptFreed); err != nil {
-		return err
-	}
-	v.ckptFreed = v.ckptFreed[:0]
-	// Segments empty in the checkpoint are free now that it is durable,
-	// except those the log took while it was written.
-	taken := map[uint32]bool{v.curSeg: true, v.nextSeg: true}
-	for _, s := range v.usedSince {
-		taken[s] = true
-	}
-	free := v.free[:0:0]
-	for _, s := range candidates {
-		if !taken[s] {
-			free = append(free, s)
-		}
-	}
-	v.free = free
-	v.lastCkpt = time.Now()
-	v.changed.Broadcast()
-	return nil
-}
-
-// writeCheckpointLocked queues the checkpoint's blocks and record and
-// returns the record's unit and the segments that are empty in it.
-func (v *Volume) writeCheckpointLocked() (segment.UnitRef, []uint32, error) {
-	var ref segment.UnitRef
-	if err := v.sealLocked(); err != nil {
-		return ref, nil, err
-	}
-	v.logBytes, v.deadBytes = 0, 0
-	// Tree nodes are DAT-mapped blocks like file data.
-	err := v.tree.Flush(
-		func() (inode.NodeID, error) {
-			vb, err := v.dat.Alloc()
-			return inode.NodeID(vb), err
-		},
-		func(id inode.NodeID, enc []byte) error {
-			stored, flags := segment.EncodeBlock(enc, nil, true)
-			if err := v.ensure(segment.UnitMeta, len(stored), 1, 0); err != nil {
-				return err
-			}
-			e := segment.SummaryEntry{Kind: segment.SumNode, Flags: flags, ID: uint64(id), Sum: segment.Checksum(stored)}
-			_, addr := v.cur.AddBlock(e, stored)
-			return v.applyWrite(uint64(id), addr, uint32(len(stored)), uint16(flags), e.Sum)
-		},
-		// A node the new tree dropped is still part of the checkpoint
-		// before it, which stays the one recovery starts from until this
-		// one is durable: its virtual block must not be reused before.
-		// The checkpoint record lists these; they are freed once it is
-		// durable (or when recovery starts from it).
-		func(id inode.NodeID) error { v.ckptFreed = append(v.ckptFreed, uint64(id)); return nil })
-	if err != nil {
-		return ref, nil, v.fail(err)
-	}
-	// DAT blocks are counted in the usage table; usage blocks are not.
-	putTable := func(table uint64, count bool) segment.TablePut {
-		return func(level int, index uint64, old segment.BlockPtr, raw []byte) (segment.BlockPtr, error) {
-			if err := v.ensure(segment.UnitMeta, len(raw), 1, 0); err != nil {
-				return old, err
-			}
-			sum := segment.Checksum(raw)
-			e := segment.SummaryEntry{Kind: segment.SumTable, ID: index, Owner: table, Offset: uint64(level), Sum: sum}
-			_, addr := v.cur.AddBlock(e, raw)
-			if count {
-				if old.Addr != 0 {
-					s, _ := v.geo.SegmentOf(old.Addr)
-					if err := v.sut.Add(s, 0, -1); err != nil {
-						return old, err
-					}
-				}
-				s, _ := v.geo.SegmentOf(addr)
-				if err := v.sut.Add(s, 0, 1); err != nil {
-					return old, err
-				}
-			}
-			return segment.BlockPtr{Addr: addr, Sum: sum}, nil
-		}
-	}
-	if err := v.dat.Flush(putTable(segment.TableDAT, true)); err != nil {
-		return ref, nil, v.fail(err)
-	}
-	if err := v.sut.Flush(putTable(segment.TableSUT, false)); err != nil {
-		return ref, nil, v.fail(err)
-	}
-	v.ckptNo++
-	sutRoot, sutDepth := v.sut.Root()
-	rec := checkpointRec{Number: v.ckptNo, TreeRoot: uint64(v.tree.Root()), NextIno: v.nextIno,
-		DAT: v.dat.State(), SUTRoot: sutRoot, SUTDepth: sutDepth, Time: time.Now().UnixNano(),
-		FreedNodes: v.ckptFreed}
-	if err := v.ensure(segment.UnitCheckpoint, 0, 0, checkpointSize+8*len(v.ckptFreed)); err != nil {
-		return ref, nil, err
-	}
-	v.cur.AppendRecords(rec.encode())
-	ref.Addr, ref.Seq = v.cur.Addr, v.seq
-	ckptSeg := v.curSeg
-	if err := v.sealLocked(); err != nil {
-		return ref, nil, err
-	}
-	last := v.queue[len(v.queue)-1]
-	ref.Len, ref.Sum = uint32(len(last.buf)), v.prevSum
-	v.cur.Kind = segment.UnitOps
-	candidates, err := v.emptySegments(ckptSeg)
-	if err != nil {
-		return ref, nil, v.fail(err)
-	}
-	return ref, candidates, nil
-}
-
-// freeCheckpointNodes frees the nodes a now durable checkpoint dropped.
-func (v *Volume) freeCheckpointNodes(ids []uint64) error {
-	for _, id := range ids {
-		if err := v.applyRef(id, -1); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// emptySegments lists the segments that hold nothing the current state
-// needs: no live block, no table block, not the checkpoint's segment nor
-// the log head's.
-func (v *Volume) emptySegments(ckptSeg uint32) ([]uint32, error) {
-	holders := map[uint32]bool{ckptSeg: true, v.curSeg: true, v.nextSeg: true}
-	err := v.sut.Walk(func(level int, index uint64, p segment.BlockPtr) error {
-		s, _ := v.geo.SegmentOf(p.Addr)
-		holders[s] = true
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	var out []uint32
-	for s := v.geo.Segments; s > 0; s-- {
-		seg := s - 1
-		if holders[seg] {
-			continue
-		}
-		e, err := v.sut.Get(seg)
-		if err != nil {
-			return nil, err
-		}
-		if e.Live == 0 && e.Tables == 0 {
-			out = append(out, seg)
-		}
-	}
-	return out, nil
-}
-
-// checkpointer takes checkpoints when enough log was written or enough time
-// passed, and ticks the writer so small units do not wait long.
-func (v *Volume) checkpointer() {
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	n := 0
-	for range tick.C {
-		v.mu.Lock()
-		if v.closed || v.err != nil {
-			v.mu.Unlock()
-			return
-		}
-		if !v.cur.Empty() {
-			v.wake.Signal()
-		}
-		n++
-		// Checkpoint when the log since the last one is long (recovery
-		// time), when dirty metadata grows (cache, and it must fit in the
-		// reserve), or after a while.
-		due := v.logBytes >= v.opts.CheckpointBytes || v.tree.DirtyBytes() >= v.opts.CacheBytes/2 ||
-			v.dirtyMetaBytes() >= int64(v.reserve)*int64(v.geo.SegmentSize)/4 ||
-			(n%500 == 0 && v.logBytes > 0 && time.Since(v.lastCkpt) >= v.opts.CheckpointInterval)
-		v.mu.Unlock()
-		if due {
-			if err := v.checkpoint(); err != nil && !errors.Is(err, ErrClosed) {
-				return
-			}
-		}
-	}
-}
-
 // recover loads the newest checkpoint and replays the log after it. It
 // returns the number of units replayed.
 func (v *Volume) recover() (int, error) {
 	ref := v.sb.Checkpoint
-	u, err := v.readUnit(ref.Addr, ref.Len)
+	u, err := v.readCheckpoint(ref)
 	if err != nil {
-		return 0, fmt.Errorf("%w: checkpoint %d at byte %d: %v", ErrIO, ref.Seq, ref.Addr, err)
-	}
-	if u.Header.Seq != ref.Seq || u.Header.Sum != ref.Sum || u.Header.Kind != segment.UnitCheckpoint {
-		return 0, fmt.Errorf("%w: checkpoint at byte %d is not the unit the superblock names", ErrIO, ref.Addr)
+		return 0, err
 	}
 	c, err := decodeCheckpoint(u.Records)
 	if err != nil {
@@ -259,59 +31,134 @@ func (v *Volume) recover() (int, error) {
 	if err := v.freeCheckpointNodes(c.FreedNodes); err != nil {
 		return 0, fmt.Errorf("%w: checkpoint %d: %v", ErrIO, c.Number, err)
 	}
-	ckptSeg, _ := v.geo.SegmentOf(ref.Addr)
-	v.curSeg, v.nextSeg = ckptSeg, u.Header.NextSeg
-	free, err := v.emptySegments(ckptSeg)
-	if err != nil {
-		return 0, fmt.Errorf("%w: usage table: %v", ErrIO, err)
-	}
-	// Roll forward along the chain: same segment first, then the one the
-	// segment names as next.
-	used := map[uint32]bool{ckptSeg: true, v.nextSeg: true}
-	pos, seq, prev := ref.Addr+uint64(ref.Len), ref.Seq+1, ref.Sum
+	// Roll forward along the chain: right after each unit, in the segment
+	// it names as next once it reaches the end of its own.
+	used := map[uint32]bool{}
+	refSeg, _ := v.geo.SegmentOf(ref.Addr)
+	used[refSeg] = true
+	v.curSeg, _ = v.geo.SegmentOf(u.Addr)
+	pos, seq, prev := v.follow(u, used)
 	replayed := 0
 	for {
-		u, at := v.nextUnit(pos, seq, prev)
+		u := v.nextUnit(pos, seq, prev)
 		if u == nil {
+			next := "no next segment"
+			if v.nextSeg != noSeg {
+				next = fmt.Sprintf("nor at the start of segment %d", v.nextSeg)
+			}
+			v.logf("the log ends before unit %d: nothing at byte %d, %s, continues the chain; %d operations units replayed", seq, pos, next, replayed)
+			d := v.findDamage(pos, seq)
+			if d == nil {
+				break
+			}
+			v.logf("%s", d)
+			if v.opts.LogDamage == SalvageDamage {
+				// Go on from the first whole unit after the damage.
+				say := fmt.Sprintf("salvaged units %d to %d after the damaged unit %d at byte %d (lost: %d units)",
+					d.Resume, d.Last, d.Seq, d.Addr, d.Resume-d.Seq)
+				v.logf("%s", say)
+				v.opened = append(v.opened, say)
+				v.accepted = true
+				v.curSeg, _ = v.geo.SegmentOf(d.At)
+				v.nextSeg = noSeg
+				pos, seq, prev = d.At, d.Resume, d.resume.Header.Prev
+				continue
+			}
+			if v.opts.LogDamage == TruncateDamage {
+				// The log goes on at the damage, with sequence numbers
+				// past every unit left beyond it, so that none of them
+				// can ever be taken for part of the log, or for proof.
+				say := fmt.Sprintf("dropped the log from the damaged unit %d at byte %d on (units %d to %d lost: %s)",
+					d.Seq, d.Addr, d.Seq, d.Last, d.Beyond)
+				v.logf("%s", say)
+				v.opened = append(v.opened, say)
+				v.accepted = true
+				v.seq, v.prevSum = d.Last+1, prev
+				v.written, v.durable = d.Last, d.Last
+				return v.finishRecovery(pos, used, replayed)
+			}
+			v.damage = d
 			break
 		}
-		if s, _ := v.geo.SegmentOf(at); s != v.curSeg {
-			v.curSeg, v.nextSeg = s, u.Header.NextSeg
-			used[s], used[v.nextSeg] = true, true
-		}
-		v.logf("unit %d at byte %d (segment %d): %s", seq, at, v.curSeg, unitKindName(u.Header.Kind))
+		v.logf("unit %d at byte %d (segment %d): %s", seq, u.Addr, v.curSeg, unitKindName(u.Header.Kind))
 		if err := v.replayUnit(u); err != nil {
-			return 0, fmt.Errorf("%w: replay of unit %d at byte %d: %v", ErrIO, seq, at, err)
+			return 0, fmt.Errorf("%w: replay of unit %d at byte %d: %v", ErrIO, seq, u.Addr, err)
 		}
-		replayed++
-		pos, seq, prev = at+uint64(u.Header.Length), seq+1, u.Header.Sum
+		if u.Header.Kind == segment.UnitOps {
+			replayed++
+		}
+		pos, seq, prev = v.follow(u, used)
 	}
 	v.seq, v.prevSum = seq, prev
 	v.written, v.durable = seq-1, seq-1
-	v.logf("the log ends before unit %d: nothing at byte %d or at the start of segment %d continues the chain; %d units replayed", seq, pos, v.nextSeg, replayed)
-	segEnd := uint64(v.geo.SegmentOffset(v.curSeg)) + uint64(v.geo.SegmentSize)
-	if pos+uint64(4*v.bs) > segEnd {
-		// The segment is full: the log goes on at its next segment.
-		v.curSeg = v.nextSeg
-		pos = uint64(v.geo.SegmentOffset(v.curSeg))
-		found := false
-		for i := len(free) - 1; i >= 0 && !found; i-- {
-			if !used[free[i]] {
-				v.nextSeg, found = free[i], true
-				used[free[i]] = true
-			}
-		}
-		if !found {
-			return 0, fmt.Errorf("%w: no free segment to continue the log", ErrNoSpace)
-		}
+	v.changes = int64(replayed)
+	return v.finishRecovery(pos, used, replayed)
+}
+
+// finishRecovery makes the free list and the log head once the log is
+// read to its end at pos.
+func (v *Volume) finishRecovery(pos uint64, used map[uint32]bool, replayed int) (int, error) {
+	free, err := v.emptySegments(used)
+	if err != nil {
+		return 0, fmt.Errorf("%w: usage table: %v", ErrIO, err)
 	}
-	for _, s := range free {
-		if !used[s] {
-			v.free = append(v.free, s)
-		}
-	}
+	v.free = free
+	v.cur = v.newUnit(segment.UnitOps, pos)
+	v.takeNext()
 	v.cur = v.newUnit(segment.UnitOps, pos)
 	return replayed, nil
+}
+
+// follow notes that the log passed through unit u and returns where the
+// unit after it must be: right after it, which is in the next segment when
+// u reached there.
+func (v *Volume) follow(u *segment.Unit, used map[uint32]bool) (pos, seq, prev uint64) {
+	v.nextSeg = noSeg
+	if n := u.Header.NextSeg; n < v.geo.Segments && n != v.curSeg {
+		v.nextSeg = n
+	}
+	used[v.curSeg] = true
+	if v.nextSeg != noSeg {
+		used[v.nextSeg] = true
+	}
+	if u.Header.Length >= u.Place.Split && v.nextSeg != noSeg {
+		v.curSeg, v.nextSeg = v.nextSeg, noSeg
+	}
+	return u.Place.DevAddr(u.Header.Length), u.Header.Seq + 1, u.Header.Sum
+}
+
+// readCheckpoint reads the checkpoint unit the superblock names, or its
+// copy (the unit right after it) when the checkpoint unit is damaged.
+func (v *Volume) readCheckpoint(ref segment.UnitRef) (*segment.Unit, error) {
+	u, err := v.readUnit(ref.Addr, ref.Len)
+	if err == nil && (u.Header.Seq != ref.Seq || u.Header.Sum != ref.Sum || u.Header.Kind != segment.UnitCheckpoint) {
+		err = fmt.Errorf("it is not the unit the superblock names (sequence %d, checksum %x)", ref.Seq, ref.Sum)
+	}
+	if err == nil {
+		return u, nil
+	}
+	if ref.NextSeg == noSeg && v.sb.Version < 2 {
+		return nil, fmt.Errorf("%w: checkpoint %d at byte %d: %v", ErrIO, ref.Seq, ref.Addr, err)
+	}
+	s, _ := v.geo.SegmentOf(ref.Addr)
+	place := segment.UnitPlace{Addr: ref.Addr, Split: uint32(v.segEnd(s) - ref.Addr)}
+	if ref.NextSeg < v.geo.Segments {
+		place.Next = uint64(v.geo.SegmentOffset(ref.NextSeg))
+	}
+	at := place.DevAddr(ref.Len)
+	c, cerr := v.readUnit(at, 0)
+	if cerr == nil && (c.Header.Seq != ref.Seq+1 || c.Header.Prev != ref.Sum || c.Header.Kind != segment.UnitCheckpoint ||
+		c.Header.VolumeID != v.sb.VolumeID()) {
+		cerr = errors.New("no copy of it follows")
+	}
+	if cerr != nil {
+		return nil, fmt.Errorf("%w: checkpoint unit %d at byte %d is damaged (%v), and so is its copy at byte %d (%v)",
+			ErrIO, ref.Seq, ref.Addr, err, at, cerr)
+	}
+	warn := fmt.Sprintf("checkpoint unit %d at byte %d is damaged (%v): its copy at byte %d was used", ref.Seq, ref.Addr, err, at)
+	v.warnings = append(v.warnings, warn)
+	v.logf("%s", warn)
+	return c, nil
 }
 
 func unitKindName(k uint16) string {
@@ -325,36 +172,45 @@ func unitKindName(k uint16) string {
 }
 
 // readUnit reads and verifies the unit at addr; n is its length if known.
+// A unit longer than the rest of its segment continues at the start of the
+// segment its header names as next.
 func (v *Volume) readUnit(addr uint64, n uint32) (*segment.Unit, error) {
 	s, ok := v.geo.SegmentOf(addr)
 	if !ok {
 		return nil, fmt.Errorf("address %d outside the segments", addr)
 	}
-	segEnd := uint64(v.geo.SegmentOffset(s)) + uint64(v.geo.SegmentSize)
-	if n == 0 {
-		hdr := make([]byte, segment.UnitHeaderSize)
-		if _, err := v.dev.ReadAt(hdr, int64(addr)); err != nil {
-			return nil, err
-		}
-		h, err := segment.ParseUnitHeader(hdr, uint32(segEnd-addr))
-		if err != nil {
-			return nil, err
-		}
-		n = h.Length
-	}
-	if uint64(n) > segEnd-addr {
-		return nil, fmt.Errorf("%w: unit at %d runs past its segment", segment.ErrCorrupt, addr)
-	}
-	buf := make([]byte, n)
-	if _, err := v.dev.ReadAt(buf, int64(addr)); err != nil {
+	split := uint32(v.segEnd(s) - addr)
+	hdr := make([]byte, segment.UnitHeaderSize)
+	if _, err := v.dev.ReadAt(hdr, int64(addr)); err != nil {
 		return nil, err
 	}
-	return segment.DecodeUnit(buf, addr, uint32(segEnd-addr))
+	maxLen := split + v.geo.SegmentSize
+	h, err := segment.ParseUnitHeader(hdr, maxLen)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		n = h.Length
+	}
+	place := segment.UnitPlace{Addr: addr, Split: split}
+	if h.NextSeg < v.geo.Segments && h.NextSeg != s {
+		place.Next = uint64(v.geo.SegmentOffset(h.NextSeg))
+	} else if n > split {
+		return nil, fmt.Errorf("%w: unit at %d runs past its segment to segment %d", segment.ErrCorrupt, addr, h.NextSeg)
+	}
+	buf := make([]byte, n)
+	for _, p := range place.Pieces(n) {
+		if _, err := v.dev.ReadAt(buf[p.Start:p.End], int64(p.Addr)); err != nil {
+			return nil, err
+		}
+	}
+	return segment.DecodeUnit(buf, place, maxLen)
 }
 
 // nextUnit finds the unit that continues the chain: at pos, or else at the
-// start of the next segment. Anything else ends the log.
-func (v *Volume) nextUnit(pos, seq, prev uint64) (*segment.Unit, uint64) {
+// start of the next segment (where version 1 logs went on when the rest of
+// a segment was too small). Anything else ends the log.
+func (v *Volume) nextUnit(pos, seq, prev uint64) *segment.Unit {
 	try := func(at uint64) *segment.Unit {
 		if _, ok := v.geo.SegmentOf(at); !ok {
 			return nil
@@ -365,17 +221,18 @@ func (v *Volume) nextUnit(pos, seq, prev uint64) (*segment.Unit, uint64) {
 		}
 		return u
 	}
-	segEnd := uint64(v.geo.SegmentOffset(v.curSeg)) + uint64(v.geo.SegmentSize)
-	if pos+segment.UnitHeaderSize <= segEnd {
+	if pos+segment.UnitHeaderSize <= v.segEnd(v.curSeg) {
 		if u := try(pos); u != nil {
-			return u, pos
+			return u
 		}
 	}
-	at := uint64(v.geo.SegmentOffset(v.nextSeg))
-	if u := try(at); u != nil {
-		return u, at
+	if v.nextSeg != noSeg {
+		if u := try(uint64(v.geo.SegmentOffset(v.nextSeg))); u != nil {
+			v.curSeg = v.nextSeg
+			return u
+		}
 	}
-	return nil, 0
+	return nil
 }
 
 // replayUnit applies the records of an operations unit. Units a checkpoint
@@ -391,6 +248,9 @@ func (v *Volume) replayUnit(u *segment.Unit) error {
 	}
 	next := 0
 	return journal.Decode(u.Records, func(r *journal.Record) error {
+		for r.Type == journal.RecWrite && next < len(u.Summary) && u.Summary[next].Kind == segment.SumPad {
+			next++
+		}
 		switch r.Type {
 		case journal.RecPut:
 			return v.applyPut(inode.DecodeKey(r.Key[:]), append([]byte(nil), r.Value...))

@@ -134,7 +134,7 @@ func (v *Volume) Repair() ([]string, error) {
 func (v *Volume) repairTx(fn func(*tx) error) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(opRepair, 0, 0, v.metaRecBytes(), true)
+	t, err := v.begin(opRepair, v.metaOp(8, true))
 	if err != nil {
 		return err
 	}

@@ -10,9 +10,7 @@ package txfs
 
 import (
 	"crypto/rand"
-	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -46,6 +44,10 @@ type Options struct {
 	// NoAtime: reads never update access times. Otherwise they follow
 	// relatime (atime.go).
 	NoAtime bool
+	// LogDamage says what to do with a log that is damaged, not merely
+	// torn by a power cut (damage.go). By default a read-write Open
+	// refuses it.
+	LogDamage LogPolicy
 	// Log, if set, is told every decision recovery takes: the checkpoint it
 	// starts from, each unit it replays or skips, and why the log ends.
 	Log func(format string, args ...any)
@@ -103,32 +105,38 @@ type Volume struct {
 	logBytes    int64 // log written since the last checkpoint began
 	deadBytes   int64 // stored bytes that died since the last checkpoint began
 	lastCkpt    time.Time
+	// ckptInflight bounds what the checkpoint being written would cost
+	// recovery to write again (space.go).
+	ckptInflight int64
+	// stopping: Close is taking its last checkpoint; no transaction may
+	// follow it, so that the superblock can say the volume closed cleanly.
+	stopping bool
 
 	inoSeq map[Ino]uint64 // newest unit that changed an inode, until durable
 	opens  map[Ino]int
+	// deferred are orphans and interrupted truncates left for lack of
+	// space, finished after a later checkpoint (retryDeferred).
+	deferred map[Ino]bool
 
 	err        error // first device or corruption error: the volume stops writing
 	closing    bool
 	closed     bool
 	done       chan struct{}
 	ckptMu     sync.Mutex
-	closeDev   bool      // Close closes the device (OpenPath opened it)
-	writerDone bool      // the writer goroutine has exited
-	warnings   []string  // damage Open found and worked around, for the checker
-	ckptFreed  []uint64  // tree nodes the running checkpoint dropped, freed once it is durable
-	opened     []string  // what Open repaired: orphans freed, truncates finished
-	curStart   time.Time // when the first transaction joined cur
-	curTxns    int       // transactions in cur
-	open       *tx       // the transaction begun and not yet committed
-	scratch    []byte    // one block, for building blocks under the lock
+	closeDev   bool       // Close closes the device (OpenPath opened it)
+	writerDone bool       // the writer goroutine has exited
+	warnings   []string   // damage Open found and worked around, for the checker
+	damage     *LogDamage // damage in the log Open found and left in place (read-only)
+	accepted   bool       // Open dropped or salvaged damage: checkpoint at once
+	ckptFreed  []uint64   // tree nodes the running checkpoint dropped, freed once it is durable
+	opened     []string   // what Open repaired: orphans freed, truncates finished
+	curStart   time.Time  // when the first transaction joined cur
+	curTxns    int        // transactions in cur
+	changes    int64      // transactions committed since the last checkpoint began
+	open       *tx        // the transaction begun and not yet committed
+	scratch    []byte     // one block, for building blocks under the lock
 
 	readRetries atomic.Int64 // reads redone under the lock (errMoved)
-}
-
-type sealedUnit struct {
-	seq  uint64
-	addr uint64
-	buf  []byte
 }
 
 // Format writes an empty volume onto dev: an empty root directory, its
@@ -154,7 +162,7 @@ func Format(dev segment.Device, o FormatOptions) error {
 	// Invalidate any older superblocks first (slot 1 of a volume with any
 	// block size), so a failed format never leaves an older volume that
 	// looks whole.
-	zero := make([]byte, segment.MaxBlockSize+segment.SuperSize)
+	zero := make([]byte, segment.MaxBlockSize+segment.CopyOffset+segment.SuperSize)
 	if _, err := dev.WriteAt(zero, 0); err != nil {
 		return err
 	}
@@ -175,6 +183,8 @@ func Format(dev segment.Device, o FormatOptions) error {
 		return err
 	}
 	go v.writer()
+	v.stopping = true // nothing follows the first checkpoint: the volume is clean
+	v.changes = 1
 	if err := v.checkpoint(); err != nil {
 		v.stop()
 		return err
@@ -202,10 +212,10 @@ func newVolume(dev segment.Device, sb *segment.Superblock, slot int, o Options) 
 	}
 	v := &Volume{dev: dev, sb: sb, sbSlot: slot, geo: sb.Geometry, bs: int(sb.Geometry.BlockSize),
 		compress: sb.Flags&segment.SuperCompress != 0, ro: o.ReadOnly, opts: o,
-		inoSeq: map[Ino]uint64{}, opens: map[Ino]int{}, done: make(chan struct{}), lastCkpt: time.Now()}
+		inoSeq: map[Ino]uint64{}, opens: map[Ino]int{}, deferred: map[Ino]bool{}, done: make(chan struct{}), lastCkpt: time.Now()}
 	v.changed = sync.NewCond(&v.mu)
 	v.wake = sync.NewCond(&v.mu)
-	v.reserve = max(4, int(sb.Geometry.Segments/32))
+	v.reserve = max(4, int(sb.Geometry.Segments/20))
 	return v
 }
 
@@ -231,24 +241,36 @@ func Open(dev segment.Device, o Options) (*Volume, error) {
 	if err != nil {
 		return nil, err
 	}
+	if v.damage != nil && !v.ro {
+		return nil, fmt.Errorf("%w: %s; mount read-only to see the state before the damage, or repair it with fsck.txfs --repair",
+			ErrLogDamaged, v.damage)
+	}
 	if v.ro {
 		close(v.done)
 		return v, nil
 	}
+	if err := v.markInUse(); err != nil {
+		return nil, fmt.Errorf("%w: superblock: %v", ErrIO, err)
+	}
 	go v.writer()
 	go v.checkpointer()
+	if v.accepted {
+		v.changes++
+	}
+	if replayed > 0 || v.accepted {
+		// First make what was replayed the checkpoint: it always fits
+		// (space.go), and it gives back what the replayed deletes freed.
+		if err := v.checkpoint(); err != nil {
+			v.stop()
+			return nil, err
+		}
+	}
 	v.mu.Lock()
 	v.opened, err = v.freeOrphans()
 	v.mu.Unlock()
 	if err != nil {
 		v.stop()
 		return nil, err
-	}
-	if replayed > 0 {
-		if err := v.checkpoint(); err != nil {
-			v.stop()
-			return nil, err
-		}
 	}
 	return v, nil
 }
@@ -269,6 +291,9 @@ func (v *Volume) Close() error {
 		clear(v.opens)
 		_, err = v.freeOrphans()
 	}
+	// No transaction may follow the last checkpoint, which tells the next
+	// Open that nothing follows it in the log.
+	v.stopping = true
 	v.mu.Unlock()
 	if !v.ro {
 		if cerr := v.checkpoint(); err == nil {
@@ -327,42 +352,6 @@ func (v *Volume) writable() error {
 	return nil
 }
 
-// readRaw reads bytes at a device address, from a unit not yet written if
-// that is where they are.
-func (v *Volume) readRaw(addr uint64, buf []byte) error {
-	if v.cur != nil {
-		if b, ok := v.cur.BlockBytes(addr, uint32(len(buf))); ok {
-			copy(buf, b)
-			return nil
-		}
-	}
-	for _, u := range v.queue {
-		if addr >= u.addr && addr+uint64(len(buf)) <= u.addr+uint64(len(u.buf)) {
-			copy(buf, u.buf[addr-u.addr:])
-			return nil
-		}
-	}
-	if _, err := v.dev.ReadAt(buf, int64(addr)); err != nil {
-		return fmt.Errorf("read at %d: %w", addr, err)
-	}
-	return nil
-}
-
-// inMemory reports whether any byte of [start, end) is in a unit not yet
-// on the device; readRaw serves such reads from memory, one unit at a time.
-func (v *Volume) inMemory(start, end uint64) bool {
-	overlaps := func(a, b uint64) bool { return start < b && a < end }
-	if v.cur != nil && overlaps(v.cur.Addr, v.cur.Addr+uint64(v.geo.SegmentSize)) {
-		return true
-	}
-	for _, u := range v.queue {
-		if overlaps(u.addr, u.addr+uint64(len(u.buf))) {
-			return true
-		}
-	}
-	return false
-}
-
 // readBlock returns the raw content of virtual block vb, verified.
 func (v *Volume) readBlock(vb uint64, dst []byte) ([]byte, error) {
 	e, err := v.dat.Live(vb)
@@ -386,266 +375,6 @@ func (v *Volume) readBlock(vb uint64, dst []byte) ([]byte, error) {
 // LoadNode gives the metadata tree its nodes (inode.Store).
 func (v *Volume) LoadNode(id inode.NodeID) ([]byte, error) {
 	return v.readBlock(uint64(id), nil)
-}
-
-// --- the log -----------------------------------------------------------
-
-func (v *Volume) newUnit(kind uint16, addr uint64) *segment.UnitBuilder {
-	end := uint64(v.geo.SegmentOffset(v.curSeg)) + uint64(v.geo.SegmentSize)
-	room := min(end-addr, maxUnitBytes)
-	return segment.NewUnitBuilder(addr, kind, uint32(v.bs), uint32(room))
-}
-
-// segRemaining is how many bytes the current segment still has from cur.
-func (v *Volume) segRemaining() int64 {
-	end := v.geo.SegmentOffset(v.curSeg) + int64(v.geo.SegmentSize)
-	return end - int64(v.cur.Addr)
-}
-
-// sealLocked closes cur and queues it for the writer; the next unit starts
-// right after it, or at the next segment when this one is nearly full.
-func (v *Volume) sealLocked() error {
-	if v.cur.Empty() {
-		return nil
-	}
-	buf, sum := v.cur.Seal(v.sb.VolumeID(), v.seq, v.prevSum, v.nextSeg)
-	if err := v.sut.Touch(v.curSeg, v.seq); err != nil {
-		return v.fail(err)
-	}
-	v.queue = append(v.queue, &sealedUnit{seq: v.seq, addr: v.cur.Addr, buf: buf})
-	v.queued += int64(len(buf))
-	v.logBytes += int64(len(buf))
-	v.prevSum = sum
-	v.seq++
-	v.curTxns = 0
-	next := v.cur.Addr + uint64(len(buf))
-	kind := v.cur.Kind
-	v.cur = v.newUnit(kind, next)
-	if v.segRemaining() < int64(4*v.bs) {
-		if err := v.advanceSegment(); err != nil {
-			return err
-		}
-	}
-	v.wake.Signal()
-	return nil
-}
-
-// advanceSegment moves the log head to the segment the current one names
-// as next, and chooses the one after it.
-func (v *Volume) advanceSegment() error {
-	if len(v.free) == 0 {
-		return v.fail(errors.New("no free segment for the log (reserve exhausted)"))
-	}
-	v.curSeg = v.nextSeg
-	v.nextSeg = v.free[len(v.free)-1]
-	v.free = v.free[:len(v.free)-1]
-	if v.ckptRunning {
-		v.usedSince = append(v.usedSince, v.nextSeg)
-	}
-	v.cur = v.newUnit(v.cur.Kind, uint64(v.geo.SegmentOffset(v.curSeg)))
-	return nil
-}
-
-// ensure makes cur a unit of the given kind with room for n more bytes
-// (blocks, summaries and records).
-func (v *Volume) ensure(kind uint16, storedBytes, nblocks, recBytes int) error {
-	if v.cur.Kind != kind {
-		if err := v.sealLocked(); err != nil {
-			return err
-		}
-		v.cur.Kind = kind
-	}
-	if v.cur.Fits(storedBytes, nblocks, recBytes) {
-		return nil
-	}
-	if err := v.sealLocked(); err != nil {
-		return err
-	}
-	if !v.cur.Fits(storedBytes, nblocks, recBytes) {
-		if err := v.advanceSegment(); err != nil {
-			return err
-		}
-	}
-	if !v.cur.Fits(storedBytes, nblocks, recBytes) {
-		return v.fail(fmt.Errorf("a transaction of %d bytes does not fit in a log unit", storedBytes+recBytes))
-	}
-	return nil
-}
-
-// availableBytes is the log space writers may still use: the rest of the
-// current segment and the free segments above the reserve.
-func (v *Volume) availableBytes(reserve int) int64 {
-	n := v.segRemaining()
-	if extra := len(v.free) - reserve; extra > 0 {
-		n += int64(extra) * int64(v.geo.SegmentSize)
-	}
-	return n
-}
-
-// hasRoom reports whether a transaction of need bytes can be written
-// without touching the reserve: in the current segment, or else in a fresh
-// one above the reserve.
-func (v *Volume) hasRoom(need int64, reserve int) bool {
-	if need <= v.segRemaining()-int64(v.cur.Size()) {
-		return true
-	}
-	return len(v.free)-reserve >= 1+int(need/int64(v.geo.SegmentSize))
-}
-
-// dirtyMetaBytes is about what the next checkpoint writes.
-func (v *Volume) dirtyMetaBytes() int64 {
-	return v.tree.DirtyBytes() + v.dat.DirtyBytes(v.bs)
-}
-
-// sealWanted says when the writer should close cur rather than let more
-// transactions join it: someone waits for it, it is big, or it has waited
-// long enough (the checkpointer ticks every 2 ms).
-func (v *Volume) sealWanted() bool {
-	return v.syncReq >= v.seq || v.closing || v.ckptRunning || v.cur.Size() >= 512<<10 ||
-		time.Since(v.curStart) >= 2*time.Millisecond
-}
-
-func (v *Volume) writerHasWork() bool {
-	return v.err != nil || v.closing || len(v.queue) > 0 ||
-		(!v.cur.Empty() && v.sealWanted()) || (v.syncReq > v.durable && v.written >= v.syncReq)
-}
-
-// writer is the one goroutine that writes units to the device and flushes
-// it for the callers that wait on durability. Writers of operations never
-// wait for it unless they asked for durability or the queue is full.
-func (v *Volume) writer() {
-	defer close(v.done)
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	defer func() {
-		v.writerDone = true
-		v.changed.Broadcast()
-	}()
-	for {
-		for !v.writerHasWork() {
-			v.wake.Wait()
-		}
-		if v.err != nil {
-			v.changed.Broadcast()
-			return
-		}
-		if len(v.queue) == 0 && !v.cur.Empty() && v.sealWanted() {
-			// Group commit: whatever has arrived goes out as one unit. When
-			// a flush is wanted, first let the writers the last flush woke
-			// add their next transactions, for as long as more keep coming.
-			for i := 0; i < 8 && v.syncReq >= v.seq && !v.closing; i++ {
-				n := v.curTxns
-				v.mu.Unlock()
-				runtime.Gosched()
-				v.mu.Lock()
-				if v.curTxns == n {
-					break
-				}
-			}
-			if err := v.sealLocked(); err != nil {
-				continue
-			}
-		}
-		if len(v.queue) == 0 && v.closing && v.cur.Empty() && v.durable >= v.written {
-			v.changed.Broadcast()
-			return
-		}
-		batch := v.queue
-		v.mu.Unlock()
-		var err error
-		for _, u := range batch {
-			if _, err = v.dev.WriteAt(u.buf, int64(u.addr)); err != nil {
-				break
-			}
-		}
-		v.mu.Lock()
-		if err != nil {
-			v.fail(err)
-			continue
-		}
-		if n := len(batch); n > 0 {
-			v.written = batch[n-1].seq
-			v.queue = v.queue[n:]
-			for _, u := range batch {
-				v.queued -= int64(len(u.buf))
-				segment.ReleaseUnitBuffer(u.buf)
-				u.buf = nil
-			}
-		}
-		if v.syncReq > v.durable || (v.closing && v.written > v.durable) {
-			target := v.written
-			fill, fillEnd := v.fillAhead(batch)
-			v.mu.Unlock()
-			if fill != nil {
-				// Best effort: without it the syncs only cost more.
-				fill.FillHoles(int64(fillEnd), int64(v.fillLimit(fillEnd)), fillNear)
-			}
-			err := v.dev.Sync()
-			v.mu.Lock()
-			if err != nil {
-				v.fail(err)
-				continue
-			}
-			v.durable = target
-			for ino, s := range v.inoSeq {
-				if s <= target {
-					delete(v.inoSeq, ino)
-				}
-			}
-		}
-		v.changed.Broadcast()
-	}
-}
-
-// Small synced flushes into an image file fill the holes ahead of the log
-// with zeros first (segment.Allocator): a fresh sparse image would
-// otherwise make every fdatasync allocate, and journal, blocks on the host.
-const (
-	fillSmallFlush = 256 << 10 // flushes of more than this fill nothing
-	fillAheadBytes = 1 << 20   // how far ahead of the log a fill reaches
-	fillNear       = 64 << 10  // fill only when a hole starts this close
-)
-
-// fillAhead says whether the flush of batch should first fill holes, and
-// from where: the end of its last unit.
-func (v *Volume) fillAhead(batch []*sealedUnit) (segment.Allocator, uint64) {
-	a, ok := v.dev.(segment.Allocator)
-	if !ok || len(batch) == 0 {
-		return nil, 0
-	}
-	n := 0
-	for _, u := range batch {
-		n += len(u.buf)
-	}
-	if n > fillSmallFlush {
-		return nil, 0
-	}
-	last := batch[len(batch)-1]
-	return a, last.addr + uint64(len(last.buf))
-}
-
-// fillLimit is where a fill from end stops: fillAheadBytes on, but never
-// past the segment end holds, where nothing of the log lies beyond end.
-func (v *Volume) fillLimit(end uint64) uint64 {
-	start := uint64(v.geo.SegmentAreaStart())
-	seg := (end - 1 - start) / uint64(v.geo.SegmentSize)
-	segEnd := start + (seg+1)*uint64(v.geo.SegmentSize)
-	return min(segEnd, end+fillAheadBytes)
-}
-
-// waitDurable waits until unit seq is written and flushed.
-func (v *Volume) waitDurable(seq uint64) error {
-	if seq > v.syncReq {
-		v.syncReq = seq
-	}
-	v.wake.Signal()
-	for v.durable < seq && v.err == nil {
-		if v.writerDone {
-			return ErrClosed
-		}
-		v.changed.Wait()
-	}
-	return v.err
 }
 
 // --- transactions ------------------------------------------------------
@@ -681,31 +410,31 @@ const (
 	opRepair
 )
 
-// begin starts a transaction that will add at most blockBytes of blocks in
-// nblocks blocks and recBytes of records. freesSpace operations (deletes)
-// may dip into half the reserve, so a full volume can always be emptied.
-func (v *Volume) begin(op int, blockBytes, nblocks, recBytes int, freesSpace bool) (*tx, error) {
+// begin starts a transaction of footprint f, once the log has room for it
+// and for everything it leaves to the next checkpoint (space.go). When it
+// does not, a checkpoint may make room: it writes the dirty metadata for
+// less than its bound and gives back the segments deletes emptied.
+func (v *Volume) begin(op int, f footprint) (*tx, error) {
 	if err := v.checkAbandoned(); err != nil {
 		return nil, err
 	}
 	if err := v.writable(); err != nil {
 		return nil, err
 	}
-	reserve := v.reserve
-	if freesSpace {
-		reserve /= 2
+	if v.stopping {
+		return nil, ErrClosed
 	}
-	need := int64(blockBytes + nblocks*segment.SummarySize + recBytes + 2*v.bs)
-	for tries := 0; !v.hasRoom(need, reserve); tries++ {
-		// Segments emptied since the last checkpoint become free after the
-		// next one; without dead space a checkpoint would only use space.
-		if tries == 2 || v.deadBytes < int64(v.geo.SegmentSize) {
+	for tries := 0; !v.admits(f); tries++ {
+		if tries == 1 || !v.checkpointHelps() {
 			return nil, ErrNoSpace
 		}
 		v.mu.Unlock()
 		err := v.checkpoint()
 		v.mu.Lock()
 		if err != nil {
+			return nil, err
+		}
+		if err := v.writable(); err != nil {
 			return nil, err
 		}
 	}
@@ -715,7 +444,7 @@ func (v *Volume) begin(op int, blockBytes, nblocks, recBytes int, freesSpace boo
 	if err := v.writable(); err != nil {
 		return nil, err
 	}
-	if err := v.ensure(segment.UnitOps, blockBytes, nblocks, recBytes+64); err != nil {
+	if err := v.ensure(segment.UnitOps, f.blockBytes, f.nblocks, f.recBytes+64); err != nil {
 		return nil, err
 	}
 	t := &tx{v: v}
@@ -807,6 +536,7 @@ func (t *tx) commit() {
 	}
 	v.cur.AppendRecords(t.rec.Buf)
 	v.curTxns++
+	v.changes++
 	for _, ino := range t.touched {
 		v.inoSeq[ino] = v.seq
 	}

@@ -81,9 +81,10 @@ type State struct {
 
 // DAT is the virtual block table. Not safe for concurrent use.
 type DAT struct {
-	t     *segment.Table
-	st    State
-	entry [EntrySize]byte
+	t      *segment.Table
+	st     State
+	entry  [EntrySize]byte
+	cursor uint64 // where Alloc looks for a free entry first
 }
 
 // Open loads the DAT of a checkpoint.
@@ -132,13 +133,31 @@ func (d *DAT) put(v uint64, e Entry) error {
 	return d.t.Set(v, d.entry[:])
 }
 
-// Alloc takes a free virtual block (the head of the free list, or a new
-// one) with one reference and no content.
+// allocScan is how many entries past the cursor Alloc looks at for a free
+// one before it takes the head of the free list.
+const allocScan = 1024
+
+// Alloc takes a free virtual block with one reference and no content: the
+// first free one after the last allocation, if one is near, so that blocks
+// allocated together share their DAT leaves (a checkpoint then writes few
+// leaves for much data); else the head of the free list, or a new one at
+// the end. Any choice replays: the log names the block allocated.
 func (d *DAT) Alloc() (uint64, error) {
-	v := d.st.FreeHead
-	if v == 0 {
-		v = d.st.Count
+	v := d.st.Count
+	if d.st.FreeCount > 0 {
+		v = d.st.FreeHead
+		for c := max(d.cursor, 1); c < min(d.st.Count, d.cursor+allocScan); c++ {
+			e, err := d.Get(c)
+			if err != nil {
+				return 0, err
+			}
+			if e.Free() {
+				v = c
+				break
+			}
+		}
 	}
+	d.cursor = v + 1
 	return v, d.AllocExact(v)
 }
 
@@ -252,6 +271,23 @@ func (d *DAT) AddRef(v uint64, delta int64) (old Entry, freed bool, err error) {
 	e.Refs = uint32(n)
 	return old, false, d.put(v, e)
 }
+
+// FlushBound is the most blocks the next Flush writes if up to extra more
+// entries change first, allocations among them (each may dirty a leaf of
+// its own and grow the table by one entry).
+func (d *DAT) FlushBound(extra int) int {
+	return d.t.FlushBound(extra, d.st.Count+uint64(extra))
+}
+
+// DirtyLeaves is the number of leaves the next Flush writes.
+func (d *DAT) DirtyLeaves() int { return d.t.DirtyLeaves() }
+
+// BlocksFor is the most blocks writing the leaves of n changed entries
+// takes, with the interior nodes above them.
+func (d *DAT) BlocksFor(n int) int { return d.t.BlocksFor(n, d.st.Count) }
+
+// Leaves is the number of DAT leaves.
+func (d *DAT) Leaves() int { return d.t.Leaves(d.st.Count) }
 
 // DirtyBytes is how much the next Flush writes, about.
 func (d *DAT) DirtyBytes(blockSize int) int64 { return int64(d.t.DirtyLeaves()) * int64(blockSize) }

@@ -641,6 +641,36 @@ func (t *Tree) Root() NodeID {
 
 // DirtyBytes returns the encoded size of the nodes changed since the last
 // Flush, which stay in memory until it: a hint for when to checkpoint.
+// DirtyNodes is the number of nodes the next Flush writes.
+func (t *Tree) DirtyNodes() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.dirty)
+}
+
+// PendingFreeCount is the number of node IDs the next Flush frees.
+func (t *Tree) PendingFreeCount() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.freed) + len(t.pending)
+}
+
+// Height is the number of levels from the root to the leaves (0 for an
+// empty tree).
+func (t *Tree) Height() (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	defer t.done()
+	if t.root == NilNode {
+		return 0, nil
+	}
+	r, err := t.load(t.root, -1)
+	if err != nil {
+		return 0, err
+	}
+	return int(r.level) + 1, nil
+}
+
 func (t *Tree) DirtyBytes() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -14,6 +14,9 @@
 //	                                         summary (blocks are consumed in order)
 //	Ref    0x05 uvarint(V) varint(delta)     V's reference count changes; freed at 0
 //	Op     0x06 uvarint(opcode)              start of one operation (for readers and tools)
+//	Mark   0x07 uvarint(seq)                 every unit up to seq was durable when this unit
+//	                                         was sealed (the last record of operations and
+//	                                         checkpoint-block units; replay ignores it)
 //
 // These constants are part of the on-disk format: never renumber them.
 package journal
@@ -32,6 +35,7 @@ const (
 	RecWrite = 0x04
 	RecRef   = 0x05
 	RecOp    = 0x06
+	RecMark  = 0x07
 )
 
 // KeySize is the size of a tree key in a record.
@@ -98,6 +102,17 @@ func (w *Writer) Op(code uint64) {
 	w.Buf = binary.AppendUvarint(w.Buf, code)
 }
 
+// Mark records that every unit up to seq was durable: a unit that carries
+// it proves that those units were once whole on the device, so recovery can
+// tell damage from a torn tail.
+func (w *Writer) Mark(seq uint64) {
+	w.Buf = append(w.Buf, RecMark)
+	w.Buf = binary.AppendUvarint(w.Buf, seq)
+}
+
+// MarkSize bounds the size of a Mark record.
+const MarkSize = 1 + binary.MaxVarintLen64
+
 // Decode calls fn for every record in b, in order. It stops at the first
 // error of fn, or with ErrCorrupt at bytes that do not decode.
 func Decode(b []byte, fn func(r *Record) error) error {
@@ -156,6 +171,8 @@ func Decode(b []byte, fn func(r *Record) error) error {
 			}
 		case RecOp:
 			r.Op = uv()
+		case RecMark:
+			r.V = uv()
 		default:
 			err = fmt.Errorf("%w: unknown record type %#x at byte %d", ErrCorrupt, r.Type, start)
 		}

@@ -97,20 +97,77 @@ func TestReadSuperblockPicksNewest(t *testing.T) {
 	if err != nil || slot != 1 || got.Generation != 8 {
 		t.Fatalf("got slot %d gen %v err %v", slot, got, err)
 	}
-	// A torn newer slot leaves the older one.
+	// Damage to one copy of the newer slot leaves the other copy.
 	dev.WriteAt(make([]byte, 100), 4096+50)
 	got, slot, err = ReadSuperblock(dev)
+	if err != nil || slot != 1 || got.Generation != 8 {
+		t.Fatalf("after damaging the first copy of slot 1: slot %d gen %v err %v", slot, got, err)
+	}
+	// Both copies of the newer slot damaged: the older slot.
+	dev.WriteAt(make([]byte, 100), 4096+CopyOffset+50)
+	got, slot, err = ReadSuperblock(dev)
 	if err != nil || slot != 0 || got.Generation != 7 {
-		t.Fatalf("after tearing slot 1: slot %d err %v", slot, err)
+		t.Fatalf("after damaging slot 1: slot %d err %v", slot, err)
 	}
 	dev.WriteAt(make([]byte, 100), 50)
+	dev.WriteAt(make([]byte, 100), CopyOffset+50)
 	if _, _, err := ReadSuperblock(dev); !errors.Is(err, ErrNoSuperblock) {
 		t.Fatalf("both slots damaged: %v", err)
 	}
 }
 
+// Any single flipped bit in either copy of either slot leaves the newest
+// superblock readable; a write torn between the two copies of a slot
+// leaves the newer copy.
+func TestSuperblockDitto(t *testing.T) {
+	dev := NewMemDevice(64 << 20)
+	s := testSuper()
+	WriteSuperblock(dev, s, 0)
+	s2 := *s
+	s2.Generation = 8
+	WriteSuperblock(dev, &s2, 1)
+	img := dev.Bytes()
+	for _, base := range []int{0, CopyOffset, 4096, 4096 + CopyOffset} {
+		for bit := 0; bit < SuperSize*8; bit += 3 {
+			c := NewMemDevice(64 << 20)
+			b := append([]byte(nil), img[:8192]...)
+			b[base+bit/8] ^= 1 << (bit % 8)
+			c.WriteAt(b, 0)
+			got, slot, err := ReadSuperblock(c)
+			if err != nil || slot != 1 || got.Generation != 8 {
+				t.Fatalf("bit %d of the copy at %d flipped: slot %d, %v, %v", bit, base, slot, got, err)
+			}
+		}
+	}
+	// Slot 1's write torn after its first copy: the first copy is new.
+	s3 := s2
+	s3.Generation = 9
+	torn := NewMemDevice(64 << 20)
+	torn.WriteAt(img[:8192], 0)
+	torn.WriteAt(s3.Encode(), 4096)
+	if got, _, err := ReadSuperblock(torn); err != nil || got.Generation != 9 {
+		t.Fatalf("torn between copies: %v %v", got, err)
+	}
+}
+
+// A version 1 superblock still reads: not clean, next segment unknown.
+func TestSuperblockVersion1(t *testing.T) {
+	s := testSuper()
+	s.Version = 1
+	s.Clean = true
+	s.Checkpoint.NextSeg = 5
+	d, err := DecodeSuperblock(s.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Clean || d.Checkpoint.NextSeg != noSegment {
+		t.Fatalf("version 1 read as clean %v next %d", d.Clean, d.Checkpoint.NextSeg)
+	}
+}
+
 func TestUnitRoundTripAndGolden(t *testing.T) {
-	u := NewUnitBuilder(8192, UnitOps, 4096, 1<<20)
+	place := UnitPlace{Addr: 8192, Split: 1 << 20}
+	u := NewUnitBuilder(place, UnitOps, 4096, 1<<20)
 	blk := bytes.Repeat([]byte("txfs"), 1024)
 	stored, flags := EncodeBlock(blk, nil, true)
 	if flags != BlockLZ4 || len(stored) >= len(blk) {
@@ -123,7 +180,7 @@ func TestUnitRoundTripAndGolden(t *testing.T) {
 	u.AppendRecords([]byte{1, 2, 3})
 	buf, sum := u.Seal(0xabcdef, 42, 0x99, 7)
 	golden(t, "unit.golden", hexdump(buf))
-	d, err := DecodeUnit(buf, 8192, 1<<20)
+	d, err := DecodeUnit(buf, place, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,9 +198,71 @@ func TestUnitRoundTripAndGolden(t *testing.T) {
 	for bit := 0; bit < len(buf)*8; bit += 7 {
 		c := append([]byte(nil), buf...)
 		c[bit/8] ^= 1 << (bit % 8)
-		if _, err := DecodeUnit(c, 8192, 1<<20); err == nil {
+		if _, err := DecodeUnit(c, place, 1<<20); err == nil {
 			t.Fatalf("flipped bit %d accepted", bit)
 		}
+	}
+}
+
+// A unit longer than the rest of its segment continues at the start of
+// the next one; no block straddles the end of the first segment.
+func TestUnitAcrossSegments(t *testing.T) {
+	const next = 5 << 20
+	place := UnitPlace{Addr: 1<<20 - 8192, Split: 8192, Next: next}
+	u := NewUnitBuilder(place, UnitOps, 4096, 1<<20)
+	var blocks [][]byte
+	var addrs []uint64
+	for i := 0; i < 4; i++ {
+		b := bytes.Repeat([]byte{byte(i + 1)}, 4096)
+		rand.New(rand.NewSource(int64(i))).Read(b[:2048]) // incompressible
+		if !u.Fits(4096, 1, 0) {
+			t.Fatalf("block %d does not fit", i)
+		}
+		_, addr := u.AddBlock(SummaryEntry{Kind: SumData, ID: uint64(i + 1), Sum: Checksum(b)}, b)
+		blocks, addrs = append(blocks, b), append(addrs, addr)
+		if got, ok := u.BlockBytes(addr, 4096); !ok || !bytes.Equal(got, b) {
+			t.Fatalf("block %d not readable from the builder at %d", i, addr)
+		}
+	}
+	// Block 0 at 64..4160, block 1 would straddle 8192: it goes to the
+	// next segment after a padding entry, and so do the rest.
+	want := []uint64{place.Addr + 64, next, next + 4096, next + 8192}
+	for i := range want {
+		if addrs[i] != want[i] {
+			t.Fatalf("block %d at %d, want %d", i, addrs[i], want[i])
+		}
+	}
+	buf, _ := u.Seal(1, 2, 3, 5)
+	pieces := place.Pieces(uint32(len(buf)))
+	if len(pieces) != 2 || pieces[0].End != 8192 || pieces[1].Addr != next {
+		t.Fatalf("pieces %+v", pieces)
+	}
+	d, err := DecodeUnit(buf, place, 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for i, e := range d.Summary {
+		if e.Kind == SumPad {
+			if e.Len != 8192-4160 {
+				t.Fatalf("padding of %d bytes", e.Len)
+			}
+			continue
+		}
+		if d.BlockAddr(i) != want[got] || !bytes.Equal(d.Block(i), blocks[got]) {
+			t.Fatalf("decoded block %d at %d", got, d.BlockAddr(i))
+		}
+		got++
+	}
+	if got != 4 {
+		t.Fatalf("%d blocks decoded", got)
+	}
+	// Without a next segment the same unit cannot be placed.
+	if _, err := DecodeUnit(buf, UnitPlace{Addr: place.Addr, Split: 8192}, 2<<20); err == nil {
+		t.Fatal("a unit running past its segment with no next decoded")
+	}
+	if u := NewUnitBuilder(UnitPlace{Addr: place.Addr, Split: 8192}, UnitOps, 4096, 1<<20); u.Fits(8192, 1, 0) {
+		t.Fatal("a unit with no next segment offers room past its segment")
 	}
 }
 

@@ -6,8 +6,12 @@ import (
 )
 
 // FormatVersion is the on-disk format version written by this code. Part of
-// the on-disk format: a reader refuses any other value.
-const FormatVersion = 1
+// the on-disk format: a reader refuses versions outside [MinFormatVersion,
+// FormatVersion]. Version 2 adds units that continue into the next segment,
+// durable marks in units, two copies of the superblock in each slot, the
+// clean-close flag and the checkpoint unit's next segment in the
+// superblock; a version 1 volume opened read-write becomes version 2.
+const FormatVersion = 2
 
 // Limits on the geometry of a volume.
 const (

@@ -7,8 +7,10 @@ import (
 	"fmt"
 )
 
-// Superblock layout (256 bytes at the start of each of the two slots; slot i
-// is the block at byte offset i*BlockSize; all integers little-endian):
+// Superblock layout (256 bytes, stored twice in each of the two slots: at the
+// start of the slot and CopyOffset bytes into it, so that damage to one copy
+// leaves the other; slot i is the block at byte offset i*BlockSize; all
+// integers little-endian):
 //
 //	off  size field
 //	  0     8 magic "TXFSSUPR"
@@ -26,10 +28,13 @@ import (
 //	          with the higher generation is current
 //	104     8 byte address of the current checkpoint unit
 //	112     4 length of that unit in bytes
-//	116     4 reserved (0)
+//	116     4 state: 1 = closed cleanly, nothing follows the checkpoint
+//	          in the log; 0 = in use, or not closed cleanly (version 2)
 //	120     8 sequence number of that unit
 //	128     8 checksum of that unit (its header checksum field)
-//	136   112 reserved (0)
+//	136     4 the next segment that unit names, where it and the unit
+//	          after it continue when they pass its segment's end (version 2)
+//	140   108 reserved (0)
 //	248     8 xxhash64 of bytes 0..247
 //
 // These constants are part of the on-disk format.
@@ -40,6 +45,8 @@ const (
 	// saves space.
 	SuperCompress = 1 << 0
 	LabelSize     = 32
+	// CopyOffset is where the second copy of a superblock starts in its slot.
+	CopyOffset = 2048
 )
 
 // ErrNoSuperblock reports a device that holds no valid txfs superblock.
@@ -60,6 +67,9 @@ type Superblock struct {
 	Created    int64
 	Generation uint64
 	Checkpoint UnitRef
+	// Clean says the volume was closed right after this checkpoint, so
+	// nothing follows it in the log.
+	Clean bool
 }
 
 // UnitRef names one log unit exactly: where it is, how long, its sequence
@@ -69,6 +79,9 @@ type UnitRef struct {
 	Len  uint32
 	Seq  uint64
 	Sum  uint64
+	// NextSeg is the next segment the unit names: where it, and the
+	// units after it, continue past the end of its segment.
+	NextSeg uint32
 }
 
 // VolumeID is the first 8 bytes of the UUID, stamped on every log unit so
@@ -92,8 +105,12 @@ func (s *Superblock) Encode() []byte {
 	le.PutUint64(b[96:], s.Generation)
 	le.PutUint64(b[104:], s.Checkpoint.Addr)
 	le.PutUint32(b[112:], s.Checkpoint.Len)
+	if s.Clean {
+		le.PutUint32(b[116:], 1)
+	}
 	le.PutUint64(b[120:], s.Checkpoint.Seq)
 	le.PutUint64(b[128:], s.Checkpoint.Sum)
+	le.PutUint32(b[136:], s.Checkpoint.NextSeg)
 	le.PutUint64(b[248:], Checksum(b[:248]))
 	return b
 }
@@ -111,8 +128,8 @@ func DecodeSuperblock(b []byte) (*Superblock, error) {
 		return nil, fmt.Errorf("%w: superblock checksum %x, computed %x", ErrChecksum, want, got)
 	}
 	s := &Superblock{Version: le.Uint32(b[8:])}
-	if s.Version != FormatVersion {
-		return nil, fmt.Errorf("%w: %d (this txfs reads version %d)", ErrVersion, s.Version, FormatVersion)
+	if s.Version < MinFormatVersion || s.Version > FormatVersion {
+		return nil, fmt.Errorf("%w: %d (this txfs reads versions %d to %d)", ErrVersion, s.Version, MinFormatVersion, FormatVersion)
 	}
 	s.Flags = le.Uint32(b[12:])
 	copy(s.UUID[:], b[16:32])
@@ -122,28 +139,49 @@ func DecodeSuperblock(b []byte) (*Superblock, error) {
 	s.Created = int64(le.Uint64(b[88:]))
 	s.Generation = le.Uint64(b[96:])
 	s.Checkpoint = UnitRef{Addr: le.Uint64(b[104:]), Len: le.Uint32(b[112:]), Seq: le.Uint64(b[120:]), Sum: le.Uint64(b[128:])}
+	if s.Version >= 2 {
+		s.Clean = le.Uint32(b[116:]) == 1
+		s.Checkpoint.NextSeg = le.Uint32(b[136:])
+	} else {
+		s.Checkpoint.NextSeg = noSegment
+	}
 	if err := s.Geometry.Validate(int64(s.DeviceSize)); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	return s, nil
 }
 
-// ReadSuperblock reads both slots and returns the valid one with the highest
-// generation, and which slot it was. Slot 1 sits one block in; when slot 0
-// is valid its block size says where, and slot 1 counts only if it belongs
-// to the same volume (an older volume's slot may survive at another block
-// size). The error of each bad slot is kept so a user can be told what is
-// damaged.
+// noSegment stands for "unknown" where a segment number is expected.
+const noSegment = 1<<32 - 1
+
+// ReadSuperblock reads both slots and returns the valid copy with the
+// highest generation, and which slot it was in. Each slot holds two copies;
+// a torn write or damage may leave one of them, or the other slot. Slot 1
+// sits one block in; when slot 0 is valid its block size says where, and
+// slot 1 counts only if it belongs to the same volume (an older volume's
+// slot may survive at another block size). The error of each bad slot is
+// kept so a user can be told what is damaged.
 func ReadSuperblock(dev Device) (*Superblock, int, error) {
-	read := func(off int64) (*Superblock, error) {
-		buf := make([]byte, SuperSize)
-		if _, err := dev.ReadAt(buf, off); err != nil {
+	// readSlot returns the newer valid copy of the slot at off.
+	readSlot := func(off int64) (*Superblock, error) {
+		buf := make([]byte, CopyOffset+SuperSize)
+		if n, err := dev.ReadAt(buf, off); n < SuperSize && err != nil {
 			return nil, err
 		}
-		return DecodeSuperblock(buf)
+		a, errA := DecodeSuperblock(buf)
+		b, errB := DecodeSuperblock(buf[CopyOffset:])
+		switch {
+		case errA == nil && errB == nil && b.UUID == a.UUID && b.Generation > a.Generation:
+			return b, nil
+		case errA == nil:
+			return a, nil
+		case errB == nil:
+			return b, nil
+		}
+		return nil, errA
 	}
 	var errs []error
-	s0, err := read(0)
+	s0, err := readSlot(0)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("slot 0: %w", err))
 	}
@@ -152,7 +190,7 @@ func ReadSuperblock(dev Device) (*Superblock, int, error) {
 		if s0 != nil && bs != int64(s0.Geometry.BlockSize) {
 			continue
 		}
-		s, err := read(bs)
+		s, err := readSlot(bs)
 		if err == nil && int64(s.Geometry.BlockSize) == bs && (s0 == nil || s.UUID == s0.UUID) {
 			s1 = s
 			break
@@ -170,10 +208,12 @@ func ReadSuperblock(dev Device) (*Superblock, int, error) {
 	return nil, -1, fmt.Errorf("%w (%v)", ErrNoSuperblock, errors.Join(errs...))
 }
 
-// WriteSuperblock writes s into slot (0 or 1).
+// WriteSuperblock writes s, both copies, into slot (0 or 1).
 func WriteSuperblock(dev Device, s *Superblock, slot int) error {
 	b := make([]byte, s.Geometry.BlockSize)
-	copy(b, s.Encode())
+	enc := s.Encode()
+	copy(b, enc)
+	copy(b[CopyOffset:], enc)
 	_, err := dev.WriteAt(b, int64(slot)*int64(s.Geometry.BlockSize))
 	return err
 }

@@ -91,6 +91,39 @@ func NewTable(id uint8, blockSize, entrySize int, root BlockPtr, depth int, read
 	return t
 }
 
+// FlushBound is the most blocks Flush would write if extra more leaves
+// became dirty and the table then held entries entries: the dirty leaves,
+// the interior nodes above them (at most as many as exist on each level),
+// and the interior nodes already dirty.
+func (t *Table) FlushBound(extra int, entries uint64) int {
+	total := t.BlocksFor(t.dirty+extra, entries)
+	for _, lv := range t.nodes {
+		for _, nd := range lv {
+			if nd.dirty {
+				total++
+			}
+		}
+	}
+	return total
+}
+
+// BlocksFor is the most blocks writing n leaves of a table of entries
+// entries takes: the leaves and the interior nodes above them.
+func (t *Table) BlocksFor(n int, entries uint64) int {
+	width := max(1, (entries+t.perLeaf-1)/t.perLeaf) // leaves
+	k := min(uint64(n), width)
+	total := k
+	for level := 1; level <= t.depth || width > 1; level++ {
+		width = (width + t.fanout - 1) / t.fanout
+		k = min(k, width)
+		total += k
+	}
+	return int(total)
+}
+
+// Leaves is the number of leaves a table of entries entries has.
+func (t *Table) Leaves(entries uint64) int { return int(max(1, (entries+t.perLeaf-1)/t.perLeaf)) }
+
 // Root returns the root pointer and depth, valid after Flush.
 func (t *Table) Root() (BlockPtr, int) { return t.rootPtr, t.depth }
 

@@ -8,8 +8,11 @@ import (
 	"github.com/pierrec/lz4/v4"
 )
 
-// Log unit layout. A unit starts on a block boundary inside one segment and
-// is a whole number of blocks long (all integers little-endian):
+// Log unit layout. A unit starts on a block boundary and is a whole number of
+// blocks long. It lies in one segment, or, when it is longer than the rest
+// of its segment, continues at the start of the segment its header names as
+// next (version 2; UnitPlace): the log leaves no segment's end unused. All
+// integers little-endian:
 //
 //	header (64 bytes)
 //	  0  4 magic "TXLU"
@@ -32,7 +35,10 @@ import (
 //	padding    zeros up to the length
 //
 // Blocks come first so that a block's address is known the moment it is
-// added to a unit being built.
+// added to a unit being built. A block never straddles the end of a
+// segment: where the next block would, the builder puts a padding entry
+// (SumPad, zeros) up to the segment's end. The header, summary and records
+// may lie across it.
 const (
 	UnitMagic      = "TXLU"
 	UnitHeaderSize = 64
@@ -48,7 +54,12 @@ const (
 	SumData  = 1 // file data: ID = virtual block, Owner = inode, Offset = file block index
 	SumNode  = 2 // metadata tree node: ID = virtual block
 	SumTable = 3 // table block: Owner = table (TableDAT, TableSUT), Offset = level (0 = leaf), ID = index in level
+	SumPad   = 4 // zeros up to the end of a segment, so that no block straddles it; every other field 0
 )
+
+// MinFormatVersion is the oldest unit and superblock version this code
+// reads. Version 1 units never leave their segment.
+const MinFormatVersion = 1
 
 // SummaryEntry describes one block of a unit (40 bytes):
 //
@@ -93,7 +104,7 @@ func ParseUnitHeader(b []byte, maxLen uint32) (UnitHeader, error) {
 		return h, fmt.Errorf("%w: no unit header", ErrCorrupt)
 	}
 	le := binary.LittleEndian
-	if v := le.Uint16(b[4:]); v != FormatVersion {
+	if v := le.Uint16(b[4:]); v < MinFormatVersion || v > FormatVersion {
 		return h, fmt.Errorf("%w: unit version %d", ErrVersion, v)
 	}
 	h = UnitHeader{
@@ -111,11 +122,69 @@ func ParseUnitHeader(b []byte, maxLen uint32) (UnitHeader, error) {
 	return h, nil
 }
 
+// UnitPlace is where a unit lies on the device. It starts at Addr; its
+// first Split bytes lie there, up to the end of Addr's segment, and the
+// rest, if any, at Next: the start of the segment the unit names as next (0
+// when it has none, and then the unit must end within Split).
+type UnitPlace struct {
+	Addr  uint64
+	Split uint32
+	Next  uint64
+}
+
+// DevAddr is the device address of byte off of the unit.
+func (p UnitPlace) DevAddr(off uint32) uint64 {
+	if off < p.Split || p.Next == 0 {
+		return p.Addr + uint64(off)
+	}
+	return p.Next + uint64(off-p.Split)
+}
+
+// Offset is the byte of the unit (of length n) at device address addr,
+// and whether the unit covers that address.
+func (p UnitPlace) Offset(addr uint64, n uint32) (uint32, bool) {
+	switch {
+	case addr >= p.Addr && addr < p.Addr+uint64(min(n, p.Split)):
+		return uint32(addr - p.Addr), true
+	case n > p.Split && addr >= p.Next && addr < p.Next+uint64(n-p.Split):
+		return p.Split + uint32(addr-p.Next), true
+	}
+	return 0, false
+}
+
+// Piece is a stretch of a unit that is contiguous on the device.
+type Piece struct {
+	Addr       uint64 // device address
+	Start, End uint32 // bytes [Start, End) of the unit
+}
+
+// Pieces lists where the n bytes of a unit lie: one piece, or two when it
+// continues in the next segment.
+func (p UnitPlace) Pieces(n uint32) []Piece {
+	if n <= p.Split {
+		return []Piece{{p.Addr, 0, n}}
+	}
+	return []Piece{{p.Addr, 0, p.Split}, {p.Next, p.Split, n}}
+}
+
+// Overlaps reports whether any byte of the unit (of length n) lies in the
+// device range [start, end).
+func (p UnitPlace) Overlaps(n uint32, start, end uint64) bool {
+	for _, pc := range p.Pieces(n) {
+		a := pc.Addr + uint64(pc.End-pc.Start)
+		if start < a && pc.Addr < end {
+			return true
+		}
+	}
+	return false
+}
+
 // Unit is a verified, decoded unit.
 type Unit struct {
 	Header  UnitHeader
-	Addr    uint64         // byte address of the unit on the device
-	Summary []SummaryEntry // one per block
+	Place   UnitPlace
+	Addr    uint64         // byte address of the unit on the device (Place.Addr)
+	Summary []SummaryEntry // one per block, padding entries included
 	Offsets []uint32       // offset of each block's stored bytes within Raw
 	Records []byte         // the record section, decompressed
 	Raw     []byte         // the whole unit as read
@@ -128,11 +197,13 @@ func (u *Unit) Block(i int) []byte {
 }
 
 // BlockAddr is the device address of block i.
-func (u *Unit) BlockAddr(i int) uint64 { return u.Addr + uint64(u.Offsets[i]) }
+func (u *Unit) BlockAddr(i int) uint64 { return u.Place.DevAddr(u.Offsets[i]) }
 
-// DecodeUnit verifies and decodes a whole unit read from addr. It never
-// trusts a length before the checksum has covered it.
-func DecodeUnit(b []byte, addr uint64, maxLen uint32) (*Unit, error) {
+// DecodeUnit verifies and decodes a whole unit read from place (its pieces
+// put back together in b). It never trusts a length before the checksum
+// has covered it.
+func DecodeUnit(b []byte, place UnitPlace, maxLen uint32) (*Unit, error) {
+	addr := place.Addr
 	h, err := ParseUnitHeader(b, maxLen)
 	if err != nil {
 		return nil, err
@@ -144,7 +215,10 @@ func DecodeUnit(b []byte, addr uint64, maxLen uint32) (*Unit, error) {
 	if got := unitChecksum(b); got != h.Sum {
 		return nil, fmt.Errorf("%w: unit seq %d at %d: stored %x, computed %x", ErrChecksum, h.Seq, addr, h.Sum, got)
 	}
-	u := &Unit{Header: h, Addr: addr, Raw: b}
+	if h.Length > place.Split && place.Next == 0 {
+		return nil, fmt.Errorf("%w: unit seq %d at %d runs past its segment", ErrCorrupt, h.Seq, addr)
+	}
+	u := &Unit{Header: h, Place: place, Addr: addr, Raw: b}
 	le := binary.LittleEndian
 	off := uint32(UnitHeaderSize)
 	sumOff := UnitHeaderSize + h.BlocksLen
@@ -156,6 +230,9 @@ func DecodeUnit(b []byte, addr uint64, maxLen uint32) (*Unit, error) {
 		total += uint64(s.Len)
 		if total > uint64(h.BlocksLen) {
 			return nil, fmt.Errorf("%w: unit seq %d: summary lengths exceed the block area", ErrCorrupt, h.Seq)
+		}
+		if s.Kind != SumPad && off < place.Split && off+s.Len > place.Split {
+			return nil, fmt.Errorf("%w: unit seq %d: block %d straddles the end of its segment", ErrCorrupt, h.Seq, i)
 		}
 		u.Summary = append(u.Summary, s)
 		u.Offsets = append(u.Offsets, off)
@@ -193,9 +270,11 @@ func unitChecksum(b []byte) uint64 {
 // summary and records behind them and fills in the header, copying no block.
 type UnitBuilder struct {
 	Addr      uint64
+	Place     UnitPlace
 	Kind      uint16
 	blockSize uint32
 	maxLen    uint32
+	padded    bool   // the block area already reaches past Place.Split
 	buf       []byte // header space, then the blocks
 	summary   []SummaryEntry
 	records   []byte
@@ -206,9 +285,22 @@ const MaxPooledUnit = 4 << 20
 
 var unitBufs = sync.Pool{New: func() any { b := make([]byte, 0, MaxPooledUnit); return &b }}
 
-// NewUnitBuilder starts a unit at addr that may grow to maxLen bytes.
-func NewUnitBuilder(addr uint64, kind uint16, blockSize, maxLen uint32) *UnitBuilder {
-	return &UnitBuilder{Addr: addr, Kind: kind, blockSize: blockSize, maxLen: maxLen}
+// NewUnitBuilder starts a unit at place that may grow to maxLen bytes; a
+// unit longer than place.Split continues at place.Next.
+func NewUnitBuilder(place UnitPlace, kind uint16, blockSize, maxLen uint32) *UnitBuilder {
+	if place.Next == 0 {
+		maxLen = min(maxLen, place.Split)
+	}
+	return &UnitBuilder{Addr: place.Addr, Place: place, Kind: kind, blockSize: blockSize, maxLen: maxLen}
+}
+
+// padRoom is what a padding entry may still cost: up to one block of zeros
+// and its summary entry, while the block area has not reached the split.
+func (u *UnitBuilder) padRoom() int {
+	if u.padded || u.maxLen <= u.Place.Split {
+		return 0
+	}
+	return int(u.blockSize) + SummarySize
 }
 
 // ReleaseUnitBuffer gives the buffer of a sealed unit back once it has been
@@ -236,10 +328,15 @@ func (u *UnitBuilder) sizeWith(blocks, sums, rec int) uint32 {
 	return roundUp(uint32(n), u.blockSize)
 }
 
+// Room is how many bytes of blocks, summaries and records still fit.
+func (u *UnitBuilder) Room() int {
+	return int(u.maxLen) - (UnitHeaderSize + u.blocksLen() + len(u.summary)*SummarySize + len(u.records) + u.padRoom())
+}
+
 // Fits reports whether blocks of storedBytes bytes in nblocks summary
 // entries and rec bytes of records still fit.
 func (u *UnitBuilder) Fits(storedBytes, nblocks, rec int) bool {
-	return uint64(UnitHeaderSize+u.blocksLen()+storedBytes+(len(u.summary)+nblocks)*SummarySize+len(u.records)+rec) <= uint64(u.maxLen)
+	return storedBytes+nblocks*SummarySize+rec <= u.Room()
 }
 
 // Empty reports whether nothing was added.
@@ -249,7 +346,8 @@ func (u *UnitBuilder) Empty() bool { return len(u.summary) == 0 && len(u.records
 func (u *UnitBuilder) NumBlocks() int { return len(u.summary) }
 
 // AddBlock appends a stored block and returns its summary index and device
-// address. The caller checked Fits.
+// address. The caller checked Fits. A block that would straddle the end of
+// the first segment is put after a padding entry, at the next segment.
 func (u *UnitBuilder) AddBlock(e SummaryEntry, stored []byte) (int, uint64) {
 	if u.buf == nil {
 		if u.maxLen <= MaxPooledUnit {
@@ -258,22 +356,39 @@ func (u *UnitBuilder) AddBlock(e SummaryEntry, stored []byte) (int, uint64) {
 			u.buf = make([]byte, UnitHeaderSize, u.maxLen)
 		}
 	}
+	off := uint32(len(u.buf))
+	if end := off + uint32(len(stored)); off < u.Place.Split && end > u.Place.Split {
+		pad := u.Place.Split - off
+		u.buf = append(u.buf, make([]byte, pad)...)
+		u.summary = append(u.summary, SummaryEntry{Kind: SumPad, Len: pad})
+		off = u.Place.Split
+	}
+	if off >= u.Place.Split {
+		u.padded = true
+	}
 	e.Len = uint32(len(stored))
-	addr := u.Addr + uint64(len(u.buf))
 	u.buf = append(u.buf, stored...)
 	u.summary = append(u.summary, e)
-	return len(u.summary) - 1, addr
+	return len(u.summary) - 1, u.Place.DevAddr(off)
 }
 
 // BlockBytes returns the stored bytes at a device address inside this
 // unit, for reads of blocks not yet on the device.
 func (u *UnitBuilder) BlockBytes(addr uint64, n uint32) ([]byte, bool) {
-	start := u.Addr + UnitHeaderSize
-	if addr < start || addr+uint64(n) > start+uint64(u.blocksLen()) {
+	off, ok := u.Place.Offset(addr, uint32(len(u.buf)))
+	if !ok || off < UnitHeaderSize || uint64(off)+uint64(n) > uint64(len(u.buf)) {
 		return nil, false
 	}
-	o := addr - u.Addr
-	return u.buf[o : o+uint64(n)], true
+	if off < u.Place.Split && off+n > u.Place.Split {
+		return nil, false // no block straddles the split
+	}
+	return u.buf[off : off+n], true
+}
+
+// Overlaps reports whether the unit as built so far, or as it may still
+// grow, covers any byte of the device range [start, end).
+func (u *UnitBuilder) Overlaps(start, end uint64) bool {
+	return u.Place.Overlaps(u.maxLen, start, end)
 }
 
 // AppendRecords adds bytes to the record section.

@@ -87,6 +87,10 @@ func (u *Usage) Touch(s uint32, seq uint64) error {
 	return nil
 }
 
+// FlushBound is the most blocks the next Flush writes, however many
+// entries change before it: every leaf and interior node of the table.
+func (u *Usage) FlushBound() int { return u.t.FlushBound(u.t.Leaves(uint64(u.n)), uint64(u.n)) }
+
 // Root returns the table's root pointer and depth (valid after Flush).
 func (u *Usage) Root() (BlockPtr, int) { return u.t.Root() }
 
