@@ -66,7 +66,9 @@ func timeout(d time.Duration) *time.Duration {
 // files are open) and waits for the end with Wait; then it closes v.
 //
 // Mount first calls mount(2) itself, which needs root; when that is not
-// permitted it falls back to fusermount3.
+// permitted it falls back to fusermount3. When it fails, it has left no
+// mount on dir, also when the failure came after the kernel made the mount
+// (a mount point that is not a directory, the readahead setting).
 func Mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 	server, err := mount(v, dir, o)
 	if err != nil {
@@ -78,13 +80,18 @@ func Mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 	}
 	if kb > 0 {
 		// Only root may tune it; other mounts keep the kernel's 128 KiB.
-		if err := SetReadAhead(dir, kb); err != nil && !errors.Is(err, syscall.EACCES) && !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.EROFS) {
-			server.Unmount()
+		if err := setReadAhead(dir, kb); err != nil && !errors.Is(err, syscall.EACCES) && !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.EROFS) {
+			if rerr := Release(server, dir); rerr != nil {
+				return nil, fmt.Errorf("%w (and the mount stays: %v)", err, rerr)
+			}
 			return nil, err
 		}
 	}
 	return server, nil
 }
+
+// setReadAhead is SetReadAhead; tests make it fail.
+var setReadAhead = SetReadAhead
 
 func mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 	mo := fuse.MountOptions{
@@ -194,18 +201,32 @@ func mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 }
 
 // serve mounts v on dir and serves it, as fs.Mount does, with the raw
-// filesystem wrapped so that FLUSH releases locks (lockingFS).
+// filesystem wrapped so that FLUSH releases locks (lockingFS). When it
+// fails, it leaves no mount on dir.
 func serve(dir string, v *txfs.Volume, opts *fs.Options) (*fuse.Server, error) {
 	root := newRoot(v)
 	raw := &lockingFS{RawFileSystem: fs.NewNodeFS(root, opts), locks: &root.fsys.locks}
+	before, beforeErr := MountsOn(dir)
 	server, err := fuse.NewServer(raw, dir, &opts.MountOptions)
 	if err != nil {
+		// NewServer can fail after mount(2) succeeded (the INIT
+		// handshake), and then leaves a mount that nothing serves.
+		if beforeErr != nil {
+			return nil, err
+		}
+		if derr := detachNewMounts(dir, before); derr != nil {
+			return nil, fmt.Errorf("%w (%v)", err, derr)
+		}
 		return nil, err
 	}
 	go server.Serve()
 	if err := server.WaitMount(); err != nil {
-		// As in fs.Mount: the serve loop ends by itself when the
-		// mount failed.
+		// The kernel has the mount (NewServer returns only then on
+		// Linux), but the first request failed: on a mount point that
+		// is not a directory, go-fuse's first lookup fails ENOTDIR.
+		if rerr := Release(server, dir); rerr != nil {
+			return nil, fmt.Errorf("%w (and the mount stays: %v)", err, rerr)
+		}
 		return nil, err
 	}
 	return server, nil

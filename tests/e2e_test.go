@@ -532,10 +532,18 @@ func TestSecondMountRefused(t *testing.T) {
 // and combined output.
 func runTimeout(t *testing.T, timeout time.Duration, name string, args ...string) (int, string) {
 	t.Helper()
+	return runFiles(t, timeout, nil, name, args...)
+}
+
+// runFiles is runTimeout with extra open files for the program, its
+// descriptors 3, 4, ...
+func runFiles(t *testing.T, timeout time.Duration, files []*os.File, name string, args ...string) (int, string) {
+	t.Helper()
 	cmd := exec.Command(name, args...)
 	var out lockedBuffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
+	cmd.ExtraFiles = files
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -9,12 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	txfuse "github.com/txfs/txfs/fuse"
 )
 
 // Timeouts.
@@ -121,25 +122,6 @@ type mountEntry struct {
 	Source, Dir, Type, Options string
 }
 
-// unescapeMount undoes the octal escapes of /proc/mounts (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 func readMounts() ([]mountEntry, error) {
 	data, err := os.ReadFile("/proc/mounts")
 	if err != nil {
@@ -151,7 +133,7 @@ func readMounts() ([]mountEntry, error) {
 		if len(f) < 4 {
 			continue
 		}
-		ms = append(ms, mountEntry{unescapeMount(f[0]), unescapeMount(f[1]), f[2], f[3]})
+		ms = append(ms, mountEntry{txfuse.UnescapeMountPath(f[0]), txfuse.UnescapeMountPath(f[1]), f[2], f[3]})
 	}
 	return ms, nil
 }
@@ -279,15 +261,20 @@ func newMount(t *testing.T, opts ...string) *mounted {
 		t.Skip("skipping: " + skipReason)
 	}
 	base := t.TempDir()
-	m := &mounted{
-		t:    t,
-		img:  filepath.Join(base, "txfs.img"),
-		dir:  filepath.Join(base, "mnt"),
-		opts: opts,
-	}
-	if err := os.Mkdir(m.dir, 0o755); err != nil {
+	dir := filepath.Join(base, "mnt")
+	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return newMountOn(t, filepath.Join(base, "txfs.img"), dir, opts...)
+}
+
+// newMountOn is newMount with the image path and an existing mount point.
+func newMountOn(t *testing.T, img, dir string, opts ...string) *mounted {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip("skipping: " + skipReason)
+	}
+	m := &mounted{t: t, img: img, dir: dir, opts: opts}
 	mkfs(t, m.img, "256M")
 	t.Cleanup(func() {
 		m.stop()

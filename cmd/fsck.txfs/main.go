@@ -9,8 +9,8 @@
 // reference counts and segment usage.
 //
 // Exit codes (as fsck(8)): 0 clean, 1 errors corrected, 4 errors found and left uncorrected,
-// 8 operational error (the image cannot be opened or read), 16 usage error,
-// 32 cancelled by SIGINT.
+// 8 operational error (the image cannot be opened or read, or is not a txfs
+// image at all), 16 usage error, 32 cancelled by SIGINT.
 package main
 
 import (
@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/txfs/txfs"
+	"github.com/txfs/txfs/segment"
 	"github.com/urfave/cli/v2"
 )
 
@@ -89,7 +90,9 @@ counts and segment usage recounted. Checksum errors are reported, not
 repaired: the data they guard is gone.
 
 Exit codes: 0 clean, 1 errors corrected, 4 errors left, 8 the image cannot
-be opened or read (or is in use), 16 wrong arguments, 32 cancelled (SIGINT).
+be opened or read, is in use, or is not a txfs image at all (a directory,
+an empty file, no txfs superblock or log anywhere it would be), 16 wrong
+arguments, 32 cancelled (SIGINT).
 
 Examples:
    fsck.txfs disk.img
@@ -128,7 +131,7 @@ func run(c *cli.Context) error {
 		return exitError{exitUsage, errors.New("need exactly one IMAGE argument (see --help)")}
 	}
 	path := c.Args().First()
-	if _, err := os.Stat(path); err != nil {
+	if err := checkIsImage(path); err != nil {
 		return exitError{exitOperational, err}
 	}
 	res := result{Image: path, Problems: []string{}, Warnings: []string{}, Repaired: []string{}}
@@ -187,6 +190,36 @@ func run(c *cli.Context) error {
 	res.Problems = append(res.Problems, rep.Problems...)
 	res.Warnings = append(res.Warnings, rep.Warnings...)
 	return report(c, res)
+}
+
+// checkIsImage fails for a path that is not a txfs image at all: missing,
+// a directory, empty, or without any mark txfs writes. That is an
+// operational error (exit 8); a txfs image with damage is checked and its
+// problems listed (exit 4).
+func checkIsImage(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s is a directory, not a txfs image", path)
+	}
+	dev, err := segment.OpenFile(path, true)
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	if dev.Size() == 0 {
+		return fmt.Errorf("%s is empty, not a txfs image", path)
+	}
+	ok, err := segment.HasSignature(dev)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if !ok {
+		return fmt.Errorf("%s is not a txfs image (no txfs superblock or log in it)", path)
+	}
+	return nil
 }
 
 func report(c *cli.Context, res result) error {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"errors"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,5 +128,41 @@ func TestRepair(t *testing.T) {
 	out.Reset()
 	if err := mainWithOutput([]string{"fsck.txfs", "--repair", img}, &out); code(err) != exitUncorrected {
 		t.Fatalf("repair of a checksum error: exit %d, output:\n%s", code(err), out.String())
+	}
+}
+
+// TestNotAnImage: a directory, an empty file, zeros or random bytes are
+// no txfs image at all: exit 8 with a one-line message saying so, nothing
+// on standard output, and --repair leaves the bytes alone. (A txfs image
+// whose superblocks are both damaged still exits 4: TestFixtures.)
+func TestNotAnImage(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o644)
+	zeros := filepath.Join(dir, "zeros")
+	os.WriteFile(zeros, make([]byte, 1<<20), 0o644)
+	random := filepath.Join(dir, "random")
+	b := make([]byte, 1<<20)
+	rand.New(rand.NewSource(1)).Read(b)
+	os.WriteFile(random, b, 0o644)
+	for _, c := range []struct{ path, says string }{
+		{dir, "is a directory, not a txfs image"},
+		{empty, "is empty, not a txfs image"},
+		{zeros, "is not a txfs image"},
+		{random, "is not a txfs image"},
+	} {
+		for _, flags := range [][]string{nil, {"--json"}, {"--repair"}} {
+			var out strings.Builder
+			args := append(append([]string{"fsck.txfs"}, flags...), c.path)
+			err := mainWithOutput(args, &out)
+			msg := errString(err)
+			if code(err) != exitOperational || !strings.Contains(msg, c.path+" "+c.says) || strings.Contains(msg, "\n") || out.Len() > 0 {
+				t.Errorf("%v: exit %d (want %d), message %q (want one line saying %q), output %q",
+					args, code(err), exitOperational, msg, c.path+" "+c.says, out.String())
+			}
+		}
+	}
+	if got, _ := os.ReadFile(random); !bytes.Equal(got, b) {
+		t.Error("fsck.txfs --repair changed a file that is not a txfs image")
 	}
 }

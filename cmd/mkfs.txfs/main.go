@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/txfs/txfs"
 	"github.com/txfs/txfs/segment"
@@ -161,15 +163,30 @@ func run(c *cli.Context) error {
 // data without force.
 func openTarget(path string, size int64, force bool) (*segment.FileDevice, bool, error) {
 	st, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		parent := filepath.Dir(path)
+		if pst, err := os.Stat(parent); errors.Is(err, os.ErrNotExist) {
+			return nil, false, fmt.Errorf("cannot create %s: no such directory %s", path, parent)
+		} else if err != nil || !pst.IsDir() {
+			return nil, false, fmt.Errorf("cannot create %s: %s is not a directory", path, parent)
+		}
 		if size == 0 {
 			return nil, false, usageError{fmt.Errorf("%s does not exist: give --size to create it", path)}
 		}
 		dev, err := segment.CreateFile(path, size)
-		return dev, true, err
+		if err != nil {
+			return nil, false, fmt.Errorf("cannot create %s: %w", path, err)
+		}
+		return dev, true, nil
 	}
 	if err != nil {
 		return nil, false, err
+	}
+	if st.IsDir() {
+		return nil, false, fmt.Errorf("%s is a directory, not an image file or block device", path)
+	}
+	if st.Mode().IsRegular() && st.Size() == 0 && size == 0 {
+		return nil, false, usageError{fmt.Errorf("%s is an empty file: give --size to make it an image of that size", path)}
 	}
 	dev, err := segment.OpenFile(path, false)
 	if err != nil {

@@ -108,3 +108,40 @@ func TestPreallocate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMkfsBadPath: a directory, a missing parent directory, a parent that
+// is a file and an empty file without --size are refused with a message
+// naming the path and saying what is wrong, and nothing is created.
+func TestMkfsBadPath(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, []byte("x"), 0o644)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o644)
+	for _, c := range []struct {
+		args  []string
+		says  string
+		usage bool
+	}{
+		{[]string{dir}, dir + " is a directory, not an image file or block device", false},
+		{[]string{"--force", "--size", "64M", dir}, dir + " is a directory", false},
+		{[]string{"--size", "64M", filepath.Join(dir, "nodir", "a.img")}, "cannot create " + filepath.Join(dir, "nodir", "a.img") + ": no such directory " + filepath.Join(dir, "nodir"), false},
+		{[]string{"--size", "64M", filepath.Join(file, "a.img")}, "cannot create " + filepath.Join(file, "a.img") + ": " + file + " is not a directory", false},
+		{[]string{"--force", empty}, empty + " is an empty file: give --size", true},
+	} {
+		err := Main(append([]string{"mkfs.txfs"}, c.args...))
+		if err == nil || !strings.Contains(err.Error(), c.says) || errors.As(err, new(usageError)) != c.usage {
+			t.Errorf("mkfs.txfs %v: %v; want an error saying %q (usage error: %v)", c.args, err, c.says, c.usage)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("the refused formats left %d entries in %s, want the 2 files", len(entries), dir)
+	}
+	if st, _ := os.Stat(empty); st.Size() != 0 {
+		t.Errorf("the refused format changed the empty file to %d bytes", st.Size())
+	}
+	// An empty file with --size becomes an image of that size.
+	if err := Main([]string{"mkfs.txfs", "--size", "32M", empty}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -3,6 +3,10 @@
 //	txfs mount [-o OPTIONS] [--ready-fd N] IMAGE DIR
 //	txfs umount DIR
 //
+// txfs mount refuses a DIR that is missing, not a directory, not empty or
+// already a mount point (unless -o nonempty), and when it fails it leaves
+// no mount behind.
+//
 // Exit status: 0 success, 1 error, 2 usage error.
 package main
 

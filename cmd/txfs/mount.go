@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/txfs/txfs"
 	txfuse "github.com/txfs/txfs/fuse"
@@ -47,12 +48,22 @@ open the unmount fails, txfs reports "DIR is busy" and keeps serving. Once DIR
 is unmounted, by a signal or by "txfs umount DIR", txfs writes a checkpoint,
 closes the image and exits 0.
 
+DIR must be an empty directory that is not already a mount point: a DIR
+that is missing, not a directory, not empty or already mounted on (by
+txfs or anything else) is refused before the image is opened, naming what
+is in the way. "-o nonempty" mounts over the contents or the mount that is
+there (they are hidden until the unmount). Whatever fails after the kernel
+has the mount, txfs unmounts before it exits: it never leaves a mount
+behind.
+
 Options (-o, comma separated, repeatable):
    ro                   mount read-only (the image is opened read-only)
    allow_other          let other users use the mount
    default_permissions  the kernel checks permissions (always on)
    noatime              do not update access times on reads
    debug                log every FUSE request
+   nonempty             mount even on a directory that is not empty or is
+                        already a mount point
    readahead=KB         kernel readahead of the mount in KiB (default 4096;
                         0 keeps the kernel's 128; needs root)
 
@@ -63,12 +74,12 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{
 				Name:  "o",
-				Usage: "mount options: ro, allow_other, default_permissions, noatime, debug, readahead=KB",
+				Usage: "mount options: ro, allow_other, default_permissions, noatime, debug, nonempty, readahead=KB",
 			},
 			&cli.IntFlag{
 				Name:  "ready-fd",
 				Value: -1,
-				Usage: `write "ready\n" to file descriptor ` + "`N`" + ` once the mount is usable, then close it`,
+				Usage: `write "ready\n" to file descriptor ` + "`N`" + ` once the mount is usable, then close it (if that write fails, txfs unmounts and exits 1)`,
 			},
 			&cli.StringFlag{
 				Name:  "cpuprofile",
@@ -80,9 +91,9 @@ Examples:
 	}
 }
 
-// mountOptions parses the -o options.
-func mountOptions(opts []string) (txfuse.MountConfig, error) {
-	var cfg txfuse.MountConfig
+// mountOptions parses the -o options. nonEmpty is "-o nonempty": mount
+// even over a directory that is not empty or is already a mount point.
+func mountOptions(opts []string) (cfg txfuse.MountConfig, nonEmpty bool, err error) {
 	for _, o := range opts {
 		o = strings.TrimSpace(o)
 		switch o {
@@ -101,11 +112,13 @@ func mountOptions(opts []string) (txfuse.MountConfig, error) {
 			cfg.NoAtime = false
 		case "debug":
 			cfg.Debug = true
+		case "nonempty":
+			nonEmpty = true
 		default:
 			if kb, ok := strings.CutPrefix(o, "readahead="); ok {
 				n, err := strconv.Atoi(kb)
 				if err != nil || n < 0 || n > 1<<20 {
-					return cfg, usagef("readahead=%s: want KiB from 0 to 1048576", kb)
+					return cfg, false, usagef("readahead=%s: want KiB from 0 to 1048576", kb)
 				}
 				cfg.ReadAheadKB = n
 				if n == 0 {
@@ -113,10 +126,24 @@ func mountOptions(opts []string) (txfuse.MountConfig, error) {
 				}
 				continue
 			}
-			return cfg, usagef("unknown mount option %q", o)
+			return cfg, false, usagef("unknown mount option %q", o)
 		}
 	}
-	return cfg, nil
+	return cfg, nonEmpty, nil
+}
+
+// readyFile is the --ready-fd descriptor, checked before anything is
+// mounted: a descriptor that is not open for writing could not say
+// "ready" once the mount exists.
+func readyFile(fd int) (*os.File, error) {
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return nil, usagef("--ready-fd %d is not an open file descriptor", fd)
+	}
+	if flags&unix.O_ACCMODE == unix.O_RDONLY {
+		return nil, usagef("--ready-fd %d is not open for writing", fd)
+	}
+	return os.NewFile(uintptr(fd), "ready-fd"), nil
 }
 
 func runMount(c *cli.Context) error {
@@ -124,18 +151,29 @@ func runMount(c *cli.Context) error {
 		return usagef("mount needs IMAGE and DIR (see 'txfs help mount')")
 	}
 	image, dir := c.Args().Get(0), c.Args().Get(1)
-	cfg, err := mountOptions(c.StringSlice("o"))
+	cfg, nonEmpty, err := mountOptions(c.StringSlice("o"))
 	if err != nil {
 		return err
 	}
 	readyFd := c.Int("ready-fd")
 	var ready *os.File
 	if readyFd >= 0 {
-		ready = os.NewFile(uintptr(readyFd), "ready-fd")
-		if ready == nil {
-			return usagef("--ready-fd %d is not a file descriptor", readyFd)
+		if ready, err = readyFile(readyFd); err != nil {
+			return err
 		}
 		defer ready.Close()
+	}
+	// Refuse a mount point the mount would fail on or hide before the
+	// image is touched.
+	if err := checkMountPoint(dir, nonEmpty); err != nil {
+		return err
+	}
+	if path := c.String("cpuprofile"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer stop()
 	}
 
 	if abs, err := filepath.Abs(image); err == nil {
@@ -158,12 +196,21 @@ func runMount(c *cli.Context) error {
 		v.Close()
 		return err
 	}
-	if path := c.String("cpuprofile"); path != "" {
-		stop, err := startCPUProfile(path)
+	if ready != nil {
+		_, err := ready.WriteString("ready\n")
+		ready.Close()
+		ready = nil
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "txfs: --cpuprofile: %v\n", err)
-		} else {
-			defer stop()
+			// Whoever waits for "ready" will not hear it: take the
+			// mount back rather than leave one nobody knows of.
+			err = fmt.Errorf("--ready-fd %d: %w", readyFd, err)
+			if rerr := txfuse.Release(srv, dir); rerr != nil {
+				return fmt.Errorf("%w; the mount stays: %v", err, rerr)
+			}
+			if cerr := v.Close(); cerr != nil {
+				return fmt.Errorf("%w; close %s: %v", err, image, cerr)
+			}
+			return err
 		}
 	}
 	done := make(chan struct{})
@@ -171,15 +218,6 @@ func runMount(c *cli.Context) error {
 		srv.Wait()
 		close(done)
 	}()
-
-	if ready != nil {
-		_, err := ready.WriteString("ready\n")
-		ready.Close()
-		ready = nil
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "txfs: --ready-fd %d: %v\n", readyFd, err)
-		}
-	}
 
 serve:
 	for {

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	txfuse "github.com/txfs/txfs/fuse"
 )
 
 func umountCommand() *cli.Command {
@@ -20,7 +19,8 @@ func umountCommand() *cli.Command {
 		ArgsUsage: "DIR",
 		Description: `Unmounts DIR: with umount(2) when run as root, else with "fusermount3 -u".
 The "txfs mount" process serving DIR then writes a checkpoint, closes the
-image and exits. Fails with "DIR is busy" while files on it are open.
+image and exits. Fails with "DIR is busy" while files on it are open, and
+refuses a DIR that is not a txfs mount point (naming what is mounted there).
 
 Examples:
    txfs umount /mnt/txfs`,
@@ -34,36 +34,24 @@ Examples:
 	}
 }
 
-// unmount unmounts the FUSE mount on dir.
+// unmount unmounts the txfs mount on dir, and nothing else.
 func unmount(dir string) error {
-	if os.Geteuid() == 0 {
-		err := syscall.Unmount(dir, 0)
-		if errors.Is(err, syscall.EBUSY) {
-			return fmt.Errorf("%s is busy", dir)
-		}
-		if err != nil {
-			return fmt.Errorf("umount %s: %w", dir, err)
-		}
-		return nil
-	}
-	bin, err := exec.LookPath("fusermount3")
+	on, err := txfuse.MountsOn(dir)
 	if err != nil {
-		if bin, err = exec.LookPath("fusermount"); err != nil {
-			return fmt.Errorf("umount %s: neither fusermount3 nor fusermount found (or run as root)", dir)
-		}
+		return fmt.Errorf("cannot unmount %s: %w", dir, err)
 	}
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "-u", dir)
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if strings.Contains(msg, "busy") {
-			return fmt.Errorf("%s is busy", dir)
+	if len(on) == 0 {
+		if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("cannot unmount %s: no such file or directory", dir)
 		}
-		if msg == "" {
-			msg = err.Error()
-		}
-		return fmt.Errorf("umount %s: %s", dir, msg)
+		return fmt.Errorf("cannot unmount %s: not a mount point", dir)
 	}
-	return nil
+	if top := on[len(on)-1]; top.Type != "fuse.txfs" {
+		return fmt.Errorf("cannot unmount %s: %s is mounted there, not txfs", dir, top)
+	}
+	err = txfuse.UnmountDir(dir, false)
+	if errors.Is(err, syscall.EBUSY) {
+		return fmt.Errorf("%s is busy", dir)
+	}
+	return err
 }
