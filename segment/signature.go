@@ -6,7 +6,8 @@ import (
 )
 
 // HasSignature reports whether dev bears any mark that txfs wrote: the
-// superblock magic in slot 0, or in slot 1 at any legal block size, or a
+// superblock magic in either copy of slot 0, or of slot 1 at any legal
+// block size, or a
 // log unit's magic at the start of segment 0 (where mkfs writes the first
 // unit) at any legal block size. Checksums are not looked at: a volume
 // whose superblocks are both damaged still has its log, and is a damaged
@@ -21,12 +22,16 @@ func HasSignature(dev Device) (bool, error) {
 		}
 		return n == len(b) && string(b) == magic, nil
 	}
-	if ok, err := at(0, SuperMagic); ok || err != nil {
-		return ok, err
+	for _, off := range []int64{0, CopyOffset} {
+		if ok, err := at(off, SuperMagic); ok || err != nil {
+			return ok, err
+		}
 	}
 	for bs := int64(MinBlockSize); bs <= MaxBlockSize; bs *= 2 {
-		if ok, err := at(bs, SuperMagic); ok || err != nil {
-			return ok, err
+		for _, off := range []int64{bs, bs + CopyOffset} {
+			if ok, err := at(off, SuperMagic); ok || err != nil {
+				return ok, err
+			}
 		}
 		if ok, err := at(2*bs, UnitMagic); ok || err != nil {
 			return ok, err
