@@ -156,7 +156,7 @@ func renameErrno(src *mNode, sname string, dir *mNode, name string, flags uint32
 		return syscall.ENOENT
 	case flags == RenameExchange && d == nil:
 		return syscall.ENOENT
-	case flags == RenameNoReplace && d != nil:
+	case flags&RenameNoReplace != 0 && d != nil:
 		return syscall.EEXIST
 	case d == s:
 		return 0
@@ -328,7 +328,7 @@ func (r *modelRun) op() {
 	case k < 40: // rename
 		src := dirs[rng.Intn(len(dirs))]
 		sname := namePool[rng.Intn(len(namePool))]
-		flags := []uint32{0, 0, RenameNoReplace, RenameExchange}[rng.Intn(4)]
+		flags := []uint32{0, 0, RenameNoReplace, RenameExchange, RenameWhiteout, RenameWhiteout | RenameNoReplace}[rng.Intn(6)]
 		err := v.Rename(src.ino, sname, dir.ino, name, flags)
 		s, d := src.children[sname], dir.children[name]
 		want := renameErrno(src, sname, dir, name, flags)
@@ -341,6 +341,9 @@ func (r *modelRun) op() {
 			} else {
 				delete(src.children, sname)
 				dir.children[name] = s
+			}
+			if flags&RenameWhiteout != 0 {
+				src.children[sname] = &mNode{ino: r.lookupIno(src, sname), mode: whiteoutMode, parent: src}
 			}
 			if s.isDir() {
 				s.parent = dir
@@ -521,6 +524,15 @@ func (r *modelRun) op() {
 		r.synced = len(r.dumps) - 1
 		r.syncWhy = fmt.Sprintf("sync after op %d", r.synced)
 	}
+}
+
+// lookupIno returns the inode the volume has at dir/name.
+func (r *modelRun) lookupIno(dir *mNode, name string) Ino {
+	a, err := r.v.Lookup(dir.ino, name)
+	if err != nil {
+		r.fatalf("lookup %d/%s: %v", dir.ino, name, err)
+	}
+	return a.Ino
 }
 
 // link gives f the name dir/name, which the model says fails with EEXIST

@@ -665,9 +665,17 @@ func (v *Volume) Release(ino Ino) error {
 
 // Rename moves oldName in oldDir to newName in newDir, atomically. With
 // RenameNoReplace an existing target is an error; with RenameExchange both
-// must exist and trade places.
+// must exist and trade places; with RenameWhiteout (alone or with
+// RenameNoReplace) oldName is left naming a new whiteout, owned by root
+// (RenameAs names another owner).
 func (v *Volume) Rename(oldDir Ino, oldName string, newDir Ino, newName string, flags uint32) error {
-	if flags&^(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
+	return v.RenameAs(oldDir, oldName, newDir, newName, flags, Owner{})
+}
+
+// RenameAs is Rename by o, who owns the whiteout RenameWhiteout leaves.
+func (v *Volume) RenameAs(oldDir Ino, oldName string, newDir Ino, newName string, flags uint32, o Owner) error {
+	if flags&^(RenameNoReplace|RenameExchange|RenameWhiteout) != 0 ||
+		flags&RenameExchange != 0 && flags != RenameExchange {
 		return fmt.Errorf("%w: rename flags %#x", ErrInvalid, flags)
 	}
 	if err := checkName(oldName); err != nil {
@@ -800,6 +808,11 @@ func (v *Volume) Rename(oldDir Ino, oldName string, newDir Ino, newName string, 
 			sr.Parent = newDir
 			op.Nlink--
 			np.Nlink++
+		}
+		if flags&RenameWhiteout != 0 {
+			if err := t.addWhiteout(oldDir, oldName, o, now); err != nil {
+				return err
+			}
 		}
 	}
 	if err := t.putInode(src.Ino, sr); err != nil {

@@ -63,10 +63,13 @@ type SetAttrIn struct {
 	Ctime Timespec
 }
 
-// Rename flags, as renameat2(2).
+// Rename flags, as renameat2(2). RenameWhiteout leaves a whiteout (a
+// character device 0/0 with mode 0, which overlayfs reads as "deleted
+// here") at the source name, in the same transaction.
 const (
 	RenameNoReplace = 1 << 0
 	RenameExchange  = 1 << 1
+	RenameWhiteout  = 1 << 2
 )
 
 // Xattr flags, as setxattr(2).

@@ -67,6 +67,7 @@ const (
 
 	renameNoReplace = 1 << 0 // RENAME_NOREPLACE
 	renameExchange  = 1 << 1 // RENAME_EXCHANGE
+	renameWhiteout  = 1 << 2 // RENAME_WHITEOUT
 )
 
 // blockSize is what stat reports as st_blksize, the preferred I/O size.
@@ -720,12 +721,13 @@ func (n *Node) OnForget() {
 	n.unhold()
 }
 
-// Rename implements fs.NodeRenamer, with RENAME_NOREPLACE and
-// RENAME_EXCHANGE. Other flags (RENAME_WHITEOUT) get EINVAL, never ENOSYS:
-// the kernel would remember ENOSYS and fail every renameat2 with flags.
+// Rename implements fs.NodeRenamer, with RENAME_NOREPLACE,
+// RENAME_EXCHANGE and RENAME_WHITEOUT (which overlayfs uses in its upper
+// directory). Other flags and combinations get EINVAL, never ENOSYS: the
+// kernel would remember ENOSYS and fail every renameat2 with flags.
 func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	if flags&^(renameNoReplace|renameExchange) != 0 ||
-		flags == renameNoReplace|renameExchange {
+	if flags&^(renameNoReplace|renameExchange|renameWhiteout) != 0 ||
+		flags&renameExchange != 0 && flags != renameExchange {
 		return syscall.EINVAL
 	}
 	np, ok := newParent.(*Node)
@@ -736,13 +738,23 @@ func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if flags&renameNoReplace != 0 {
 		tflags |= txfs.RenameNoReplace
 	}
+	// The whiteout is a new inode in n, owned as mknod by the caller
+	// would own it.
+	var o txfs.Owner
+	if flags&renameWhiteout != 0 {
+		tflags |= txfs.RenameWhiteout
+		var errno syscall.Errno
+		if o, _, errno = n.newOwner(ctx); errno != 0 {
+			return errno
+		}
+	}
 	var c *Node
 	if flags&renameExchange != 0 {
 		tflags |= txfs.RenameExchange
 	} else {
 		c = np.holdDir(newName) // an empty directory it may replace
 	}
-	err := n.vol().Rename(n.ino(), name, np.ino(), newName, tflags)
+	err := n.vol().RenameAs(n.ino(), name, np.ino(), newName, tflags, o)
 	if err != nil {
 		c.unhold()
 	}
