@@ -120,7 +120,7 @@ func (t *tx) removeEntry(dir Ino, name string) error {
 
 func (r *inodeRec) attr(ino Ino, bs int) Attr {
 	return Attr{Ino: ino, Gen: 1, Mode: r.Mode, Nlink: r.Nlink, Uid: r.Uid, Gid: r.Gid, Size: r.Size,
-		Blocks: r.NBlocks * uint64(bs) / 512, Rdev: r.Rdev, Atime: r.Atime, Mtime: r.Mtime, Ctime: r.Ctime}
+		Blocks: r.NBlocks * uint64(bs) / 512, Rdev: r.Rdev, Atime: r.Atime, Mtime: r.Mtime, Ctime: r.Ctime, Flags: r.Flags}
 }
 
 func isDir(mode uint32) bool { return mode&syscall.S_IFMT == syscall.S_IFDIR }
@@ -190,6 +190,9 @@ func (v *Volume) Tmpfile(dir Ino, mode uint32, o Owner) (Attr, error) {
 	if parent.Nlink == 0 {
 		return Attr{}, ErrNotExist // as mknod: the directory was removed
 	}
+	if err := checkAddName(parent); err != nil {
+		return Attr{}, err // ext4 refuses O_TMPFILE there too
+	}
 	ino := v.nextIno
 	now := nowSpec()
 	// Parent stays 0: only directories record theirs.
@@ -254,6 +257,9 @@ func (v *Volume) mknod(op int, dir Ino, name string, mode uint32, rdev uint64, o
 		if err == nil {
 			err = ErrExist
 		}
+		return Attr{}, err
+	}
+	if err := checkAddName(parent); err != nil && op != opRepair {
 		return Attr{}, err
 	}
 	if isDir(mode) && parent.Nlink >= maxLinks {
@@ -359,6 +365,12 @@ func (v *Volume) Link(ino Ino, newDir Ino, newName string) (Attr, error) {
 		}
 		return Attr{}, err
 	}
+	if err := checkAddName(parent); err != nil {
+		return Attr{}, err
+	}
+	if r.fixed() {
+		return Attr{}, fmt.Errorf("%w: an immutable or append-only file gets no new name", ErrPermission)
+	}
 	if r.Nlink == 0 {
 		if err := t.del(orphanKey(ino)); err != nil {
 			return Attr{}, err
@@ -418,6 +430,9 @@ func (v *Volume) remove(dir Ino, name string, wantDir bool) error {
 	}
 	r, err := v.getInode(e.Ino)
 	if err != nil {
+		return err
+	}
+	if err := checkRemoveName(parent, r); err != nil {
 		return err
 	}
 	if wantDir && !isDir(r.Mode) {
@@ -628,19 +643,8 @@ func (v *Volume) dirEmpty(dir Ino) (bool, error) {
 }
 
 // OpenFile takes a reference on ino: if its last name goes, its data stays
-// until Release.
-func (v *Volume) OpenFile(ino Ino) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if err := v.usable(); err != nil {
-		return err
-	}
-	if _, err := v.getInode(ino); err != nil {
-		return err
-	}
-	v.opens[ino]++
-	return nil
-}
+// until Release. OpenFileFlags is the same for an open(2) with flags.
+func (v *Volume) OpenFile(ino Ino) error { return v.OpenFileFlags(ino, syscall.O_RDONLY) }
 
 // Release drops a reference taken by OpenFile.
 func (v *Volume) Release(ino Ino) error {
@@ -740,6 +744,9 @@ func (v *Volume) RenameAs(oldDir Ino, oldName string, newDir Ino, newName string
 				return err
 			}
 		}
+	}
+	if err := checkRenameFlags(op, sr, np, dr); err != nil {
+		return err
 	}
 	now := nowSpec()
 	op.Mtime, op.Ctime = now, now

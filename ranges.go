@@ -92,6 +92,9 @@ func (v *Volume) punchChunk(ino Ino, off, end int64) error {
 	if err != nil {
 		return err
 	}
+	if err := checkChange(r); err != nil {
+		return err
+	}
 	end = min(end, int64(r.Size))
 	if off >= end {
 		return nil
@@ -177,6 +180,9 @@ func (v *Volume) CopyRange(src Ino, srcOff int64, dst Ino, dstOff int64, n int64
 	if uint64(dstOff)+uint64(n) > MaxFileSize {
 		return 0, ErrFileTooBig
 	}
+	if err := v.checkCopyDest(dst, dstOff, n); err != nil {
+		return 0, err
+	}
 	bs := int64(v.bs)
 	var done int64
 	var buf []byte
@@ -244,6 +250,9 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes
 	}
 	dr, err := v.fileInode(dst)
 	if err != nil {
+		return 0, err
+	}
+	if err := checkWrite(dr, dstOff, int(bytes)); err != nil {
 		return 0, err
 	}
 	bytes = min(bytes, max(0, int64(sr.Size)-srcOff))

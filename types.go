@@ -33,6 +33,7 @@ type Attr struct {
 	Atime  Timespec
 	Mtime  Timespec
 	Ctime  Timespec
+	Flags  uint32 // inode flags: FlagImmutable, FlagAppend, FlagNoDump, FlagNoAtime
 }
 
 // IsDir reports whether the inode is a directory.
@@ -98,7 +99,8 @@ type Statfs struct {
 	NameLen   uint32
 }
 
-// Owner is who creates an inode.
+// Owner is who creates an inode, or who asks for a change only some may
+// make (SetFlags).
 type Owner struct {
 	Uid uint32
 	Gid uint32

@@ -366,10 +366,14 @@ type fileHandle struct {
 	_ byte // not zero-sized, so that every handle has its own address
 }
 
-// open takes the engine's open reference and applies O_TRUNC.
+// open takes the engine's open reference and applies O_TRUNC. The engine
+// refuses what the inode flags forbid (writing to an immutable file,
+// writing to an append-only one without O_APPEND): the kernel checks
+// those flags only where it knows them, and it does not know a FUSE
+// file's.
 func (n *Node) open(ctx context.Context, flags uint32) (fs.FileHandle, syscall.Errno) {
 	ino := n.ino()
-	if err := n.vol().OpenFile(ino); err != nil {
+	if err := n.vol().OpenFileFlags(ino, int(flags)); err != nil {
 		return nil, toErrno(err)
 	}
 	// Without FUSE_ATOMIC_O_TRUNC (go-fuse does not ask for it) the

@@ -168,6 +168,8 @@ func childOp(op []string) error {
 		return syscall.Rmdir(arg(1))
 	case "rename":
 		return syscall.Rename(arg(1), arg(2))
+	case "chattr": // path, + or -, letters of i, a, d, A
+		return chattrOp(arg(1), arg(2), arg(3))
 	case "renameat2": // with flags
 		return renameat2(arg(1), arg(2), uint(atoi(arg(3))))
 	case "chmod":
