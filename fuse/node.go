@@ -24,6 +24,12 @@
 // The kernel applied the caller's umask before a create reaches us; the
 // daemon applies none of its own.
 //
+// Inode flags (chattr +i, +a, +d, +A) are the engine's: it keeps them and
+// refuses what they forbid, since the kernel does not know a FUSE inode's
+// flags and so checks none. ioctl.go answers the flag ioctls the kernel
+// sends, and Open passes its flags to the engine, which refuses writing to
+// an immutable file and writing to an append-only one without O_APPEND.
+//
 // What keeps an inode with no name: an open file or directory holds an
 // engine open reference until RELEASE. A directory removed by rmdir or
 // rename while the kernel still has its inode (a process's current
