@@ -13,7 +13,7 @@ const relatimeAge = 24 * time.Hour
 
 // wantAtime reports whether a read of r now should update its atime.
 func (v *Volume) wantAtime(r *inodeRec, now Timespec) bool {
-	if v.opts.NoAtime || v.ro {
+	if v.opts.NoAtime || v.ro || r.Flags&FlagNoAtime != 0 {
 		return false
 	}
 	if !r.Atime.after(r.Mtime) || !r.Atime.after(r.Ctime) {

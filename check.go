@@ -153,6 +153,9 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 				return true
 			}
 			get(k.Ino).rec = r
+			if r.Flags&^SupportedFlags != 0 {
+				rep.addf("inode %d has inode flags %#x, which txfs does not define", k.Ino, r.Flags&^SupportedFlags)
+			}
 			if k.Ino >= v.nextIno {
 				rep.addf("inode %d at or above the next inode number %d", k.Ino, v.nextIno)
 			}

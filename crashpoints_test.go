@@ -190,7 +190,7 @@ func (r *cpRun) unlink(dir *mNode, name string) {
 	r.begin(1)
 	err := r.v.Unlink(dir.ino, name)
 	c := dir.children[name]
-	want := removeErrno(c, false)
+	want := removeErrno(dir, c, false)
 	if r.expect("unlink "+name, err, want) {
 		delete(dir.children, name)
 		r.step(fmt.Sprintf("unlink %d/%s (%d)", dir.ino, name, c.ino), c, dir)
@@ -204,7 +204,7 @@ func (r *cpRun) rmdir(dir *mNode, name string) {
 	r.begin(1)
 	err := r.v.Rmdir(dir.ino, name)
 	c := dir.children[name]
-	want := removeErrno(c, true)
+	want := removeErrno(dir, c, true)
 	if r.expect("rmdir "+name, err, want) {
 		delete(dir.children, name)
 		r.step(fmt.Sprintf("rmdir %d/%s (%d)", dir.ino, name, c.ino), c, dir)

@@ -112,6 +112,9 @@ func (v *Volume) writeChunk(ino Ino, data []byte, off int64) error {
 	if err != nil {
 		return err
 	}
+	if err := checkWrite(r, off, len(data)); err != nil {
+		return err
+	}
 	if len(data) == 0 {
 		return nil
 	}
@@ -201,6 +204,9 @@ func (v *Volume) SetAttr(ino Ino, in *SetAttrIn) (Attr, error) {
 	}
 	r, err := v.getInode(ino)
 	if err != nil {
+		return Attr{}, err
+	}
+	if err := checkSetAttr(r, in); err != nil {
 		return Attr{}, err
 	}
 	now := nowSpec()
@@ -397,6 +403,9 @@ func (v *Volume) SetXattr(ino Ino, name string, value []byte, flags uint32) erro
 	if err != nil {
 		return err
 	}
+	if err := checkChange(r); err != nil {
+		return err
+	}
 	found := -1
 	for i, e := range es {
 		if e.Name == name {
@@ -477,6 +486,9 @@ func (v *Volume) RemoveXattr(ino Ino, name string) error {
 	}
 	r, err := v.getInode(ino)
 	if err != nil {
+		return err
+	}
+	if err := checkChange(r); err != nil {
 		return err
 	}
 	found, err := t.removeXattr(ino, name)

@@ -63,8 +63,8 @@ func reopen(t testing.TB, v *Volume, dev segment.Device) *Volume {
 }
 
 // dump renders the whole tree canonically: paths, types, permissions, link
-// counts, sizes, content hashes, symlink targets, xattrs and which paths
-// are hard links of one inode. Timestamps are left out.
+// counts, inode flags, sizes, content hashes, symlink targets, xattrs and
+// which paths are hard links of one inode. Timestamps are left out.
 func dump(v *Volume) (string, error) {
 	var out []string
 	seen := map[Ino]string{}
@@ -85,6 +85,9 @@ func dump(v *Volume) (string, error) {
 				return fmt.Errorf("%s: entry type %#o, inode mode %#o", p, e.Mode, a.Mode)
 			}
 			line := fmt.Sprintf("%s %#o n%d", p, a.Mode, a.Nlink)
+			if a.Flags != 0 {
+				line += fmt.Sprintf(" flags %#x", a.Flags)
+			}
 			if first, ok := seen[e.Ino]; ok {
 				out = append(out, line+" = "+first)
 				continue

@@ -28,12 +28,14 @@ const inodeSize = 96
 //	 0 4 mode      4 4 nlink     8 4 uid     12 4 gid
 //	16 8 size     24 8 data blocks (virtual blocks mapped)
 //	32 8 rdev     40 8 atime s  48 4 atime ns
-//	52 4 mtime ns 56 8 mtime s  64 8 ctime s  72 4 ctime ns  76 4 reserved
+//	52 4 mtime ns 56 8 mtime s  64 8 ctime s  72 4 ctime ns
+//	76 4 inode flags (FlagImmutable...: Linux's FS_*_FL values)
 //	80 8 parent directory (directories only; 0 otherwise)  88 8 reserved
 type inodeRec struct {
 	Mode, Nlink, Uid, Gid uint32
 	Size, NBlocks, Rdev   uint64
 	Atime, Mtime, Ctime   Timespec
+	Flags                 uint32
 	Parent                Ino
 }
 
@@ -53,6 +55,7 @@ func (r *inodeRec) encode() []byte {
 	le.PutUint64(b[56:], uint64(r.Mtime.Sec))
 	le.PutUint64(b[64:], uint64(r.Ctime.Sec))
 	le.PutUint32(b[72:], r.Ctime.Nsec)
+	le.PutUint32(b[76:], r.Flags)
 	le.PutUint64(b[80:], r.Parent)
 	return b
 }
@@ -68,6 +71,7 @@ func decodeInode(ino Ino, b []byte) (*inodeRec, error) {
 		Atime:  Timespec{int64(le.Uint64(b[40:])), le.Uint32(b[48:])},
 		Mtime:  Timespec{int64(le.Uint64(b[56:])), le.Uint32(b[52:])},
 		Ctime:  Timespec{int64(le.Uint64(b[64:])), le.Uint32(b[72:])},
+		Flags:  le.Uint32(b[76:]),
 		Parent: le.Uint64(b[80:]),
 	}, nil
 }

@@ -31,9 +31,19 @@ type mNode struct {
 	xattrs   map[string][]byte
 	children map[string]*mNode
 	parent   *mNode
+	flags    uint32 // inode flags (SetFlags)
 }
 
 func (n *mNode) isDir() bool { return n.mode&syscall.S_IFMT == syscall.S_IFDIR }
+
+func (n *mNode) isReg() bool { return n.mode&syscall.S_IFMT == syscall.S_IFREG }
+
+// immutable: no change at all, no name added or removed in a directory.
+func (n *mNode) immutable() bool { return n.flags&FlagImmutable != 0 }
+
+// fixed: immutable or append-only; no name of it or in it goes, nothing
+// but an append changes it.
+func (n *mNode) fixed() bool { return n.flags&(FlagImmutable|FlagAppend) != 0 }
 
 type model struct {
 	root *mNode
@@ -77,6 +87,9 @@ func (m *model) dump() string {
 			c := d.children[k]
 			p := path + "/" + k
 			line := fmt.Sprintf("%s %#o n%d", p, c.mode, m.nlink(c, names))
+			if c.flags != 0 {
+				line += fmt.Sprintf(" flags %#x", c.flags)
+			}
 			if first, ok := seen[c]; ok {
 				out = append(out, line+" = "+first)
 				continue
@@ -132,11 +145,13 @@ func (m *model) all() (dirs, files []*mNode) {
 }
 
 // removeErrno is what unlink (dir false) or rmdir (dir true) of the entry
-// naming c (nil: none) must answer, by the model.
-func removeErrno(c *mNode, dir bool) syscall.Errno {
+// of parent naming c (nil: none) must answer, by the model.
+func removeErrno(parent, c *mNode, dir bool) syscall.Errno {
 	switch {
 	case c == nil:
 		return syscall.ENOENT
+	case parent.fixed() || c.fixed():
+		return syscall.EPERM
 	case !dir && c.isDir():
 		return syscall.EISDIR
 	case dir && !c.isDir():
@@ -156,7 +171,7 @@ func renameErrno(src *mNode, sname string, dir *mNode, name string, flags uint32
 		return syscall.ENOENT
 	case flags == RenameExchange && d == nil:
 		return syscall.ENOENT
-	case flags == RenameNoReplace && d != nil:
+	case flags&RenameNoReplace != 0 && d != nil:
 		return syscall.EEXIST
 	case d == s:
 		return 0
@@ -164,6 +179,8 @@ func renameErrno(src *mNode, sname string, dir *mNode, name string, flags uint32
 		return syscall.EINVAL
 	case flags == RenameExchange && d.isDir() && dir != src && under(src, d):
 		return syscall.EINVAL
+	case src.fixed() || s.fixed() || d != nil && (dir.fixed() || d.fixed()) || d == nil && dir.immutable():
+		return syscall.EPERM
 	case flags != RenameExchange && d != nil && d.isDir() && !s.isDir():
 		return syscall.EISDIR
 	case flags != RenameExchange && d != nil && !d.isDir() && s.isDir():
@@ -298,10 +315,7 @@ func (r *modelRun) op() {
 	switch k := rng.Intn(100); {
 	case k < 10: // create
 		a, err := v.Create(dir.ino, name, 0o644, Owner{})
-		want := syscall.Errno(0)
-		if dir.children[name] != nil {
-			want = syscall.EEXIST
-		}
+		want := addErrno(dir, name)
 		if r.expect("create "+name, err, want) {
 			n := &mNode{ino: a.Ino, mode: syscall.S_IFREG | 0o644, parent: dir}
 			dir.children[name] = n
@@ -309,10 +323,7 @@ func (r *modelRun) op() {
 		r.step(fmt.Sprintf("create %d/%s", dir.ino, name))
 	case k < 16: // mkdir
 		a, err := v.Mkdir(dir.ino, name, 0o755, Owner{})
-		want := syscall.Errno(0)
-		if dir.children[name] != nil {
-			want = syscall.EEXIST
-		}
+		want := addErrno(dir, name)
 		if r.expect("mkdir "+name, err, want) {
 			dir.children[name] = &mNode{ino: a.Ino, mode: syscall.S_IFDIR | 0o755, children: map[string]*mNode{}, parent: dir}
 		}
@@ -329,10 +340,7 @@ func (r *modelRun) op() {
 			n.mode = syscall.S_IFIFO | 0o600
 			a, err = v.Mknod(dir.ino, name, n.mode, 0, Owner{})
 		}
-		want := syscall.Errno(0)
-		if dir.children[name] != nil {
-			want = syscall.EEXIST
-		}
+		want := addErrno(dir, name)
 		if r.expect("symlink/mknod "+name, err, want) {
 			n.ino = a.Ino
 			dir.children[name] = n
@@ -349,7 +357,7 @@ func (r *modelRun) op() {
 		c := dir.children[name]
 		if rng.Intn(3) == 0 {
 			err := v.Rmdir(dir.ino, name)
-			want := removeErrno(c, true)
+			want := removeErrno(dir, c, true)
 			if r.expect("rmdir "+name, err, want) {
 				delete(dir.children, name)
 			}
@@ -357,7 +365,7 @@ func (r *modelRun) op() {
 			return
 		}
 		err := v.Unlink(dir.ino, name)
-		want := removeErrno(c, false)
+		want := removeErrno(dir, c, false)
 		if r.expect("unlink "+name, err, want) {
 			delete(dir.children, name)
 		}
@@ -365,7 +373,7 @@ func (r *modelRun) op() {
 	case k < 40: // rename
 		src := dirs[rng.Intn(len(dirs))]
 		sname := namePool[rng.Intn(len(namePool))]
-		flags := []uint32{0, 0, RenameNoReplace, RenameExchange}[rng.Intn(4)]
+		flags := []uint32{0, 0, RenameNoReplace, RenameExchange, RenameWhiteout, RenameWhiteout | RenameNoReplace}[rng.Intn(6)]
 		err := v.Rename(src.ino, sname, dir.ino, name, flags)
 		s, d := src.children[sname], dir.children[name]
 		want := renameErrno(src, sname, dir, name, flags)
@@ -378,6 +386,9 @@ func (r *modelRun) op() {
 			} else {
 				delete(src.children, sname)
 				dir.children[name] = s
+			}
+			if flags&RenameWhiteout != 0 {
+				src.children[sname] = &mNode{ino: r.lookupIno(src, sname), mode: whiteoutMode, parent: src}
 			}
 			if s.isDir() {
 				s.parent = dir
@@ -393,6 +404,9 @@ func (r *modelRun) op() {
 		if rng.Intn(10) == 0 {
 			off = rng.Intn(3 << 20) // sparse
 		}
+		if f.flags&FlagAppend != 0 && rng.Intn(2) == 0 {
+			off = len(f.data)
+		}
 		if r.full && rng.Intn(2) == 0 {
 			off = len(f.data) // files grow until the volume is full
 		}
@@ -401,6 +415,10 @@ func (r *modelRun) op() {
 			size = 48 << 10 // to fill the volume, in several transactions
 		}
 		data := r.randData(rng.Intn(size))
+		want := syscall.Errno(0)
+		if f.immutable() || f.fixed() && len(data) > 0 && off != len(f.data) {
+			want = syscall.EPERM
+		}
 		applied := 0
 		apply := func(done int64) {
 			if end := off + int(done); done > 0 {
@@ -414,14 +432,11 @@ func (r *modelRun) op() {
 		stop := r.chunks(fmt.Sprintf("write %d off %d", f.ino, off), apply)
 		n, err := v.Write(f.ino, data, int64(off))
 		stop()
-		if !r.noSpace(err) {
-			r.expect("write", err, 0)
-			if n != len(data) {
-				r.fatalf("write returned %d of %d", n, len(data))
-			}
+		if r.expect("write", err, want) && n != len(data) {
+			r.fatalf("write returned %d of %d", n, len(data))
 		}
 		apply(int64(n))
-		if len(data) > 0 { // an empty write changes nothing, so Fsync owes it nothing
+		if len(data) > 0 && want == 0 { // an empty write changes nothing, so Fsync owes it nothing
 			r.touched[f] = len(r.dumps)
 		}
 		r.step(fmt.Sprintf("write %d off %d len %d", f.ino, off, len(data)))
@@ -437,14 +452,14 @@ func (r *modelRun) op() {
 			size = rng.Intn(100 << 10)
 		}
 		_, err := v.SetAttr(f.ino, &SetAttrIn{Valid: SetSize, Size: uint64(size)})
-		if r.expect("truncate", err, 0) {
+		if r.expect("truncate", err, changeErrno(f)) {
 			if size <= len(f.data) {
 				f.data = f.data[:size]
 			} else {
 				f.data = append(f.data, make([]byte, size-len(f.data))...)
 			}
+			r.touched[f] = len(r.dumps)
 		}
-		r.touched[f] = len(r.dumps)
 		r.step(fmt.Sprintf("truncate %d to %d", f.ino, size))
 	case k < 78: // xattrs
 		f := pickFile()
@@ -459,7 +474,9 @@ func (r *modelRun) op() {
 		if rng.Intn(3) == 0 {
 			err := v.RemoveXattr(f.ino, xn)
 			want := syscall.Errno(0)
-			if !has {
+			if f.fixed() {
+				want = syscall.EPERM
+			} else if !has {
 				want = syscall.ENODATA
 			}
 			if r.expect("removexattr", err, want) {
@@ -470,7 +487,9 @@ func (r *modelRun) op() {
 			flags := uint32(rng.Intn(3))
 			err := v.SetXattr(f.ino, xn, val, flags)
 			want := syscall.Errno(0)
-			if flags == XattrCreate && has {
+			if f.fixed() {
+				want = syscall.EPERM
+			} else if flags == XattrCreate && has {
 				want = syscall.EEXIST
 			} else if flags == XattrReplace && !has {
 				want = syscall.ENODATA
@@ -487,7 +506,7 @@ func (r *modelRun) op() {
 		}
 		mode := uint32(rng.Intn(0o7777))
 		_, err := v.SetAttr(f.ino, &SetAttrIn{Valid: SetMode, Mode: mode})
-		if r.expect("chmod", err, 0) {
+		if r.expect("chmod", err, changeErrno(f)) {
 			f.mode = f.mode&syscall.S_IFMT | mode
 		}
 		r.step(fmt.Sprintf("chmod %d %#o", f.ino, mode))
@@ -500,10 +519,11 @@ func (r *modelRun) op() {
 			r.fatalf("open: %v", err)
 		}
 		err := v.Unlink(dir.ino, name)
-		if !r.expect("unlink open", err, 0) {
+		if !r.expect("unlink open", err, removeErrno(dir, f, false)) {
 			if err := v.Release(f.ino); err != nil {
 				r.fatalf("release: %v", err)
 			}
+			r.step(fmt.Sprintf("unlink open %d/%s refused", dir.ino, name))
 			return
 		}
 		delete(dir.children, name)
@@ -530,17 +550,15 @@ func (r *modelRun) op() {
 		}
 		off := rng.Intn(len(f.data))
 		n := 1 + rng.Intn(len(f.data)-off+8192)
+		want := changeErrno(f)
 		punched := func(done int64) { clear(f.data[off:min(len(f.data), off+int(done))]) }
 		stop := r.chunks(fmt.Sprintf("punch %d off %d", f.ino, off), punched)
 		err := v.PunchHole(f.ino, int64(off), int64(n))
 		stop()
-		if err != nil && !r.noSpace(err) {
-			r.fatalf("punch: %v", err)
-		}
-		if err == nil {
+		if r.expect("punch", err, want) {
 			punched(int64(n))
+			r.touched[f] = len(r.dumps)
 		}
-		r.touched[f] = len(r.dumps)
 		r.step(fmt.Sprintf("punch %d off %d len %d", f.ino, off, n))
 	case k < 93: // copy a range, sharing blocks where aligned
 		s, d := pickFile(), pickFile()
@@ -551,8 +569,12 @@ func (r *modelRun) op() {
 		if rng.Intn(2) == 0 {
 			so, do = so/4096*4096, do/4096*4096
 		}
+		if d.flags&FlagAppend != 0 && rng.Intn(2) == 0 {
+			do = len(d.data)
+		}
 		n := rng.Intn(40 << 10)
 		want := min(n, max(0, len(s.data)-so))
+		refused := d.immutable() || d.fixed() && n > 0 && do != len(d.data)
 		part := append([]byte(nil), s.data[so:so+want]...)
 		copied := 0
 		apply := func(done int64) {
@@ -568,6 +590,11 @@ func (r *modelRun) op() {
 		stop := r.chunks(fmt.Sprintf("copy %d -> %d", s.ino, d.ino), apply)
 		got, err := v.CopyRange(s.ino, int64(so), d.ino, int64(do), int64(n))
 		stop()
+		if refused {
+			r.expect("copy range", err, syscall.EPERM)
+			r.step(fmt.Sprintf("copy %d -> %d refused", s.ino, d.ino))
+			return
+		}
 		if (err != nil && !r.noSpace(err)) || (err == nil && got != int64(want)) {
 			r.fatalf("copy range: %d %v, want %d", got, err, want)
 		}
@@ -576,6 +603,8 @@ func (r *modelRun) op() {
 			r.touched[d] = len(r.dumps)
 		}
 		r.step(fmt.Sprintf("copy %d off %d -> %d off %d len %d", s.ino, so, d.ino, do, n))
+	case k < 96: // inode flags
+		r.chattr(append(dirs[1:], files...))
 	case k < 98: // fsync
 		f := pickFile()
 		if f == nil {
@@ -597,13 +626,77 @@ func (r *modelRun) op() {
 	}
 }
 
+// addErrno is what making the name dir/name must answer, by the model.
+func addErrno(dir *mNode, name string) syscall.Errno {
+	switch {
+	case dir.children[name] != nil:
+		return syscall.EEXIST
+	case dir.immutable():
+		return syscall.EPERM
+	}
+	return 0
+}
+
+// changeErrno is what a change to f other than a write (truncate, chmod,
+// punch) must answer, by the model.
+func changeErrno(f *mNode) syscall.Errno {
+	if f.fixed() {
+		return syscall.EPERM
+	}
+	return 0
+}
+
+// chattr sets random inode flags on one of nodes, as root mostly, and
+// sometimes as a user who does not own it (every node is root's). Half
+// the time it clears them, so that the tree does not freeze.
+func (r *modelRun) chattr(nodes []*mNode) {
+	if len(nodes) == 0 {
+		return
+	}
+	rng := r.rng
+	n := nodes[rng.Intn(len(nodes))]
+	flags := uint32(0)
+	if rng.Intn(2) == 0 {
+		flags = uint32(rng.Intn(SupportedFlags+1)) & SupportedFlags
+	}
+	if rng.Intn(20) == 0 {
+		flags |= 0x8 // FS_SYNC_FL, which txfs does not keep
+	}
+	by := Owner{}
+	if rng.Intn(10) == 0 {
+		by = Owner{Uid: 1000, Gid: 1000}
+	}
+	err := r.v.SetFlags(n.ino, flags, by)
+	want := syscall.Errno(0)
+	switch {
+	case flags&^SupportedFlags != 0, !n.isDir() && !n.isReg() && flags&^(FlagNoDump|FlagNoAtime) != 0:
+		want = syscall.EOPNOTSUPP
+	case by.Uid != 0, n.immutable() && flags&FlagImmutable != 0 && flags != n.flags:
+		want = syscall.EPERM
+	}
+	if r.expect(fmt.Sprintf("set flags %#x by %d", flags, by.Uid), err, want) {
+		n.flags = flags
+		r.touched[n] = len(r.dumps)
+	}
+	r.step(fmt.Sprintf("chattr %d %#x by %d", n.ino, flags, by.Uid))
+}
+
+// lookupIno returns the inode the volume has at dir/name.
+func (r *modelRun) lookupIno(dir *mNode, name string) Ino {
+	a, err := r.v.Lookup(dir.ino, name)
+	if err != nil {
+		r.fatalf("lookup %d/%s: %v", dir.ino, name, err)
+	}
+	return a.Ino
+}
+
 // link gives f the name dir/name, which the model says fails with EEXIST
 // when the name is taken, and reports whether it did.
 func (r *modelRun) link(f, dir *mNode, name string) bool {
 	_, err := r.v.Link(f.ino, dir.ino, name)
-	want := syscall.Errno(0)
-	if dir.children[name] != nil {
-		want = syscall.EEXIST
+	want := addErrno(dir, name)
+	if want == 0 && f.fixed() {
+		want = syscall.EPERM
 	}
 	if !r.expect("link "+name, err, want) {
 		return false
@@ -629,6 +722,10 @@ func (r *modelRun) tmpfile(dir *mNode, name string) {
 	}
 	a, err := v.Tmpfile(dir.ino, 0o600, Owner{})
 	if r.noSpace(err) {
+		return
+	}
+	if dir.immutable() {
+		r.expect("tmpfile in an immutable directory", err, syscall.EPERM)
 		return
 	}
 	if err != nil {

@@ -121,7 +121,7 @@ func (t *tx) removeEntry(dir Ino, name string) error {
 
 func (r *inodeRec) attr(ino Ino, bs int) Attr {
 	return Attr{Ino: ino, Gen: 1, Mode: r.Mode, Nlink: r.Nlink, Uid: r.Uid, Gid: r.Gid, Size: r.Size,
-		Blocks: r.NBlocks * uint64(bs) / 512, Rdev: r.Rdev, Atime: r.Atime, Mtime: r.Mtime, Ctime: r.Ctime}
+		Blocks: r.NBlocks * uint64(bs) / 512, Rdev: r.Rdev, Atime: r.Atime, Mtime: r.Mtime, Ctime: r.Ctime, Flags: r.Flags}
 }
 
 func isDir(mode uint32) bool { return mode&syscall.S_IFMT == syscall.S_IFDIR }
@@ -191,6 +191,9 @@ func (v *Volume) Tmpfile(dir Ino, mode uint32, o Owner) (Attr, error) {
 	if parent.Nlink == 0 {
 		return Attr{}, ErrNotExist // as mknod: the directory was removed
 	}
+	if err := checkAddName(parent); err != nil {
+		return Attr{}, err // ext4 refuses O_TMPFILE there too
+	}
 	ino := v.nextIno
 	now := nowSpec()
 	// Parent stays 0: only directories record theirs.
@@ -255,6 +258,9 @@ func (v *Volume) mknod(op int, dir Ino, name string, mode uint32, rdev uint64, o
 		if err == nil {
 			err = ErrExist
 		}
+		return Attr{}, err
+	}
+	if err := checkAddName(parent); err != nil && op != opRepair {
 		return Attr{}, err
 	}
 	if isDir(mode) && parent.Nlink >= maxLinks {
@@ -360,6 +366,12 @@ func (v *Volume) Link(ino Ino, newDir Ino, newName string) (Attr, error) {
 		}
 		return Attr{}, err
 	}
+	if err := checkAddName(parent); err != nil {
+		return Attr{}, err
+	}
+	if r.fixed() {
+		return Attr{}, fmt.Errorf("%w: an immutable or append-only file gets no new name", ErrPermission)
+	}
 	if r.Nlink == 0 {
 		if err := t.del(orphanKey(ino)); err != nil {
 			return Attr{}, err
@@ -419,6 +431,9 @@ func (v *Volume) remove(dir Ino, name string, wantDir bool) error {
 	}
 	r, err := v.getInode(e.Ino)
 	if err != nil {
+		return err
+	}
+	if err := checkRemoveName(parent, r); err != nil {
 		return err
 	}
 	if wantDir && !isDir(r.Mode) {
@@ -703,19 +718,8 @@ func (v *Volume) dirEmpty(dir Ino) (bool, error) {
 }
 
 // OpenFile takes a reference on ino: if its last name goes, its data stays
-// until Release.
-func (v *Volume) OpenFile(ino Ino) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if err := v.usable(); err != nil {
-		return err
-	}
-	if _, err := v.getInode(ino); err != nil {
-		return err
-	}
-	v.opens[ino]++
-	return nil
-}
+// until Release. OpenFileFlags is the same for an open(2) with flags.
+func (v *Volume) OpenFile(ino Ino) error { return v.OpenFileFlags(ino, syscall.O_RDONLY) }
 
 // Release drops a reference taken by OpenFile.
 func (v *Volume) Release(ino Ino) error {
@@ -740,9 +744,17 @@ func (v *Volume) Release(ino Ino) error {
 
 // Rename moves oldName in oldDir to newName in newDir, atomically. With
 // RenameNoReplace an existing target is an error; with RenameExchange both
-// must exist and trade places.
+// must exist and trade places; with RenameWhiteout (alone or with
+// RenameNoReplace) oldName is left naming a new whiteout, owned by root
+// (RenameAs names another owner).
 func (v *Volume) Rename(oldDir Ino, oldName string, newDir Ino, newName string, flags uint32) error {
-	if flags&^(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
+	return v.RenameAs(oldDir, oldName, newDir, newName, flags, Owner{})
+}
+
+// RenameAs is Rename by o, who owns the whiteout RenameWhiteout leaves.
+func (v *Volume) RenameAs(oldDir Ino, oldName string, newDir Ino, newName string, flags uint32, o Owner) error {
+	if flags&^(RenameNoReplace|RenameExchange|RenameWhiteout) != 0 ||
+		flags&RenameExchange != 0 && flags != RenameExchange {
 		return fmt.Errorf("%w: rename flags %#x", ErrInvalid, flags)
 	}
 	if err := checkName(oldName); err != nil {
@@ -807,6 +819,9 @@ func (v *Volume) Rename(oldDir Ino, oldName string, newDir Ino, newName string, 
 				return err
 			}
 		}
+	}
+	if err := checkRenameFlags(op, sr, np, dr); err != nil {
+		return err
 	}
 	now := nowSpec()
 	op.Mtime, op.Ctime = now, now
@@ -875,6 +890,11 @@ func (v *Volume) Rename(oldDir Ino, oldName string, newDir Ino, newName string, 
 			sr.Parent = newDir
 			op.Nlink--
 			np.Nlink++
+		}
+		if flags&RenameWhiteout != 0 {
+			if err := t.addWhiteout(oldDir, oldName, o, now); err != nil {
+				return err
+			}
 		}
 	}
 	if err := t.putInode(src.Ino, sr); err != nil {

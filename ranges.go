@@ -108,6 +108,9 @@ func (v *Volume) punchChunk(ino Ino, off, end int64) (int64, error) {
 	if err != nil {
 		return off, err
 	}
+	if err := checkChange(r); err != nil {
+		return off, err
+	}
 	end = min(end, int64(r.Size))
 	if off >= end {
 		return math.MaxInt64, nil // nothing of the file is left in the range
@@ -192,6 +195,9 @@ func (v *Volume) CopyRange(src Ino, srcOff int64, dst Ino, dstOff int64, n int64
 	if uint64(dstOff)+uint64(n) > MaxFileSize {
 		return 0, ErrFileTooBig
 	}
+	if err := v.checkCopyDest(dst, dstOff, n); err != nil {
+		return 0, err
+	}
 	bs := int64(v.bs)
 	var done int64
 	var buf []byte
@@ -274,6 +280,9 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes
 	}
 	dr, err := v.fileInode(dst)
 	if err != nil {
+		return 0, err
+	}
+	if err := checkWrite(dr, dstOff, int(bytes)); err != nil {
 		return 0, err
 	}
 	bytes = min(bytes, max(0, int64(sr.Size)-srcOff))

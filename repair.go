@@ -67,7 +67,8 @@ func (v *Volume) Repair() ([]string, error) {
 	if len(lost) > 0 {
 		lf, err := v.Lookup(RootIno, LostFound)
 		if errors.Is(err, ErrNotExist) {
-			lf, err = v.Mkdir(RootIno, LostFound, 0o700, Owner{})
+			// As a repair, which the root's inode flags do not stop.
+			lf, err = v.mknod(opRepair, RootIno, LostFound, syscall.S_IFDIR|0o700, 0, Owner{}, "")
 		}
 		if err != nil {
 			return changed, fmt.Errorf("%s: %w", LostFound, err)

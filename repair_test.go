@@ -91,3 +91,26 @@ func TestRepairCounts(t *testing.T) {
 	v = reopen(t, v, dev)
 	v.Close()
 }
+
+// TestRepairUnderImmutableRoot: inode flags do not stop a repair, which
+// makes lost+found in an immutable root.
+func TestRepairUnderImmutableRoot(t *testing.T) {
+	v, _ := newTestVolume(t, 32<<20, Options{})
+	lost := damage(t, v)
+	if err := v.SetFlags(RootIno, FlagImmutable, Owner{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Repair(); err != nil {
+		t.Fatal(err)
+	}
+	lf, err := v.Lookup(RootIno, LostFound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Lookup(lf.Ino, "#"+strconv.FormatUint(lost, 10)); err != nil {
+		t.Fatalf("the nameless file is not in lost+found: %v", err)
+	}
+	if err := v.SetFlags(RootIno, 0, Owner{}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -33,6 +33,7 @@ type Attr struct {
 	Atime  Timespec
 	Mtime  Timespec
 	Ctime  Timespec
+	Flags  uint32 // inode flags: FlagImmutable, FlagAppend, FlagNoDump, FlagNoAtime
 }
 
 // IsDir reports whether the inode is a directory.
@@ -63,10 +64,13 @@ type SetAttrIn struct {
 	Ctime Timespec
 }
 
-// Rename flags, as renameat2(2).
+// Rename flags, as renameat2(2). RenameWhiteout leaves a whiteout (a
+// character device 0/0 with mode 0, which overlayfs reads as "deleted
+// here") at the source name, in the same transaction.
 const (
 	RenameNoReplace = 1 << 0
 	RenameExchange  = 1 << 1
+	RenameWhiteout  = 1 << 2
 )
 
 // Xattr flags, as setxattr(2).
@@ -95,7 +99,8 @@ type Statfs struct {
 	NameLen   uint32
 }
 
-// Owner is who creates an inode.
+// Owner is who creates an inode, or who asks for a change only some may
+// make (SetFlags).
 type Owner struct {
 	Uid uint32
 	Gid uint32

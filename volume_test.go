@@ -98,7 +98,7 @@ func TestRenameSemantics(t *testing.T) {
 	mustErr(t, v.Rename(RootIno, "a", a.Ino, "x", 0), ErrInvalid)
 	mustErr(t, v.Rename(RootIno, "f", RootIno, "g", RenameNoReplace), ErrExist)
 	mustErr(t, v.Rename(RootIno, "f", RootIno, "nope", RenameExchange), ErrNotExist)
-	mustErr(t, v.Rename(RootIno, "f", RootIno, "g", 4), ErrInvalid)
+	mustErr(t, v.Rename(RootIno, "f", RootIno, "g", 8), ErrInvalid)
 	mustErr(t, v.Rename(RootIno, "f", RootIno, "a", 0), ErrIsDir)
 	mustErr(t, v.Rename(RootIno, "a", RootIno, "f", 0), ErrNotDir)
 	if err := v.Rename(RootIno, "f", RootIno, "g", RenameExchange); err != nil {

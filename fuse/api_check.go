@@ -47,6 +47,7 @@ var (
 	_ = (fs.NodeRemovexattrer)((*Node)(nil))
 	_ = (fs.NodeStatfser)((*Node)(nil))
 	_ = (fs.NodeOnForgetter)((*Node)(nil))
+	_ = (fs.NodeIoctler)((*Node)(nil))
 
 	_ = (fs.FileReaddirenter)((*dirHandle)(nil))
 	_ = (fs.FileSeekdirer)((*dirHandle)(nil))

@@ -236,8 +236,7 @@ func TestRenameFlags(t *testing.T) {
 		t.Errorf("d = %q", got)
 	}
 
-	const renameWhiteout = 1 << 2
-	for _, fl := range []uint{renameWhiteout, 1 << 3, renameNoReplace | renameExchange} {
+	for _, fl := range []uint{1 << 3, renameNoReplace | renameExchange, renameWhiteout | renameExchange} {
 		if err := renameat2(c, filepath.Join(mnt, "e"), fl); err != syscall.EINVAL {
 			t.Errorf("renameat2 flags %#x: %v, want EINVAL", fl, err)
 		}

@@ -24,6 +24,12 @@
 // The kernel applied the caller's umask before a create reaches us; the
 // daemon applies none of its own.
 //
+// Inode flags (chattr +i, +a, +d, +A) are the engine's: it keeps them and
+// refuses what they forbid, since the kernel does not know a FUSE inode's
+// flags and so checks none. ioctl.go answers the flag ioctls the kernel
+// sends, and Open passes its flags to the engine, which refuses writing to
+// an immutable file and writing to an append-only one without O_APPEND.
+//
 // What keeps an inode with no name: an open file or directory holds an
 // engine open reference until RELEASE. A directory removed by rmdir or
 // rename while the kernel still has its inode (a process's current
@@ -67,6 +73,7 @@ const (
 
 	renameNoReplace = 1 << 0 // RENAME_NOREPLACE
 	renameExchange  = 1 << 1 // RENAME_EXCHANGE
+	renameWhiteout  = 1 << 2 // RENAME_WHITEOUT
 )
 
 // blockSize is what stat reports as st_blksize, the preferred I/O size.
@@ -365,10 +372,14 @@ type fileHandle struct {
 	_ byte // not zero-sized, so that every handle has its own address
 }
 
-// open takes the engine's open reference and applies O_TRUNC.
+// open takes the engine's open reference and applies O_TRUNC. The engine
+// refuses what the inode flags forbid (writing to an immutable file,
+// writing to an append-only one without O_APPEND): the kernel checks
+// those flags only where it knows them, and it does not know a FUSE
+// file's.
 func (n *Node) open(ctx context.Context, flags uint32) (fs.FileHandle, syscall.Errno) {
 	ino := n.ino()
-	if err := n.vol().OpenFile(ino); err != nil {
+	if err := n.vol().OpenFileFlags(ino, int(flags)); err != nil {
 		return nil, toErrno(err)
 	}
 	// Without FUSE_ATOMIC_O_TRUNC (go-fuse does not ask for it) the
@@ -720,12 +731,13 @@ func (n *Node) OnForget() {
 	n.unhold()
 }
 
-// Rename implements fs.NodeRenamer, with RENAME_NOREPLACE and
-// RENAME_EXCHANGE. Other flags (RENAME_WHITEOUT) get EINVAL, never ENOSYS:
-// the kernel would remember ENOSYS and fail every renameat2 with flags.
+// Rename implements fs.NodeRenamer, with RENAME_NOREPLACE,
+// RENAME_EXCHANGE and RENAME_WHITEOUT (which overlayfs uses in its upper
+// directory). Other flags and combinations get EINVAL, never ENOSYS: the
+// kernel would remember ENOSYS and fail every renameat2 with flags.
 func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	if flags&^(renameNoReplace|renameExchange) != 0 ||
-		flags == renameNoReplace|renameExchange {
+	if flags&^(renameNoReplace|renameExchange|renameWhiteout) != 0 ||
+		flags&renameExchange != 0 && flags != renameExchange {
 		return syscall.EINVAL
 	}
 	np, ok := newParent.(*Node)
@@ -736,13 +748,23 @@ func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if flags&renameNoReplace != 0 {
 		tflags |= txfs.RenameNoReplace
 	}
+	// The whiteout is a new inode in n, owned as mknod by the caller
+	// would own it.
+	var o txfs.Owner
+	if flags&renameWhiteout != 0 {
+		tflags |= txfs.RenameWhiteout
+		var errno syscall.Errno
+		if o, _, errno = n.newOwner(ctx); errno != 0 {
+			return errno
+		}
+	}
 	var c *Node
 	if flags&renameExchange != 0 {
 		tflags |= txfs.RenameExchange
 	} else {
 		c = np.holdDir(newName) // an empty directory it may replace
 	}
-	err := n.vol().Rename(n.ino(), name, np.ino(), newName, tflags)
+	err := n.vol().RenameAs(n.ino(), name, np.ino(), newName, tflags, o)
 	if err != nil {
 		c.unhold()
 	}

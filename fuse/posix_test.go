@@ -168,6 +168,10 @@ func childOp(op []string) error {
 		return syscall.Rmdir(arg(1))
 	case "rename":
 		return syscall.Rename(arg(1), arg(2))
+	case "chattr": // path, + or -, letters of i, a, d, A
+		return chattrOp(arg(1), arg(2), arg(3))
+	case "renameat2": // with flags
+		return renameat2(arg(1), arg(2), uint(atoi(arg(3))))
 	case "chmod":
 		return syscall.Chmod(arg(1), parseMode(arg(2)))
 	case "chown": // uid and gid, -1 to leave one alone
@@ -264,15 +268,22 @@ func sharedMount(t *testing.T) string {
 		t.Skip("skipping: needs root to act as other users")
 	}
 	mnt := testMountConfig(t, MountConfig{AllowOther: true})
-	for p := filepath.Dir(mnt); p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
+	openUp(t, mnt)
+	return mnt
+}
+
+// openUp makes dir and the temporary directories above it 0755, so that
+// other users can reach dir.
+func openUp(t *testing.T, dir string) {
+	t.Helper()
+	for p := filepath.Dir(dir); p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
 		if err := os.Chmod(p, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Chmod(mnt, 0o755); err != nil {
+	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return mnt
 }
 
 // withUmask runs fn with the process umask set to mask.
