@@ -566,6 +566,9 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 		if err := t.del(orphanKey(ino)); err != nil {
 			return false, err
 		}
+		if err := t.dropRange(ino); err != nil {
+			return false, err
+		}
 	} else {
 		if err := t.putInode(ino, r); err != nil {
 			return false, err
@@ -579,12 +582,13 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 	return true, nil
 }
 
-// freeOrphans finishes interrupted truncates and frees the orphans nobody
+// freeOrphans finishes interrupted range operations and truncates and
+// frees the orphans nobody
 // has open, and says what it did. At Open nothing is open yet, so that is
 // every orphan a crash left; Close calls it once it has dropped the open
 // references still held. Called with the lock held.
 func (v *Volume) freeOrphans() ([]string, error) {
-	var orphans, truncs []Ino
+	var orphans, truncs, ranges []Ino
 	err := v.tree.Ascend(inode.Key{Ino: 0, Type: itemOrphan}, func(k inode.Key, _ []byte) bool {
 		switch {
 		case k.Ino != 0:
@@ -593,6 +597,8 @@ func (v *Volume) freeOrphans() ([]string, error) {
 			orphans = append(orphans, k.Off)
 		case k.Type == itemTrunc:
 			truncs = append(truncs, k.Off)
+		case k.Type == itemRange:
+			ranges = append(ranges, k.Off)
 		}
 		return true
 	})
@@ -600,6 +606,12 @@ func (v *Volume) freeOrphans() ([]string, error) {
 		return nil, v.fail(err)
 	}
 	var did []string
+	for _, ino := range ranges {
+		if err := v.finishRange(ino); err != nil {
+			return did, err
+		}
+		did = append(did, fmt.Sprintf("finished the interrupted range operation (hole punch, zero, collapse or insert) of inode %d", ino))
+	}
 	for _, ino := range truncs {
 		if err := v.finishTruncate(ino); err != nil {
 			return did, err

@@ -1,6 +1,8 @@
 package txfs
 
 import (
+	"fmt"
+
 	"github.com/txfs/txfs/inode"
 )
 
@@ -15,6 +17,9 @@ func (v *Volume) Seek(ino Ino, off int64, hole bool) (int64, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if err := v.usable(); err != nil {
+		return 0, err
+	}
+	if err := v.finishRange(ino); err != nil {
 		return 0, err
 	}
 	r, err := v.fileInode(ino)
@@ -54,84 +59,171 @@ func (v *Volume) Seek(ino Ino, off int64, hole bool) (int64, error) {
 	return found, nil
 }
 
-// PunchHole makes [off, off+length) of a file read as zeros and frees the
-// whole blocks inside it; the size does not change. A range of up to
-// freeChunkBlocks blocks is one transaction; a larger one is punched in
-// steps of that size, each atomic.
+// PunchHole makes [off, off+length) of a regular file read as zeros and
+// frees the whole blocks inside it; the size does not change. It is
+// ZeroRange with keepSize.
 func (v *Volume) PunchHole(ino Ino, off, length int64) error {
-	if off < 0 || length <= 0 {
-		return ErrInvalid
-	}
-	end := off + length
-	if end < off {
-		return ErrFileTooBig
-	}
-	bs := int64(v.bs)
-	for off < end {
-		step := min(end, (off/bs+int64(v.freeChunkBlocks()))*bs)
-		if err := v.punchChunk(ino, off, step); err != nil {
-			return err
-		}
-		off = step
-	}
-	return nil
+	return v.zeroRange(opPunch, ino, off, length, true)
 }
 
-func (v *Volume) punchChunk(ino Ino, off, end int64) error {
+// ZeroRange makes [off, off+length) of a regular file read as zeros, as
+// fallocate(2) FALLOC_FL_ZERO_RANGE does: the whole blocks inside are
+// freed (a hole reads as zeros, and txfs reserves no space ahead), the
+// partial blocks at the edges are zeroed, and unless keepSize the file
+// grows to off+length. Like every fallocate mode it sets mtime and ctime,
+// also when nothing else changes. One atomic operation, however long the
+// range (see rangeop.go).
+func (v *Volume) ZeroRange(ino Ino, off, length int64, keepSize bool) error {
+	return v.zeroRange(opZeroRange, ino, off, length, keepSize)
+}
+
+func (v *Volume) zeroRange(op int, ino Ino, off, length int64, keepSize bool) error {
+	if err := checkRange(off, length); err != nil {
+		return err
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if err := v.finishTruncate(ino); err != nil {
-		return err
-	}
-	chunk := v.freeChunkBlocks()
-	t, err := v.begin(opPunch, 2*(v.bs+64), 2, chunk*40+v.metaRecBytes(), true)
+	t, r, err := v.beginChange(op, ino, 2*(v.bs+64), 2, v.rangeRecBytes(), true)
 	if err != nil {
 		return err
 	}
-	r, err := v.fileInode(ino)
+	bs := int64(v.bs)
+	end := off + length
+	// What lies past the size is zero already; so is the rest of the
+	// last block, which can go whole.
+	zend := end
+	if zend >= int64(r.Size) {
+		zend = (int64(r.Size) + bs - 1) / bs * bs
+	}
+	o := rangeOp{kind: rangeFree}
+	if off < zend {
+		first, last := (off+bs-1)/bs, zend/bs // the whole blocks: [first, last)
+		if first > last {
+			// Inside one block.
+			if err := t.zeroPart(ino, off/bs, off%bs, zend-off/bs*bs); err != nil {
+				return err
+			}
+		} else {
+			if off%bs != 0 {
+				if err := t.zeroPart(ino, off/bs, off%bs, bs); err != nil {
+					return err
+				}
+			}
+			if zend%bs != 0 {
+				if err := t.zeroPart(ino, last, 0, zend%bs); err != nil {
+					return err
+				}
+			}
+		}
+		if first < last {
+			o = rangeOp{kind: rangeFree, first: uint64(first), count: uint64(last - first), cursor: uint64(first)}
+		}
+	}
+	if !keepSize && end > int64(r.Size) {
+		r.Size = uint64(end)
+	}
+	now := nowSpec()
+	r.Mtime, r.Ctime = now, now
+	return v.runRange(t, ino, r, o)
+}
+
+// CollapseRange removes [off, off+length) from a regular file, as
+// fallocate(2) FALLOC_FL_COLLAPSE_RANGE does: what follows moves down by
+// length and the file shrinks by length. off and length must be multiples
+// of the block size and the range must end before the end of the file,
+// else ErrInvalid. The blocks that follow move by a change of their block
+// map items, not a copy; blocks shared with other files stay shared. One
+// atomic operation, however big the file (see rangeop.go).
+func (v *Volume) CollapseRange(ino Ino, off, length int64) error {
+	return v.shiftRange(opCollapseRange, rangeCollapse, ino, off, length)
+}
+
+// InsertRange inserts a hole of length bytes at off into a regular file,
+// as fallocate(2) FALLOC_FL_INSERT_RANGE does: what follows off moves up
+// by length and the file grows by length. off and length must be
+// multiples of the block size and off must be before the end of the file,
+// else ErrInvalid; a file that would grow past MaxFileSize is
+// ErrFileTooBig. Blocks move by a change of their block map items, not a
+// copy. One atomic operation, however big the file (see rangeop.go).
+func (v *Volume) InsertRange(ino Ino, off, length int64) error {
+	return v.shiftRange(opInsertRange, rangeInsert, ino, off, length)
+}
+
+// shiftRange collapses (kind rangeCollapse) or inserts (rangeInsert)
+// [off, off+length), checking the arguments in ext4's order.
+func (v *Volume) shiftRange(op int, kind uint8, ino Ino, off, length int64) error {
+	if err := checkRange(off, length); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, err := v.beginSettled(op, 0, 0, v.rangeRecBytes(), kind == rangeCollapse, ino)
 	if err != nil {
 		return err
 	}
-	end = min(end, int64(r.Size))
-	if off >= end {
-		return nil
+	r, err := v.regularInode(ino)
+	if err != nil {
+		return err
+	}
+	bs := int64(v.bs)
+	size := int64(r.Size)
+	if off%bs != 0 || length%bs != 0 {
+		return fmt.Errorf("%w: range [%d, +%d) is not aligned to the block size %d", ErrInvalid, off, length, bs)
+	}
+	o := rangeOp{kind: kind, first: uint64(off / bs), count: uint64(length / bs)}
+	if kind == rangeCollapse {
+		if off+length >= size {
+			return fmt.Errorf("%w: collapse of [%d, +%d) reaches the end of the file (%d)", ErrInvalid, off, length, size)
+		}
+		o.cursor = o.first
+		r.Size -= uint64(length)
+	} else {
+		if length > MaxFileSize-size {
+			return ErrFileTooBig
+		}
+		if off >= size {
+			return fmt.Errorf("%w: insert at %d, at or past the end of the file (%d)", ErrInvalid, off, size)
+		}
+		o.cursor = uint64((size + bs - 1) / bs)
+		r.Size += uint64(length)
 	}
 	if err := t.dropCapabilities(ino); err != nil {
 		return err
 	}
-	bs := int64(v.bs)
-	first, last := off/bs, (end-1)/bs
-	m, err := v.blockMap(ino, uint64(first), uint64(last))
+	now := nowSpec()
+	r.Mtime, r.Ctime = now, now
+	return v.runRange(t, ino, r, o)
+}
+
+// Allocate is fallocate(2) mode 0, and KEEP_SIZE with keepSize: txfs
+// reserves no space ahead (a log-structured volume writes every block
+// anew), so it only extends the file to off+length unless keepSize. Like
+// every fallocate mode it counts as a change of the file (MarkModified).
+func (v *Volume) Allocate(ino Ino, off, length int64, keepSize bool) error {
+	if err := checkRange(off, length); err != nil {
+		return err
+	}
+	if keepSize {
+		return v.markModified(ino, 0)
+	}
+	return v.markModified(ino, off+length)
+}
+
+// MarkModified does to a regular file what fallocate(2) does before it
+// looks at the range (the kernel's file_modified): it sets mtime and
+// ctime and removes security.capability. ext4 does so also when the range
+// then turns out not to suit the file.
+func (v *Volume) MarkModified(ino Ino) error { return v.markModified(ino, 0) }
+
+// markModified is MarkModified that also extends the file to size.
+func (v *Volume) markModified(ino Ino, size int64) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, r, err := v.beginChange(opSetAttr, ino, 0, 0, v.metaRecBytes(), false)
 	if err != nil {
 		return err
 	}
-	for b := first; b <= last; b++ {
-		vb, ok := m[uint64(b)]
-		if !ok {
-			continue
-		}
-		lo, hi := max(off, b*bs), min(end, (b+1)*bs)
-		if hi-lo == bs {
-			if err := t.del(blockKey(ino, uint64(b))); err != nil {
-				return err
-			}
-			if err := t.ref(vb, -1); err != nil {
-				return err
-			}
-			r.NBlocks--
-			continue
-		}
-		// An edge block keeps the bytes outside the range.
-		raw, err := v.readBlock(vb, nil)
-		if err != nil {
-			return err
-		}
-		block := append([]byte(nil), raw...)
-		clear(block[lo-b*bs : hi-b*bs])
-		if err := t.rewriteBlock(ino, uint64(b), vb, block); err != nil {
-			return err
-		}
-	}
+	r.Size = max(r.Size, uint64(size))
 	now := nowSpec()
 	r.Mtime, r.Ctime = now, now
 	if err := t.putInode(ino, r); err != nil {
@@ -140,6 +232,35 @@ func (v *Volume) punchChunk(ino Ino, off, end int64) error {
 	t.touch(ino)
 	t.commit()
 	return nil
+}
+
+// checkRange checks the range of a fallocate mode as the VFS does before
+// any filesystem sees it, with MaxFileSize as the largest file.
+func checkRange(off, length int64) error {
+	if off < 0 || length <= 0 {
+		return ErrInvalid
+	}
+	if length > MaxFileSize || off > MaxFileSize-length {
+		return ErrFileTooBig
+	}
+	return nil
+}
+
+// zeroPart zeroes bytes [from, to) of file block b, if it is mapped.
+func (t *tx) zeroPart(ino Ino, b, from, to int64) error {
+	v := t.v
+	val, ok, err := v.tree.Get(blockKey(ino, uint64(b)))
+	if err != nil || !ok {
+		return v.failIf(err)
+	}
+	vb := leUint64(val)
+	raw, err := v.readBlock(vb, nil)
+	if err != nil {
+		return err
+	}
+	block := append([]byte(nil), raw...)
+	clear(block[from:to])
+	return t.rewriteBlock(ino, uint64(b), vb, block)
 }
 
 // rewriteBlock stores new content for file block b, which maps to vb: in
@@ -229,12 +350,9 @@ func (v *Volume) CopyRange(src Ino, srcOff int64, dst Ino, dstOff int64, n int64
 func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes int64) (int64, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if err := v.finishTruncate(dst); err != nil {
-		return 0, err
-	}
 	bs := int64(v.bs)
 	nb := (bytes + bs - 1) / bs
-	t, err := v.begin(opCopyRange, v.bs+64, 1, int(nb)*64+v.metaRecBytes(), false)
+	t, err := v.beginSettled(opCopyRange, v.bs+64, 1, int(nb)*64+v.metaRecBytes(), false, dst, src)
 	if err != nil {
 		return 0, err
 	}

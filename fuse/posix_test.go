@@ -264,15 +264,22 @@ func sharedMount(t *testing.T) string {
 		t.Skip("skipping: needs root to act as other users")
 	}
 	mnt := testMountConfig(t, MountConfig{AllowOther: true})
-	for p := filepath.Dir(mnt); p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
+	openUp(t, mnt)
+	return mnt
+}
+
+// openUp makes dir and the temporary directories above it 0755, so that
+// other users can reach it.
+func openUp(t *testing.T, dir string) {
+	t.Helper()
+	for p := filepath.Dir(dir); p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
 		if err := os.Chmod(p, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Chmod(mnt, 0o755); err != nil {
+	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return mnt
 }
 
 // withUmask runs fn with the process umask set to mask.
