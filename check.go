@@ -144,6 +144,8 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 		vb  uint64
 	}
 	truncs := map[Ino]uint64{}
+	ranges := map[Ino]rangeOp{}
+	var rangeInos []Ino // in key order, for a stable report
 	err := v.tree.Ascend(inode.Key{}, func(k inode.Key, val []byte) bool {
 		switch k.Type {
 		case itemInode:
@@ -193,6 +195,14 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 			get(k.Off).orphan = true
 		case itemTrunc:
 			truncs[k.Off] = leUint64(val)
+		case itemRange:
+			o, err := decodeRangeOp(val)
+			if err != nil {
+				rep.addf("range operation of inode %d: %v", k.Off, err)
+				return true
+			}
+			ranges[k.Off] = o
+			rangeInos = append(rangeInos, k.Off)
 		default:
 			rep.addf("item of unknown type %d (inode %d)", k.Type, k.Ino)
 		}
@@ -237,11 +247,20 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 		if t, ok := truncs[b.ino]; ok {
 			limit = max(limit, t)
 		}
+		if o, ok := ranges[b.ino]; ok && o.kind == rangeCollapse {
+			// The blocks not yet moved down lie past the new size.
+			limit += o.count * uint64(v.bs)
+		}
 		if _, ok := truncs[b.ino]; !ok && b.off*uint64(v.bs) >= limit {
 			rep.addf("inode %d maps block %d past its size %d", b.ino, b.off, i.rec.Size)
 		}
 		if _, err := v.readBlock(b.vb, nil); err != nil {
 			rep.addf("inode %d block %d: %v", b.ino, b.off, err)
+		}
+	}
+	for _, ino := range rangeInos {
+		if i := inodes[ino]; i == nil || i.rec == nil || i.rec.Mode&syscall.S_IFMT != syscall.S_IFREG {
+			rep.addf("range operation of inode %d, which is not a regular file", ino)
 		}
 	}
 	inos := make([]Ino, 0, len(inodes))

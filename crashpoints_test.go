@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/txfs/txfs/internal/falloctab"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -339,28 +340,24 @@ func (v *Volume) lockedChunk(fp func(int) footprint) int {
 	return v.chunkBlocks(v.freeChunkLimit(), fp)
 }
 
-// punch punches a hole: one step per transaction, as PunchHole splits it.
+// punch punches a hole: one step, however many transactions it takes.
 func (r *cpRun) punch(f *mNode, off, n int64) {
-	bs, fcb := int64(r.v.bs), int64(r.v.lockedChunk(r.v.punchOp))
-	var ends []int64
-	for pos := off; pos < off+n; {
-		pos = min(off+n, (pos/bs+fcb)*bs)
-		ends = append(ends, pos)
-	}
-	r.begin(len(ends))
-	if err := r.v.PunchHole(f.ino, off, n); err != nil {
-		r.fatalf("punch %d off %d len %d: %v", f.ino, off, n, err)
-	}
-	pos := off
-	for i, end := range ends {
-		desc := fmt.Sprintf("punch %d off %d len %d (chunk %d of %d)", f.ino, pos, end-pos, i+1, len(ends))
-		if pos < int64(len(f.data)) {
-			clear(f.data[pos:min(int64(len(f.data)), end)])
-			r.step(desc, f)
-		} else {
-			r.step(desc + ": past the end, no transaction")
-		}
-		pos = end
+	r.rangeOp(f, falloctab.PunchHole|falloctab.KeepSize, off, n)
+}
+
+// rangeOp runs a fallocate mode the engine has on f: one step, however
+// many transactions it takes (a crash between them leaves the rest to
+// Open), or none when the model says it fails.
+func (r *cpRun) rangeOp(f *mNode, mode uint32, off, n int64) {
+	r.begin(1)
+	err, _ := engineFallocate(r.v, f.ino, mode, off, n)
+	want, errno := rangeModel(f.data, int64(r.v.bs), mode, off, n)
+	desc := fmt.Sprintf("range %d mode %#x off %d len %d", f.ino, mode, off, n)
+	if r.expect(desc, err, errno) {
+		f.data = want
+		r.step(desc, f)
+	} else {
+		r.step(fmt.Sprintf("%s: %v", desc, errno))
 	}
 	r.end()
 }
@@ -562,6 +559,13 @@ func (r *cpRun) scripted() {
 	r.punch(x, 4096, 8192)             // frees shared blocks
 	r.punch(src, 10, 100)              // inside a block: zeroes
 	r.fsync(src)
+	r.copyRange(a, 0, src, 0, 3*4096)                 // src shares blocks with a again
+	r.rangeOp(src, falloctab.CollapseRange, 0, 4096)  // moves shared blocks down
+	r.rangeOp(src, falloctab.InsertRange, 4096, 8192) // and up
+	r.rangeOp(src, falloctab.InsertRange, 100, 4096)  // EINVAL: not aligned
+	r.rangeOp(src, falloctab.ZeroRange, 5000, 20000)  // past the end: grows
+	r.rangeOp(src, falloctab.CollapseRange, 0, 1<<20) // EINVAL: past the end
+	r.fsync(src)
 	r.unlink(root, "src") // the blocks b shares stay
 	r.sync()
 }
@@ -629,6 +633,9 @@ func (r *cpRun) random(n int) {
 				off -= off % 4096
 			}
 			r.punch(f, off, 1+int64(r.rng.Intn(24<<10)))
+		case k < 88 && regular:
+			mode, off, n := randomRange(r.rng, int64(r.v.bs), int64(len(f.data)))
+			r.rangeOp(f, mode, off, n)
 		case k < 90 && regular:
 			d := files[r.rng.Intn(len(files))]
 			if d.mode&syscall.S_IFMT != syscall.S_IFREG {
@@ -860,6 +867,11 @@ func runWorkload(t *testing.T, seed int64, ops int) *cpRecord {
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
+	// Range operations change a few block map items per transaction,
+	// and a unit is sealed between every two, so that crash points fall
+	// inside them.
+	testRangeChunk, testHookRangeStep = 2, func(v *Volume, _ Ino) error { return v.sealLocked() }
+	defer func() { testRangeChunk, testHookRangeStep = 0, nil }()
 	r := &cpRun{t: t, rng: rand.New(rand.NewSource(seed)), v: v, rec: dev,
 		m:       &model{root: &mNode{ino: RootIno, mode: syscall.S_IFDIR | 0o755, children: map[string]*mNode{}}},
 		touched: map[*mNode]int{}, chunk: v.writeChunkBlocks()}

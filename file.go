@@ -95,16 +95,14 @@ func (v *Volume) Write(ino Ino, data []byte, off int64) (int, error) {
 func (v *Volume) writeChunk(ino Ino, data []byte, off int64) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	// A truncate that had to wait for space while freeing is finished
-	// first, so it cannot free blocks this write is about to map.
-	if err := v.finishTruncate(ino); err != nil {
-		return err
-	}
 	bs := uint64(v.bs)
 	first, last := uint64(off)/bs, (uint64(off)+uint64(len(data))+bs-1)/bs
 	nb := int(last - first)
-	t, err := v.begin(opWrite, footprint{blockBytes: nb * (v.bs + 64), nblocks: nb, recBytes: nb*48 + v.metaRecBytes(),
-		items: nb + 4, runs: 4, dat: 2 * nb})
+	// A truncate that had to wait for space while freeing is finished
+	// first, so it cannot free blocks this write is about to map; so is a
+	// range operation, whose block map is half moved.
+	t, err := v.beginSettled(opWrite, footprint{blockBytes: nb * (v.bs + 64), nblocks: nb, recBytes: nb*48 + v.metaRecBytes(),
+		items: nb + 4, runs: 4, dat: 2 * nb}, ino)
 	if err != nil {
 		return err
 	}
@@ -194,11 +192,8 @@ func (v *Volume) SetAttr(ino Ino, in *SetAttrIn) (Attr, error) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if err := v.finishTruncate(ino); err != nil {
-		return Attr{}, err
-	}
-	t, err := v.begin(opSetAttr, footprint{blockBytes: v.bs + 64, nblocks: 1, recBytes: v.metaRecBytes(),
-		items: 4, runs: 4, dat: 2, frees: in.Valid&SetSize != 0})
+	t, err := v.beginSettled(opSetAttr, footprint{blockBytes: v.bs + 64, nblocks: 1, recBytes: v.metaRecBytes(),
+		items: 4, runs: 4, dat: 2, frees: in.Valid&SetSize != 0}, ino)
 	if err != nil {
 		return Attr{}, err
 	}
@@ -276,29 +271,21 @@ func (v *Volume) SetAttr(ino Ino, in *SetAttrIn) (Attr, error) {
 // zeroTail clears the bytes of the block that holds size past size, so a
 // later extension reads zeros there.
 func (t *tx) zeroTail(ino Ino, size uint64) error {
-	v := t.v
-	bs := uint64(v.bs)
-	if size%bs == 0 {
+	bs := int64(t.v.bs)
+	if int64(size)%bs == 0 {
 		return nil
 	}
-	b := size / bs
-	val, ok, err := v.tree.Get(blockKey(ino, b))
-	if err != nil || !ok {
-		return v.failIf(err)
-	}
-	vb := leUint64(val)
-	raw, err := v.readBlock(vb, nil)
-	if err != nil {
-		return err
-	}
-	block := append([]byte(nil), raw...)
-	clear(block[size%bs:])
-	return t.rewriteBlock(ino, b, vb, block)
+	return t.zeroPart(ino, int64(size)/bs, int64(size)%bs, bs)
 }
 
 // finishTruncate frees the blocks past the size the truncate item records,
-// in bounded transactions; the last one removes the item. Lock held.
+// in bounded transactions; the last one removes the item. It finishes a
+// range operation in progress first, so that what follows sees the
+// block map whole. Lock held.
 func (v *Volume) finishTruncate(ino Ino) error {
+	if err := v.finishRange(ino); err != nil {
+		return err
+	}
 	for {
 		val, ok, err := v.tree.Get(truncKey(ino))
 		if err != nil || !ok {

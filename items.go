@@ -18,6 +18,7 @@ const (
 	itemBlock   = 5 // (ino, 5, file block): the virtual block holding it
 	itemOrphan  = 6 // (0, 6, ino): an inode with no names, freed when closed or at recovery
 	itemTrunc   = 7 // (0, 7, ino): blocks past the size still to be freed (truncate in progress)
+	itemRange   = 8 // (0, 8, ino): what a range operation still has to do (rangeop.go)
 )
 
 // inodeSize is the encoded size of an inode record.

@@ -617,6 +617,9 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 		if err := t.del(orphanKey(ino)); err != nil {
 			return false, err
 		}
+		if err := t.dropRange(ino); err != nil {
+			return false, err
+		}
 	} else {
 		if err := t.putInode(ino, r); err != nil {
 			return false, err
@@ -630,12 +633,13 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 	return true, nil
 }
 
-// freeOrphans finishes interrupted truncates and frees the orphans nobody
+// freeOrphans finishes interrupted range operations and truncates and
+// frees the orphans nobody
 // has open, and says what it did. At Open nothing is open yet, so that is
 // every orphan a crash left; Close calls it once it has dropped the open
 // references still held. Called with the lock held.
 func (v *Volume) freeOrphans() ([]string, error) {
-	var orphans, truncs []Ino
+	var orphans, truncs, ranges []Ino
 	err := v.tree.Ascend(inode.Key{Ino: 0, Type: itemOrphan}, func(k inode.Key, _ []byte) bool {
 		switch {
 		case k.Ino != 0:
@@ -644,6 +648,8 @@ func (v *Volume) freeOrphans() ([]string, error) {
 			orphans = append(orphans, k.Off)
 		case k.Type == itemTrunc:
 			truncs = append(truncs, k.Off)
+		case k.Type == itemRange:
+			ranges = append(ranges, k.Off)
 		}
 		return true
 	})
@@ -651,6 +657,16 @@ func (v *Volume) freeOrphans() ([]string, error) {
 		return nil, v.fail(err)
 	}
 	var did []string
+	for _, ino := range ranges {
+		if err := v.finishRange(ino); errors.Is(err, ErrNoSpace) {
+			v.deferred[ino] = true
+			did = append(did, fmt.Sprintf("left the interrupted range operation of inode %d for later: no space yet", ino))
+			continue
+		} else if err != nil {
+			return did, err
+		}
+		did = append(did, fmt.Sprintf("finished the interrupted range operation (hole punch, zero, collapse or insert) of inode %d", ino))
+	}
 	for _, ino := range truncs {
 		if err := v.finishTruncate(ino); errors.Is(err, ErrNoSpace) {
 			v.deferred[ino] = true
@@ -677,10 +693,12 @@ func (v *Volume) freeOrphans() ([]string, error) {
 	return did, nil
 }
 
-// deferFree keeps an orphan or an interrupted truncate that err says could
-// not be finished for lack of space: its item stays, so nothing is lost,
-// and it is finished once a checkpoint makes room (retryDeferred), at
-// Close, or at the next Open. Other errors are returned. Lock held.
+// deferFree keeps an orphan, an interrupted truncate or a range operation
+// that err says could not be finished for lack of space: its item stays,
+// so nothing is lost (the operation is done for whoever looks: every
+// access finishes it first), and it is finished once a checkpoint makes
+// room (retryDeferred), at Close, or at the next Open. Other errors are
+// returned. Lock held.
 func (v *Volume) deferFree(ino Ino, err error) error {
 	if errors.Is(err, ErrNoSpace) {
 		v.deferred[ino] = true
@@ -693,7 +711,7 @@ func (v *Volume) deferFree(ino Ino, err error) error {
 // held.
 func (v *Volume) retryDeferred() error {
 	for ino := range v.deferred {
-		err := v.finishTruncate(ino)
+		err := v.finishTruncate(ino) // finishes a range operation first
 		if err == nil {
 			err = v.finishFree(ino)
 		}

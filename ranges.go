@@ -1,8 +1,9 @@
 package txfs
 
 import (
+	"fmt"
+
 	"github.com/txfs/txfs/inode"
-	"math"
 )
 
 // Seek finds data or holes, as lseek(2) SEEK_DATA (hole false) and
@@ -16,6 +17,9 @@ func (v *Volume) Seek(ino Ino, off int64, hole bool) (int64, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if err := v.usable(); err != nil {
+		return 0, err
+	}
+	if err := v.finishRange(ino); err != nil {
 		return 0, err
 	}
 	r, err := v.fileInode(ino)
@@ -55,109 +59,217 @@ func (v *Volume) Seek(ino Ino, off int64, hole bool) (int64, error) {
 	return found, nil
 }
 
-// PunchHole makes [off, off+length) of a file read as zeros and frees the
-// whole blocks inside it; the size does not change. A range of up to
-// chunkBlocks blocks is one transaction; a larger one is punched in steps
-// of that size, each atomic.
+// PunchHole makes [off, off+length) of a regular file read as zeros and
+// frees the whole blocks inside it; the size does not change. It is
+// ZeroRange with keepSize.
 func (v *Volume) PunchHole(ino Ino, off, length int64) error {
+	return v.zeroRange(opPunch, ino, off, length, true)
+}
+
+// ZeroRange makes [off, off+length) of a regular file read as zeros, as
+// fallocate(2) FALLOC_FL_ZERO_RANGE does: the whole blocks inside are
+// freed (a hole reads as zeros, and txfs reserves no space ahead), the
+// partial blocks at the edges are zeroed, and unless keepSize the file
+// grows to off+length. Like every fallocate mode it sets mtime and ctime,
+// also when nothing else changes. One atomic operation, however long the
+// range (see rangeop.go).
+func (v *Volume) ZeroRange(ino Ino, off, length int64, keepSize bool) error {
+	return v.zeroRange(opZeroRange, ino, off, length, keepSize)
+}
+
+func (v *Volume) zeroRange(op int, ino Ino, off, length int64, keepSize bool) error {
+	if err := checkRange(off, length); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	chunk := v.rangeChunk()
+	f := v.rangeStepOp(chunk)
+	f.blockBytes, f.nblocks = 2*(v.bs+64), 2
+	t, r, err := v.beginChange(op, ino, f, false)
+	if err != nil {
+		return err
+	}
+	bs := int64(v.bs)
+	end := off + length
+	// What lies past the size is zero already; so is the rest of the
+	// last block, which can go whole.
+	zend := end
+	if zend >= int64(r.Size) {
+		zend = (int64(r.Size) + bs - 1) / bs * bs
+	}
+	o := rangeOp{kind: rangeFree}
+	if off < zend {
+		first, last := (off+bs-1)/bs, zend/bs // the whole blocks: [first, last)
+		if first > last {
+			// Inside one block.
+			if err := t.zeroPart(ino, off/bs, off%bs, zend-off/bs*bs); err != nil {
+				return err
+			}
+		} else {
+			if off%bs != 0 {
+				if err := t.zeroPart(ino, off/bs, off%bs, bs); err != nil {
+					return err
+				}
+			}
+			if zend%bs != 0 {
+				if err := t.zeroPart(ino, last, 0, zend%bs); err != nil {
+					return err
+				}
+			}
+		}
+		if first < last {
+			o = rangeOp{kind: rangeFree, first: uint64(first), count: uint64(last - first), cursor: uint64(first)}
+		}
+	}
+	if !keepSize && end > int64(r.Size) {
+		r.Size = uint64(end)
+	}
+	now := nowSpec()
+	r.Mtime, r.Ctime = now, now
+	return v.runRange(t, ino, r, o, chunk)
+}
+
+// CollapseRange removes [off, off+length) from a regular file, as
+// fallocate(2) FALLOC_FL_COLLAPSE_RANGE does: what follows moves down by
+// length and the file shrinks by length. off and length must be multiples
+// of the block size and the range must end before the end of the file,
+// else ErrInvalid. The blocks that follow move by a change of their block
+// map items, not a copy; blocks shared with other files stay shared. One
+// atomic operation, however big the file (see rangeop.go).
+func (v *Volume) CollapseRange(ino Ino, off, length int64) error {
+	return v.shiftRange(opCollapseRange, rangeCollapse, ino, off, length)
+}
+
+// InsertRange inserts a hole of length bytes at off into a regular file,
+// as fallocate(2) FALLOC_FL_INSERT_RANGE does: what follows off moves up
+// by length and the file grows by length. off and length must be
+// multiples of the block size and off must be before the end of the file,
+// else ErrInvalid; a file that would grow past MaxFileSize is
+// ErrFileTooBig. Blocks move by a change of their block map items, not a
+// copy. One atomic operation, however big the file (see rangeop.go).
+func (v *Volume) InsertRange(ino Ino, off, length int64) error {
+	return v.shiftRange(opInsertRange, rangeInsert, ino, off, length)
+}
+
+// shiftRange collapses (kind rangeCollapse) or inserts (rangeInsert)
+// [off, off+length), checking the arguments in ext4's order.
+func (v *Volume) shiftRange(op int, kind uint8, ino Ino, off, length int64) error {
+	if err := checkRange(off, length); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	chunk := v.rangeChunk()
+	f := v.rangeStepOp(chunk)
+	f.frees = kind == rangeCollapse
+	t, err := v.beginSettled(op, f, ino)
+	if err != nil {
+		return err
+	}
+	r, err := v.regularInode(ino)
+	if err != nil {
+		return err
+	}
+	if err := checkChange(r); err != nil {
+		return err
+	}
+	bs := int64(v.bs)
+	size := int64(r.Size)
+	if off%bs != 0 || length%bs != 0 {
+		return fmt.Errorf("%w: range [%d, +%d) is not aligned to the block size %d", ErrInvalid, off, length, bs)
+	}
+	o := rangeOp{kind: kind, first: uint64(off / bs), count: uint64(length / bs)}
+	if kind == rangeCollapse {
+		if off+length >= size {
+			return fmt.Errorf("%w: collapse of [%d, +%d) reaches the end of the file (%d)", ErrInvalid, off, length, size)
+		}
+		o.cursor = o.first
+		r.Size -= uint64(length)
+	} else {
+		if length > MaxFileSize-size {
+			return ErrFileTooBig
+		}
+		if off >= size {
+			return fmt.Errorf("%w: insert at %d, at or past the end of the file (%d)", ErrInvalid, off, size)
+		}
+		o.cursor = uint64((size + bs - 1) / bs)
+		r.Size += uint64(length)
+	}
+	if err := t.dropCapabilities(ino); err != nil {
+		return err
+	}
+	now := nowSpec()
+	r.Mtime, r.Ctime = now, now
+	return v.runRange(t, ino, r, o, chunk)
+}
+
+// Allocate is fallocate(2) mode 0, and KEEP_SIZE with keepSize: txfs
+// reserves no space ahead (a log-structured volume writes every block
+// anew), so it only extends the file to off+length unless keepSize. Like
+// every fallocate mode it counts as a change of the file (MarkModified).
+func (v *Volume) Allocate(ino Ino, off, length int64, keepSize bool) error {
+	if err := checkRange(off, length); err != nil {
+		return err
+	}
+	if keepSize {
+		return v.markModified(ino, 0)
+	}
+	return v.markModified(ino, off+length)
+}
+
+// MarkModified does to a regular file what fallocate(2) does before it
+// looks at the range (the kernel's file_modified): it sets mtime and
+// ctime and removes security.capability. ext4 does so also when the range
+// then turns out not to suit the file.
+func (v *Volume) MarkModified(ino Ino) error { return v.markModified(ino, 0) }
+
+// markModified is MarkModified that also extends the file to size.
+func (v *Volume) markModified(ino Ino, size int64) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, r, err := v.beginChange(opSetAttr, ino, v.metaOp(2, false), true)
+	if err != nil {
+		return err
+	}
+	r.Size = max(r.Size, uint64(size))
+	now := nowSpec()
+	r.Mtime, r.Ctime = now, now
+	if err := t.putInode(ino, r); err != nil {
+		return err
+	}
+	t.touch(ino)
+	t.commit()
+	return nil
+}
+
+// checkRange checks the range of a fallocate mode as the VFS does before
+// any filesystem sees it, with MaxFileSize as the largest file.
+func checkRange(off, length int64) error {
 	if off < 0 || length <= 0 {
 		return ErrInvalid
 	}
-	end := off + length
-	if end < off {
+	if length > MaxFileSize || off > MaxFileSize-length {
 		return ErrFileTooBig
-	}
-	start := off
-	for off < end {
-		next, err := v.punchChunk(ino, off, end)
-		if err != nil {
-			return err
-		}
-		off = next
-		if testHookChunk != nil && off < end {
-			testHookChunk(off - start)
-		}
 	}
 	return nil
 }
 
-// punchOp is the footprint of punching blocks blocks: two edge blocks
-// rewritten, the others' items deleted and their references dropped.
-func (v *Volume) punchOp(blocks int) footprint {
-	return footprint{blockBytes: 2 * (v.bs + 64), nblocks: 2, recBytes: blocks*40 + v.metaRecBytes(),
-		items: blocks + 4, runs: 4, dat: blocks + 4, frees: true}
-}
-
-// punchChunk punches [off, end) as far as one transaction may and returns
-// where it stopped.
-func (v *Volume) punchChunk(ino Ino, off, end int64) (int64, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if err := v.finishTruncate(ino); err != nil {
-		return off, err
+// zeroPart zeroes bytes [from, to) of file block b, if it is mapped.
+func (t *tx) zeroPart(ino Ino, b, from, to int64) error {
+	v := t.v
+	val, ok, err := v.tree.Get(blockKey(ino, uint64(b)))
+	if err != nil || !ok {
+		return v.failIf(err)
 	}
-	chunk := v.chunkBlocks(v.freeChunkLimit(), v.punchOp)
-	bs := int64(v.bs)
-	end = min(end, (off/bs+int64(chunk))*bs)
-	t, err := v.begin(opPunch, v.punchOp(chunk))
+	vb := leUint64(val)
+	raw, err := v.readBlock(vb, nil)
 	if err != nil {
-		return off, err
+		return err
 	}
-	next := end
-	r, err := v.fileInode(ino)
-	if err != nil {
-		return off, err
-	}
-	if err := checkChange(r); err != nil {
-		return off, err
-	}
-	end = min(end, int64(r.Size))
-	if off >= end {
-		return math.MaxInt64, nil // nothing of the file is left in the range
-	}
-	if err := t.dropCapabilities(ino); err != nil {
-		return off, err
-	}
-	first, last := off/bs, (end-1)/bs
-	m, err := v.blockMap(ino, uint64(first), uint64(last))
-	if err != nil {
-		return off, err
-	}
-	for b := first; b <= last; b++ {
-		vb, ok := m[uint64(b)]
-		if !ok {
-			continue
-		}
-		lo, hi := max(off, b*bs), min(end, (b+1)*bs)
-		if hi-lo == bs {
-			if err := t.del(blockKey(ino, uint64(b))); err != nil {
-				return off, err
-			}
-			if err := t.ref(vb, -1); err != nil {
-				return off, err
-			}
-			r.NBlocks--
-			continue
-		}
-		// An edge block keeps the bytes outside the range.
-		raw, err := v.readBlock(vb, nil)
-		if err != nil {
-			return off, err
-		}
-		block := append([]byte(nil), raw...)
-		clear(block[lo-b*bs : hi-b*bs])
-		if err := t.rewriteBlock(ino, uint64(b), vb, block); err != nil {
-			return off, err
-		}
-	}
-	now := nowSpec()
-	r.Mtime, r.Ctime = now, now
-	if err := t.putInode(ino, r); err != nil {
-		return off, err
-	}
-	t.touch(ino)
-	t.commit()
-	return next, nil
+	block := append([]byte(nil), raw...)
+	clear(block[from:to])
+	return t.rewriteBlock(ino, uint64(b), vb, block)
 }
 
 // rewriteBlock stores new content for file block b, which maps to vb: in
@@ -264,13 +376,10 @@ func (v *Volume) shareOp(blocks int) footprint {
 func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes int64) (int64, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if err := v.finishTruncate(dst); err != nil {
-		return 0, err
-	}
 	bs := int64(v.bs)
 	bytes = min(bytes, int64(v.chunkBlocks(v.freeChunkLimit(), v.shareOp))*bs)
 	nb := (bytes + bs - 1) / bs
-	t, err := v.begin(opCopyRange, v.shareOp(int(nb)))
+	t, err := v.beginSettled(opCopyRange, v.shareOp(int(nb)), dst, src)
 	if err != nil {
 		return 0, err
 	}
@@ -280,9 +389,6 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes
 	}
 	dr, err := v.fileInode(dst)
 	if err != nil {
-		return 0, err
-	}
-	if err := checkWrite(dr, dstOff, int(bytes)); err != nil {
 		return 0, err
 	}
 	bytes = min(bytes, max(0, int64(sr.Size)-srcOff))

@@ -8,11 +8,15 @@ import (
 	"testing"
 )
 
-// TestRangesAgainstModel mixes writes, hole punches, block-sharing copies
-// and truncates on three files and compares every file with a model after
-// every operation.
+// TestRangesAgainstModel mixes writes, hole punches, block-sharing copies,
+// truncates, zero ranges, collapses and inserts on three files and
+// compares every file with a model after every operation. Every other
+// seed changes one block map item per transaction, so that range
+// operations take many.
 func TestRangesAgainstModel(t *testing.T) {
+	defer func() { testRangeChunk = 0 }()
 	for seed := int64(1); seed < 200; seed++ {
+		testRangeChunk = int(seed % 2)
 		rng := rand.New(rand.NewSource(seed))
 		v, _ := newTestVolume(t, 32<<20, Options{})
 		var inos []Ino
@@ -24,7 +28,7 @@ func TestRangesAgainstModel(t *testing.T) {
 		var log []string
 		for op := 0; op < 30; op++ {
 			i := rng.Intn(3)
-			switch rng.Intn(4) {
+			switch rng.Intn(6) {
 			case 0:
 				off := rng.Intn(20000)
 				d := make([]byte, rng.Intn(10000))
@@ -72,6 +76,15 @@ func TestRangesAgainstModel(t *testing.T) {
 					data[i] = append(data[i], make([]byte, size-len(data[i]))...)
 				}
 				log = append(log, fmt.Sprintf("trunc %d %d", i, size))
+			case 4, 5:
+				mode, off, n := randomRange(rng, 4096, int64(len(data[i])))
+				err, _ := engineFallocate(v, inos[i], mode, off, n)
+				want, errno := rangeModel(data[i], 4096, mode, off, n)
+				log = append(log, fmt.Sprintf("range %d mode %#x %d %d", i, mode, off, n))
+				if errnoOf(err) != errno {
+					t.Fatalf("seed %d op %d: %v, want errno %v\n%v", seed, op, err, errno, log)
+				}
+				data[i] = want
 			}
 			for k := 0; k < 3; k++ {
 				got := make([]byte, len(data[k])+10)
@@ -80,6 +93,9 @@ func TestRangesAgainstModel(t *testing.T) {
 					t.Fatalf("seed %d op %d file %d differs (len %d want %d)\n%v", seed, op, k, n, len(data[k]), log)
 				}
 			}
+		}
+		if err := v.Check(); err != nil {
+			t.Fatalf("seed %d: %v\n%v", seed, err, log)
 		}
 		v.Close()
 	}

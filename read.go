@@ -74,6 +74,18 @@ func (v *Volume) read(ino Ino, buf []byte, off int64, hold bool) (int, error) {
 			return 0, err
 		}
 	}
+	// A range operation in progress would show its block map half
+	// changed: finish it first.
+	if _, pending, err := v.pendingRange(ino); err != nil {
+		return 0, err
+	} else if pending {
+		if err := v.finishRange(ino); err != nil {
+			return 0, err
+		}
+		if r, err = v.fileInode(ino); err != nil {
+			return 0, err
+		}
+	}
 	if uint64(off) >= r.Size || len(buf) == 0 {
 		return 0, nil
 	}

@@ -408,6 +408,10 @@ const (
 	opPunch
 	opCopyRange
 	opRepair
+	opZeroRange     = 17
+	opCollapseRange = 18
+	opInsertRange   = 19
+	opRangeStep     = 20 // a later transaction of a range operation (rangeop.go)
 )
 
 // begin starts a transaction of footprint f, once the log has room for it

@@ -687,9 +687,16 @@ func TestLseekAllocate(t *testing.T) {
 	if !bytes.Equal(b[:n], want) {
 		t.Errorf("after punch: %v", b[:n])
 	}
-	const fallocZeroRange = 0x10
-	if err := syscall.Fallocate(fd, fallocZeroRange, 0, 10); err != syscall.EOPNOTSUPP {
-		t.Errorf("ZERO_RANGE: %v, want EOPNOTSUPP", err)
+	if err := syscall.Fallocate(fd, fallocZeroRange, 0, 10); err != nil {
+		t.Errorf("ZERO_RANGE: %v", err)
+	}
+	if err := syscall.Fallocate(fd, fallocZeroRange, 250, 50); err != nil {
+		t.Errorf("ZERO_RANGE past the end: %v", err)
+	}
+	n, _ = f.ReadAt(b, 0)
+	want = append(append(make([]byte, 10), bytes.Repeat([]byte{7}, 40)...), make([]byte, 250)...)
+	if !bytes.Equal(b[:n], want) {
+		t.Errorf("after zero range: %d bytes %v", n, b[:n])
 	}
 
 	// A real hole: data in block 0 and block 3 only.

@@ -49,6 +49,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -68,8 +69,11 @@ const (
 	seekData = 3 // SEEK_DATA
 	seekHole = 4 // SEEK_HOLE
 
-	fallocKeepSize  = 0x01 // FALLOC_FL_KEEP_SIZE
-	fallocPunchHole = 0x02 // FALLOC_FL_PUNCH_HOLE
+	fallocKeepSize      = 0x01 // FALLOC_FL_KEEP_SIZE
+	fallocPunchHole     = 0x02 // FALLOC_FL_PUNCH_HOLE
+	fallocCollapseRange = 0x08 // FALLOC_FL_COLLAPSE_RANGE
+	fallocZeroRange     = 0x10 // FALLOC_FL_ZERO_RANGE
+	fallocInsertRange   = 0x20 // FALLOC_FL_INSERT_RANGE
 
 	renameNoReplace = 1 << 0 // RENAME_NOREPLACE
 	renameExchange  = 1 << 1 // RENAME_EXCHANGE
@@ -561,19 +565,35 @@ func (n *Node) CopyFileRange(ctx context.Context, fhIn fs.FileHandle, offIn uint
 	return uint32(copied), 0
 }
 
-// Allocate implements fs.NodeAllocater. txfs does not preallocate: mode 0
-// only extends the size, KEEP_SIZE does nothing, PUNCH_HOLE frees the whole
-// blocks in the range and zeroes the rest of it. Whatever it changes, it
-// counts as a change of the file, as on ext4 (file_modified in the kernel):
-// mtime and ctime are set, and a caller other than root clears the set-ID
-// bits.
+// Allocate implements fs.NodeAllocater: fallocate(2) with the modes ext4
+// has, and its errors. txfs does not preallocate: mode 0 only extends the
+// size and KEEP_SIZE changes nothing stored. PUNCH_HOLE and ZERO_RANGE
+// free the whole blocks in the range and zero the rest of it
+// (ZERO_RANGE without KEEP_SIZE also extends the size); COLLAPSE_RANGE
+// and INSERT_RANGE move the blocks after the range down or up. The kernel
+// forwards only KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE to a FUSE daemon
+// (fuse_file_fallocate) and answers EOPNOTSUPP to the others itself, but
+// the adapter takes them all.
+//
+// Whatever a mode changes, the call counts as a change of the file, as on
+// ext4 (file_modified in the kernel): mtime and ctime are set,
+// security.capability goes (the engine), and a caller other than root
+// clears the set-ID bits. ext4 does this before it
+// checks the range against the file, so it happens for those errors too;
+// the checks the VFS makes first (the mode, the length, the largest file
+// size) change nothing.
 func (n *Node) Allocate(ctx context.Context, f fs.FileHandle, off uint64, size uint64, mode uint32) syscall.Errno {
 	ino := n.ino()
 	end := off + size
-	if end < off || end > 1<<63-1 {
+	// The VFS compares with the mount's largest file size, which for
+	// FUSE is 2^63-1: txfs's own is smaller.
+	if end < off || end > txfs.MaxFileSize {
 		return syscall.EFBIG
 	}
-	if mode != 0 && mode != fallocKeepSize && mode != fallocPunchHole|fallocKeepSize {
+	switch mode {
+	case 0, fallocKeepSize, fallocPunchHole | fallocKeepSize, fallocZeroRange, fallocZeroRange | fallocKeepSize,
+		fallocCollapseRange, fallocInsertRange:
+	default:
 		return syscall.EOPNOTSUPP
 	}
 	if caller(ctx).Uid != 0 {
@@ -581,29 +601,28 @@ func (n *Node) Allocate(ctx context.Context, f fs.FileHandle, off uint64, size u
 			return errno
 		}
 	}
-	a, err := n.vol().GetAttr(ino)
-	if err != nil {
-		return toErrno(err)
-	}
-	sa := txfs.SetAttrIn{Valid: txfs.SetMtimeNow}
+	v, o, l := n.vol(), int64(off), int64(size)
+	var err error
 	switch mode {
-	case 0:
-		if end > a.Size {
-			sa.Valid |= txfs.SetSize
-			sa.Size = end
-		}
+	case 0, fallocKeepSize:
+		err = v.Allocate(ino, o, l, mode == fallocKeepSize)
 	case fallocPunchHole | fallocKeepSize:
-		// The punch sets the times itself.
-		if end = min(end, a.Size); off < end {
-			return toErrno(n.vol().PunchHole(ino, int64(off), int64(end-off)))
+		err = v.PunchHole(ino, o, l)
+	case fallocZeroRange, fallocZeroRange | fallocKeepSize:
+		err = v.ZeroRange(ino, o, l, mode&fallocKeepSize != 0)
+	case fallocCollapseRange:
+		err = v.CollapseRange(ino, o, l)
+	case fallocInsertRange:
+		err = v.InsertRange(ino, o, l)
+	}
+	if errors.Is(err, txfs.ErrInvalid) || errors.Is(err, txfs.ErrFileTooBig) {
+		// The range did not suit the file: the engine changed nothing,
+		// ext4 had marked the file changed already.
+		if err := v.MarkModified(ino); err != nil {
+			return toErrno(err)
 		}
 	}
-	a, err = n.vol().SetAttr(ino, &sa)
-	if err != nil {
-		return toErrno(err)
-	}
-	n.mode.Store(a.Mode)
-	return 0
+	return toErrno(err)
 }
 
 // Mkdir implements fs.NodeMkdirer.

@@ -267,7 +267,7 @@ func (t *Tree) Ascend(from Key, fn func(k Key, val []byte) bool) error {
 	var vals [][]byte
 	for {
 		var err error
-		keys, vals, err = t.leafFrom(from, keys[:0], vals[:0])
+		keys, vals, err = t.leafNear(from, false, keys[:0], vals[:0])
 		if err != nil || len(keys) == 0 {
 			return err
 		}
@@ -283,9 +283,33 @@ func (t *Tree) Ascend(from Key, fn func(k Key, val []byte) bool) error {
 	}
 }
 
-// leafFrom appends to keys and vals the items with key >= from of the
-// first leaf that has any. No items means there are none left.
-func (t *Tree) leafFrom(from Key, keys []Key, vals [][]byte) ([]Key, [][]byte, error) {
+// Descend calls fn for every item with key < before, in descending key
+// order, until fn returns false. As with Ascend, fn runs without the
+// tree's lock, one leaf's worth of items at a time, must not modify the
+// tree, and may keep val only by copying it.
+func (t *Tree) Descend(before Key, fn func(k Key, val []byte) bool) error {
+	var keys []Key
+	var vals [][]byte
+	for {
+		var err error
+		keys, vals, err = t.leafNear(before, true, keys[:0], vals[:0])
+		if err != nil || len(keys) == 0 {
+			return err
+		}
+		for i := len(keys) - 1; i >= 0; i-- {
+			if !fn(keys[i], vals[i]) {
+				return nil
+			}
+		}
+		before = keys[0]
+	}
+}
+
+// leafNear appends to keys and vals the items of one leaf, in ascending
+// order: with down false, those with key >= k of the first leaf that has
+// any; with down true, those with key < k of the last leaf that has any.
+// No items means there are none left.
+func (t *Tree) leafNear(k Key, down bool, keys []Key, vals [][]byte) ([]Key, [][]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	defer t.done()
@@ -302,36 +326,67 @@ func (t *Tree) leafFrom(from Key, keys []Key, vals [][]byte) ([]Key, [][]byte, e
 		return keys, vals, err
 	}
 	for !n.leaf() {
-		i := max(n.childIndex(from), 0)
+		i := max(n.childIndex(k), 0)
+		if down {
+			// Every key of child i sorts at or after its key and before
+			// the key of child i+1, so the keys below k are in the last
+			// child whose key sorts below k, and in those to its left.
+			if i, _ = n.search(k); i == 0 {
+				break // none in this subtree
+			}
+			i--
+		}
 		path = append(path, step{n, i})
 		if n, err = t.child(n, i); err != nil {
 			return keys, vals, err
 		}
 	}
-	i, _ := n.search(from)
-	for i == len(n.keys) {
-		// Nothing left here: go up to the nearest ancestor with a next
-		// child and down its leftmost path.
-		for len(path) > 0 && path[len(path)-1].i+1 >= len(path[len(path)-1].n.kids) {
+	// The items of n to return are [lo, hi).
+	lo, hi := 0, 0
+	if n.leaf() {
+		if lo, _ = n.search(k); down {
+			lo, hi = 0, lo
+		} else {
+			hi = len(n.keys)
+		}
+	}
+	// next is the child after (before, going down) the one s took, if any.
+	next := func(s step) (int, bool) {
+		if down {
+			return s.i - 1, s.i > 0
+		}
+		return s.i + 1, s.i+1 < len(s.n.kids)
+	}
+	for lo == hi {
+		// Nothing here: go up to the nearest ancestor with a next child
+		// and down its leftmost path (rightmost, going down).
+		for len(path) > 0 {
+			if _, ok := next(path[len(path)-1]); ok {
+				break
+			}
 			path = path[:len(path)-1]
 		}
 		if len(path) == 0 {
 			return keys, vals, nil
 		}
-		path[len(path)-1].i++
-		top := path[len(path)-1]
+		top := &path[len(path)-1]
+		top.i, _ = next(*top)
 		if n, err = t.child(top.n, top.i); err != nil {
 			return keys, vals, err
 		}
 		for !n.leaf() {
-			path = append(path, step{n, 0})
-			if n, err = t.child(n, 0); err != nil {
+			i := 0
+			if down {
+				i = len(n.kids) - 1
+			}
+			path = append(path, step{n, i})
+			if n, err = t.child(n, i); err != nil {
 				return keys, vals, err
 			}
 		}
-		i = 0
+		lo, hi = 0, len(n.keys)
 	}
-	return append(keys, n.keys[i:]...), append(vals, n.vals[i:]...), nil
+	return append(keys, n.keys[lo:hi]...), append(vals, n.vals[lo:hi]...), nil
 }
 
 // --- changes ------------------------------------------------------------

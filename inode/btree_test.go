@@ -232,7 +232,23 @@ func collect(t *testing.T, tr *Tree, from Key, limit int) []item {
 	return out
 }
 
-// compare checks every item of the tree against m, through Ascend and Get.
+// collectDown is collect through Descend: the items below before, from
+// the largest down.
+func collectDown(t *testing.T, tr *Tree, before Key, limit int) []item {
+	t.Helper()
+	var out []item
+	err := tr.Descend(before, func(k Key, v []byte) bool {
+		out = append(out, item{k, bytes.Clone(v)})
+		return limit <= 0 || len(out) < limit
+	})
+	if err != nil {
+		t.Fatalf("Descend: %v", err)
+	}
+	return out
+}
+
+// compare checks every item of the tree against m, through Ascend,
+// Descend and Get.
 func compare(t *testing.T, tr *Tree, m model) {
 	t.Helper()
 	keys := m.sorted()
@@ -243,6 +259,20 @@ func compare(t *testing.T, tr *Tree, m model) {
 	for i, it := range got {
 		if it.k != keys[i] || !bytes.Equal(it.v, m[keys[i]]) {
 			t.Fatalf("item %d: got %v (%d bytes), want %v (%d bytes)", i, it.k, len(it.v), keys[i], len(m[keys[i]]))
+		}
+	}
+	// Descend reaches every key but the largest possible one.
+	top := Key{Ino: ^uint64(0), Type: ^uint8(0), Off: ^uint64(0)}
+	down := collectDown(t, tr, top, 0)
+	if v, ok := m[top]; ok {
+		down = append([]item{{top, v}}, down...)
+	}
+	if len(down) != len(keys) {
+		t.Fatalf("Descend returned %d items, want %d", len(down), len(keys))
+	}
+	for i, it := range down {
+		if want := keys[len(keys)-1-i]; it.k != want || !bytes.Equal(it.v, m[want]) {
+			t.Fatalf("Descend item %d: got %v, want %v", i, it.k, want)
 		}
 	}
 	for _, k := range keys {
@@ -336,6 +366,25 @@ func runModel(t *testing.T, seed int64, bs int) {
 			if err != nil || ok != wok || !bytes.Equal(v, want) {
 				t.Fatalf("op %d: Get(%v) = %d bytes, %v, %v; want %d bytes, %v", op, k, len(v), ok, err, len(want), wok)
 			}
+		case x < 95:
+			before := randKey(r)
+			limit := 1 + r.Intn(30)
+			got := collectDown(t, tr, before, limit)
+			var want []Key
+			keys := m.sorted()
+			for i := len(keys) - 1; i >= 0 && len(want) < limit; i-- {
+				if keys[i].Less(before) {
+					want = append(want, keys[i])
+				}
+			}
+			if len(got) != len(want) {
+				t.Fatalf("op %d: Descend(%v) limit %d: %d items, want %d", op, before, limit, len(got), len(want))
+			}
+			for i := range got {
+				if got[i].k != want[i] || !bytes.Equal(got[i].v, m[want[i]]) {
+					t.Fatalf("op %d: Descend(%v) item %d = %v, want %v", op, before, i, got[i].k, want[i])
+				}
+			}
 		case x < 97:
 			from := randKey(r)
 			limit := 1 + r.Intn(30)
@@ -426,6 +475,9 @@ func TestEmptyTree(t *testing.T) {
 	}
 	if got := collect(t, tr, Key{}, 0); len(got) != 0 {
 		t.Fatalf("Ascend on empty tree: %v", got)
+	}
+	if got := collectDown(t, tr, Key{Ino: 1}, 0); len(got) != 0 {
+		t.Fatalf("Descend on empty tree: %v", got)
 	}
 	if err := s.flush(tr); err != nil {
 		t.Fatal(err)

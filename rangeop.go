@@ -1,0 +1,422 @@
+package txfs
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/txfs/txfs/inode"
+)
+
+// Range operations change the block map of a file over a range of whole
+// blocks: freeing them (hole punch, zero range), or moving every block
+// after a point down or up (collapse range, insert range). A big file has
+// more items to change than one transaction holds, so an operation that
+// does not fit records what is left in a range item (0, 8, ino) in its
+// first transaction, and finishes in later ones (finishRange), the last of
+// which removes the item. No one ever sees the block map half changed:
+// every access to the file's blocks finishes the operation first (reads,
+// seeks, writes, truncates, copies), and Open finishes one a crash
+// interrupted. A read-only volume finishes it in memory.
+
+// Kinds of range operation, as the range item records them. Part of the
+// on-disk format (docs/FORMAT.md).
+const (
+	rangeFree     = 1 // free the whole blocks [first, first+count)
+	rangeCollapse = 2 // free them, then move every block after them count blocks down
+	rangeInsert   = 3 // move every block at or after first count blocks up
+)
+
+// rangeOpSize is the encoded size of a range item's value.
+const rangeOpSize = 25
+
+// rangeOp is what a range operation still has to do (25 bytes,
+// little-endian):
+//
+//	0 1 kind  1 8 first block  9 8 count of blocks  17 8 cursor
+//
+// The cursor says how far it got. rangeFree: the next block to free.
+// rangeCollapse: below first+count, the next block to free; from there
+// on, the next block to move down. rangeInsert: the blocks at and above
+// it have moved up; the next to move is the highest below it.
+type rangeOp struct {
+	kind         uint8
+	first, count uint64
+	cursor       uint64
+}
+
+func (o rangeOp) encode() []byte {
+	b := make([]byte, rangeOpSize)
+	b[0] = o.kind
+	binary.LittleEndian.PutUint64(b[1:], o.first)
+	binary.LittleEndian.PutUint64(b[9:], o.count)
+	binary.LittleEndian.PutUint64(b[17:], o.cursor)
+	return b
+}
+
+func decodeRangeOp(b []byte) (rangeOp, error) {
+	le := binary.LittleEndian
+	if len(b) != rangeOpSize || b[0] < rangeFree || b[0] > rangeInsert {
+		return rangeOp{}, fmt.Errorf("%w: range item of %d bytes, kind %d", ErrIO, len(b), b[0])
+	}
+	o := rangeOp{kind: b[0], first: le.Uint64(b[1:]), count: le.Uint64(b[9:]), cursor: le.Uint64(b[17:])}
+	if o.count == 0 || o.first+o.count < o.first {
+		return rangeOp{}, fmt.Errorf("%w: range item of blocks [%d, +%d)", ErrIO, o.first, o.count)
+	}
+	return o, nil
+}
+
+func rangeKey(ino Ino) inode.Key { return inode.Key{Ino: 0, Type: itemRange, Off: ino} }
+
+// rangeItemBytes bounds the records of one block map item a range
+// operation frees (a Del and a Ref record) or moves (a Del and a Put).
+const rangeItemBytes = 48
+
+// testRangeChunk, when a test sets it, is the number of items a range
+// operation changes per transaction, so that small files take several.
+var testRangeChunk int
+
+// testHookRangeStep, when a test sets it, runs before each later
+// transaction of a range operation, with the lock held; an error stops
+// the operation there, as a full volume would.
+var testHookRangeStep func(v *Volume, ino Ino) error
+
+// rangeChunkItems bounds the block map items one transaction of a range
+// operation frees or moves: 4096 like freeChunkLimit, fewer with small
+// segments.
+func (v *Volume) rangeChunkItems() int {
+	if testRangeChunk > 0 {
+		return testRangeChunk
+	}
+	return max(1, min(4096, (v.unitPayload()-v.metaRecBytes())/rangeItemBytes))
+}
+
+// rangeStepOp is the footprint of a transaction of a range operation that
+// changes items block map items (each deleted, and put again when it
+// moves, or its block's reference dropped when it is freed), the inode
+// and the range item.
+func (v *Volume) rangeStepOp(items int) footprint {
+	return footprint{recBytes: items*rangeItemBytes + v.metaRecBytes(), items: 2*items + 4, runs: 4, dat: items, frees: true}
+}
+
+// rangeChunk is how many items a transaction of a range operation
+// changes: rangeChunkItems, fewer when the log is short of room
+// (chunkBlocks), so that the operation goes on on a full volume. Lock
+// held.
+func (v *Volume) rangeChunk() int {
+	if testRangeChunk > 0 {
+		return testRangeChunk
+	}
+	return v.chunkBlocks(v.rangeChunkItems(), v.rangeStepOp)
+}
+
+// beginChange begins a change of regular file ino by a fallocate mode,
+// which removes its security.capability first, as the kernel's
+// file_modified does. An immutable file, or an append-only one unless
+// appendOK, is refused first (ErrPermission), as the VFS does. Lock held.
+func (v *Volume) beginChange(op int, ino Ino, f footprint, appendOK bool) (*tx, *inodeRec, error) {
+	t, err := v.beginSettled(op, f, ino)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := v.regularInode(ino)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.immutable() || !appendOK {
+		if err := checkChange(r); err != nil {
+			return nil, nil, err
+		}
+	}
+	return t, r, t.dropCapabilities(ino)
+}
+
+// beginSettled is begin for an operation on the blocks of inos: none of
+// them has a truncate or a range operation in progress when it returns.
+// Those are finished first, and again if one started while begin waited
+// with the lock released. Lock held.
+func (v *Volume) beginSettled(op int, f footprint, inos ...Ino) (*tx, error) {
+	for {
+		for _, ino := range inos {
+			if err := v.finishTruncate(ino); err != nil {
+				return nil, err
+			}
+		}
+		t, err := v.begin(op, f)
+		if err != nil {
+			return nil, err
+		}
+		settled := true
+		for _, ino := range inos {
+			for _, k := range []inode.Key{truncKey(ino), rangeKey(ino)} {
+				_, ok, err := v.tree.Get(k)
+				if err != nil {
+					return nil, v.fail(err)
+				}
+				settled = settled && !ok
+			}
+		}
+		if settled {
+			return t, nil
+		}
+		// t changed nothing: the next begin drops it.
+	}
+}
+
+// pendingRange returns the range operation in progress on ino, if any.
+func (v *Volume) pendingRange(ino Ino) (rangeOp, bool, error) {
+	val, ok, err := v.tree.Get(rangeKey(ino))
+	if err != nil || !ok {
+		return rangeOp{}, false, v.failIf(err)
+	}
+	o, err := decodeRangeOp(val)
+	if err != nil {
+		return rangeOp{}, false, v.fail(err)
+	}
+	return o, true, nil
+}
+
+// runRange does as much of o as t holds (chunk items, as it was begun
+// with), which changes r, and records what is left in the range item; it
+// then commits t and finishes o in further transactions.
+func (v *Volume) runRange(t *tx, ino Ino, r *inodeRec, o rangeOp, chunk int) error {
+	done, err := t.rangeStep(ino, r, &o, chunk)
+	if err != nil {
+		return err
+	}
+	if err := t.endStep(ino, r, o, done, false); err != nil || done {
+		return err
+	}
+	// The operation is done for whoever looks; a full volume only delays
+	// the rest.
+	return v.deferFree(ino, v.finishRange(ino))
+}
+
+// endStep ends a transaction of range operation o on ino, whose inode is
+// now r: it records what is left of o in the range item, or removes the
+// item (which exists if had) when o is done, and commits.
+func (t *tx) endStep(ino Ino, r *inodeRec, o rangeOp, done, had bool) error {
+	var err error
+	switch {
+	case !done:
+		err = t.put(rangeKey(ino), o.encode())
+	case had:
+		err = t.del(rangeKey(ino))
+	}
+	if err != nil {
+		return err
+	}
+	if err := t.putInode(ino, r); err != nil {
+		return err
+	}
+	t.touch(ino)
+	t.commit()
+	return nil
+}
+
+// finishRange finishes the range operation in progress on ino, if any,
+// in transactions of rangeChunkItems items; the last removes the range
+// item. Lock held. begin may release it meanwhile, and another caller
+// may then take the operation further: each transaction starts from the
+// item as it is. An open reference keeps an unlink from freeing the
+// inode under the operation.
+func (v *Volume) finishRange(ino Ino) (err error) {
+	if _, ok, err := v.pendingRange(ino); err != nil || !ok {
+		return err
+	}
+	if v.ro {
+		return v.finishRangeInMemory(ino)
+	}
+	v.opens[ino]++
+	defer func() {
+		if v.opens[ino] == 0 {
+			return // Close dropped every reference
+		}
+		if v.opens[ino]--; v.opens[ino] == 0 {
+			delete(v.opens, ino)
+			if err == nil && v.writable() == nil {
+				err = v.finishFree(ino) // an unlink left it to us
+			}
+		}
+	}()
+	for {
+		if testHookRangeStep != nil {
+			if err := testHookRangeStep(v, ino); err != nil {
+				return err
+			}
+		}
+		chunk := v.rangeChunk()
+		t, err := v.begin(opRangeStep, v.rangeStepOp(chunk))
+		if err != nil {
+			return err
+		}
+		o, ok, err := v.pendingRange(ino)
+		if err != nil || !ok {
+			return err
+		}
+		r, err := v.getInode(ino)
+		if errors.Is(err, ErrNotExist) {
+			// Nothing left to change (the item outlived its inode).
+			if err := t.del(rangeKey(ino)); err != nil {
+				return err
+			}
+			t.commit()
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		done, err := t.rangeStep(ino, r, &o, chunk)
+		if err != nil {
+			return err
+		}
+		if err := t.endStep(ino, r, o, done, true); err != nil || done {
+			return err
+		}
+	}
+}
+
+// dropRange removes the range item of ino, an inode being freed, if it
+// has one: a range operation that stopped (the volume was full, say)
+// has nothing left to do once the blocks are gone.
+func (t *tx) dropRange(ino Ino) error {
+	if _, ok, err := t.v.tree.Get(rangeKey(ino)); err != nil || !ok {
+		return t.v.failIf(err)
+	}
+	return t.del(rangeKey(ino))
+}
+
+// finishRangeInMemory finishes a range operation on a read-only volume,
+// which writes nothing: the changes go to the in-memory state only, and
+// the next read-write Open makes them durable. So a read-only mount shows
+// the file as that Open will.
+func (v *Volume) finishRangeInMemory(ino Ino) error {
+	o, _, err := v.pendingRange(ino)
+	if err != nil {
+		return err
+	}
+	t := &tx{v: v} // never committed: its records are dropped
+	r, err := v.getInode(ino)
+	if err == nil {
+		for done := false; !done && err == nil; {
+			done, err = t.rangeStep(ino, r, &o, 1<<20)
+		}
+		if err == nil {
+			err = t.putInode(ino, r)
+		}
+	} else if errors.Is(err, ErrNotExist) {
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	return t.del(rangeKey(ino))
+}
+
+// rangeStep frees or moves up to budget block map items of o's work in
+// t, moves o's cursor past them, and reports whether o is done. r is the
+// inode, whose block count it keeps.
+func (t *tx) rangeStep(ino Ino, r *inodeRec, o *rangeOp, budget int) (bool, error) {
+	v := t.v
+	end := o.first + o.count
+	if o.kind != rangeInsert && o.cursor < end {
+		items, more, err := v.blockItems(ino, o.cursor, end, budget, false)
+		if err != nil {
+			return false, err
+		}
+		for _, it := range items {
+			if err := t.del(blockKey(ino, it.off)); err != nil {
+				return false, err
+			}
+			if err := t.ref(it.vb, -1); err != nil {
+				return false, err
+			}
+			r.NBlocks--
+		}
+		if more {
+			o.cursor = items[len(items)-1].off + 1
+			return false, nil
+		}
+		o.cursor = end
+		budget -= len(items)
+	}
+	if o.kind == rangeFree {
+		return true, nil
+	}
+	var items []blockItem
+	var more bool
+	var err error
+	if o.kind == rangeCollapse {
+		items, more, err = v.blockItems(ino, o.cursor, ^uint64(0), budget, false)
+	} else {
+		items, more, err = v.blockItems(ino, o.first, o.cursor, budget, true)
+	}
+	if err != nil || len(items) == 0 {
+		return !more, err // with no budget left, whether anything remains
+	}
+	// Every item lands on a free place: a collapse moves items down into
+	// the freed range or onto places whose items moved down before, an
+	// insert moves them up past the old end or onto places whose items
+	// moved up before.
+	for _, it := range items {
+		to := it.off + o.count
+		if o.kind == rangeCollapse {
+			to = it.off - o.count
+		}
+		if err := t.del(blockKey(ino, it.off)); err != nil {
+			return false, err
+		}
+		if err := t.put(blockKey(ino, to), le64(it.vb)); err != nil {
+			return false, err
+		}
+	}
+	if !more {
+		return true, nil
+	}
+	if last := items[len(items)-1].off; o.kind == rangeCollapse {
+		o.cursor = last + 1
+	} else {
+		o.cursor = last
+	}
+	return false, nil
+}
+
+// blockItem is one block map item: a file block and its virtual block.
+type blockItem struct{ off, vb uint64 }
+
+// blockItems returns up to n block map items of ino with file blocks in
+// [from, to), from the lowest up (from the highest down with down), and
+// whether more follow.
+func (v *Volume) blockItems(ino Ino, from, to uint64, n int, down bool) ([]blockItem, bool, error) {
+	var items []blockItem
+	more := false
+	visit := func(k inode.Key, val []byte) bool {
+		if k.Ino != ino || k.Type != itemBlock || k.Off < from || k.Off >= to {
+			return false
+		}
+		if len(items) >= n {
+			more = true
+			return false
+		}
+		items = append(items, blockItem{k.Off, leUint64(val)})
+		return true
+	}
+	var err error
+	if down {
+		err = v.tree.Descend(blockKey(ino, to), visit)
+	} else {
+		err = v.tree.Ascend(blockKey(ino, from), visit)
+	}
+	return items, more, v.failIf(err)
+}
+
+// regularInode returns the record of ino for an operation on the data of
+// a regular file.
+func (v *Volume) regularInode(ino Ino) (*inodeRec, error) {
+	r, err := v.fileInode(ino)
+	if err == nil && r.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		err = fmt.Errorf("%w: inode %d is not a regular file", ErrInvalid, ino)
+	}
+	return r, err
+}
