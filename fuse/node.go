@@ -13,7 +13,8 @@
 //   - write, truncate and chown clear S_ISUID, and S_ISGID when group
 //     execute is set or the caller is not in the file's group (writes and
 //     truncates by root keep them); the kernel's own request to clear
-//     them comes as a chmod from a caller who may not be the owner;
+//     them comes as a chmod from a caller who may not be the owner, and
+//     chown(path, -1, -1) comes as a SETATTR that names nothing;
 //   - a new inode in a set-group-ID directory takes the directory's group,
 //     and a new subdirectory is set-group-ID too;
 //   - only root changes the owner; the owner changes the group only to a
@@ -212,6 +213,19 @@ func procGroups(pid uint32) ([]uint32, error) {
 	return nil, fmt.Errorf("no Groups line in /proc/%d/status", pid)
 }
 
+// mayWrite reports whether c may write the file a by its permission bits.
+func mayWrite(c *fuse.Caller, a *txfs.Attr) bool {
+	switch {
+	case c.Uid == 0:
+		return true
+	case c.Uid == a.Uid:
+		return a.Mode&syscall.S_IWUSR != 0
+	case inGroup(c, a.Gid):
+		return a.Mode&syscall.S_IWGRP != 0
+	}
+	return a.Mode&syscall.S_IWOTH != 0
+}
+
 // killPriv returns mode without the set-ID bits that a write, truncate or
 // chown by c clears on a file of group gid: S_ISUID always; S_ISGID when
 // group execute is set, or when c is neither root nor in the group
@@ -267,8 +281,17 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	root := c.Uid == 0
 	var sa txfs.SetAttrIn
 
+	// chown(path, -1, -1) arrives naming nothing to set: the kernel
+	// drops the mode change it computed (txfs clears set-ID bits
+	// itself, HANDLE_KILLPRIV_V2) and sends ctime only with writeback
+	// caching. On ext4 it is still a chown: ctime moves and the set-ID
+	// bits go (the kernel removes security.capability itself, with
+	// REMOVEXATTR, before). A write by a caller who must clear
+	// privileges sends the same request first (file_remove_privs).
+	chownNothing := in.Valid&^(fuse.FATTR_FH|fuse.FATTR_LOCKOWNER) == 0
+
 	var cur txfs.Attr
-	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID|fuse.FATTR_SIZE|fuse.FATTR_KILL_SUIDGID) != 0 {
+	if chownNothing || in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID|fuse.FATTR_SIZE|fuse.FATTR_KILL_SUIDGID) != 0 {
 		var err error
 		if cur, err = n.vol().GetAttr(n.ino()); err != nil {
 			return toErrno(err)
@@ -316,15 +339,23 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		// even for root; truncate by anyone but root clears them. (The
 		// kernel usually sends the mode change itself; doing it here too
 		// covers the requests where it does not.)
-		kill := (in.Valid&(fuse.FATTR_UID|fuse.FATTR_GID) != 0 && !isDir) ||
+		kill := ((in.Valid&(fuse.FATTR_UID|fuse.FATTR_GID) != 0 || chownNothing) && !isDir) ||
 			(in.Valid&(fuse.FATTR_SIZE|fuse.FATTR_KILL_SUIDGID) != 0 && !root)
 		if kill {
 			if m := killPriv(cur.Mode, c, cur.Gid); m != cur.Mode {
+				// Clearing them is a change of mode, which
+				// chown leaves to the owner (EPERM on ext4);
+				// a caller that may write the file could
+				// clear them by writing anyway.
+				if chownNothing && !root && c.Uid != cur.Uid && !mayWrite(c, &cur) {
+					return syscall.EPERM
+				}
 				sa.Valid |= txfs.SetMode
 				sa.Mode = m & 07777
 			}
 		}
 	}
+
 	if in.Valid&fuse.FATTR_SIZE != 0 {
 		sa.Valid |= txfs.SetSize
 		sa.Size = in.Size
@@ -346,7 +377,7 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 
 	var a txfs.Attr
 	var err error
-	if sa.Valid == 0 {
+	if sa.Valid == 0 && !chownNothing {
 		a, err = n.vol().GetAttr(n.ino())
 	} else {
 		a, err = n.vol().SetAttr(n.ino(), &sa)
