@@ -799,7 +799,7 @@ func (n *Node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, 
 	if _, p := n.Parent(); p != nil {
 		parent = p.StableAttr().Ino
 	}
-	return &dirHandle{v: n.vol(), ino: n.ino(), parent: parent}, 0, 0
+	return &dirHandle{v: n.vol(), node: n, ino: n.ino(), parent: parent}, 0, 0
 }
 
 // dirHandle is an open directory.
@@ -809,14 +809,32 @@ func (n *Node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, 
 // (2 is cookie 0, the first real entry). Engine cookies are stable across
 // changes to the directory and below 1<<62, so the offsets are too, and
 // the listing is deterministic.
+//
+// READDIRPLUS (which the kernel uses when a program stats what it lists,
+// FUSE_READDIRPLUS_AUTO) answers each entry with its attributes, so the
+// kernel needs no LOOKUP per name. The kernel holds the directory's lock
+// while the request runs, so no name can come or go in it meanwhile; the
+// entries are therefore fetched anew for every request (buf holds only
+// entries read during req), and an entry read during the request needs
+// no second lookup by name (Lookup).
 type dirHandle struct {
 	v      *txfs.Volume
+	node   *Node
 	ino    txfs.Ino
 	parent txfs.Ino
 
-	mu  sync.Mutex
-	off uint64          // offset of the next entry
-	buf []fuse.DirEntry // fetched entries from off on
+	mu   sync.Mutex
+	off  uint64          // offset of the next entry
+	buf  []fuse.DirEntry // fetched entries from off on
+	req  *fuse.Context   // the request buf and last were read in
+	last fuse.DirEntry   // the entry Readdirent returned last
+}
+
+// request identifies the request of ctx: go-fuse makes a *fuse.Context
+// for each. nil means unknown.
+func request(ctx context.Context) *fuse.Context {
+	c, _ := ctx.(*fuse.Context)
+	return c
 }
 
 const dirOffEntries = 2 // offset of the first entry after "." and ".."
@@ -825,6 +843,12 @@ const dirOffEntries = 2 // offset of the first entry after "." and ".."
 func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if r := request(ctx); r == nil || r != d.req {
+		// A new request: what an earlier one fetched may be gone.
+		d.req = r
+		d.buf = d.buf[:0]
+	}
+	d.last = fuse.DirEntry{}
 	switch d.off {
 	case 0:
 		d.off = 1
@@ -844,7 +868,29 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	e := d.buf[0]
 	d.buf = d.buf[1:]
 	d.off = e.Off
+	d.last = e
 	return &e, 0
+}
+
+// Lookup implements fs.FileLookuper: READDIRPLUS asks for the entry
+// Readdirent just returned. When that entry was read from the engine
+// during this request it names the inode still, and only the attributes
+// are read; any other name (go-fuse may hand on an entry from the
+// previous request that did not fit) is looked up anew.
+func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	d.mu.Lock()
+	e := d.last
+	r := request(ctx)
+	fresh := r != nil && r == d.req && e.Name == name && e.Ino != 0
+	d.mu.Unlock()
+	if !fresh {
+		return d.node.Lookup(ctx, name, out)
+	}
+	a, err := d.v.GetAttr(e.Ino)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return d.node.newChild(ctx, &a, out), 0
 }
 
 // fill fetches the next batch of entries from the engine.
