@@ -37,10 +37,20 @@ package fuse
 // regular files.
 //
 // SETLKW waits without holding the table's mutex, and returns EINTR when
-// the kernel interrupts the request (the caller got a signal). There is no
-// deadlock detection: a wait that can never be granted lasts until it is
-// interrupted (classic and OFD owners cannot be told apart, and Linux does
-// not detect deadlocks among OFD locks either).
+// the kernel interrupts the request (the caller got a signal).
+//
+// Deadlocks. A POSIX SETLKW that would wait for an owner who, through a
+// chain of waits, waits for the caller gets EDEADLK, as on Linux
+// (posix_locks_deadlock in fs/locks.c): every waiting request records
+// the owner of the lock it waits for, the first conflicting one, and a
+// new wait follows these records from that owner, at most
+// maxDeadlockSteps of them. Since a classic owner is the process's file
+// table, this catches two processes that each hold what the other
+// wants. Linux leaves OFD locks out of this, because threads that share
+// an open file can release what another waits for; the daemon cannot
+// tell an OFD request from a classic one (the same message, an owner
+// number either way), so it checks both. flock waits are not checked, as
+// on Linux.
 
 import (
 	"context"
@@ -53,6 +63,11 @@ import (
 	"github.com/txfs/txfs"
 )
 
+// maxDeadlockSteps bounds the deadlock search: it follows at most
+// maxDeadlockSteps+1 waits, as Linux's loop does with
+// MAX_DEADLK_ITERATIONS (10). A longer cycle waits until interrupted.
+const maxDeadlockSteps = 10
+
 // lockTable holds every lock of one mount. The zero value is empty and
 // ready.
 type lockTable struct {
@@ -61,6 +76,15 @@ type lockTable struct {
 	// posixOwners counts, per owner, the inodes it holds POSIX locks
 	// on, so that a FLUSH by a process without locks costs nothing.
 	posixOwners map[uint64]int
+	// waits holds, per owner, its POSIX requests that wait for another
+	// owner's lock: the edges the deadlock search follows.
+	waits map[uint64]map[*posixWait]struct{}
+}
+
+// posixWait records that a waiting POSIX request of owner waits for a
+// lock held by blocker.
+type posixWait struct {
+	owner, blocker uint64
 }
 
 // inodeLocks are the locks of one inode.
@@ -71,6 +95,10 @@ type inodeLocks struct {
 	// Only waiters make it.
 	wake    chan struct{}
 	waiters int
+	// posixWaits are the records of the POSIX requests waiting here.
+	// They go as soon as a POSIX lock here is released or weakened: the
+	// waiters are woken then, and may not wait for the same owner again.
+	posixWaits map[*posixWait]struct{}
 }
 
 // lockSpan is a locked byte range, both ends included.
@@ -143,6 +171,73 @@ func (il *inodeLocks) wakeAll() {
 	}
 }
 
+// wakePosix lets every waiter on il try again after a POSIX lock there
+// was released or weakened, and forgets what the POSIX waiters waited
+// for: until they find out again, nobody can be sure they still wait,
+// and a deadlock search must not count them.
+func (t *lockTable) wakePosix(il *inodeLocks) {
+	for w := range il.posixWaits {
+		t.dropWait(il, w)
+	}
+	il.wakeAll()
+}
+
+// addWait records that w's request waits on il.
+func (t *lockTable) addWait(il *inodeLocks, w *posixWait) {
+	if il.posixWaits == nil {
+		il.posixWaits = make(map[*posixWait]struct{})
+	}
+	il.posixWaits[w] = struct{}{}
+	if t.waits == nil {
+		t.waits = make(map[uint64]map[*posixWait]struct{})
+	}
+	if t.waits[w.owner] == nil {
+		t.waits[w.owner] = make(map[*posixWait]struct{})
+	}
+	t.waits[w.owner][w] = struct{}{}
+}
+
+// dropWait forgets w, if it is recorded.
+func (t *lockTable) dropWait(il *inodeLocks, w *posixWait) {
+	if w == nil {
+		return
+	}
+	delete(il.posixWaits, w)
+	if ws := t.waits[w.owner]; ws != nil {
+		delete(ws, w)
+		if len(ws) == 0 {
+			delete(t.waits, w.owner)
+		}
+	}
+}
+
+// deadlocks reports whether owner would wait for itself if it waited for
+// a lock of blocker: whether blocker waits for owner through a chain of
+// recorded waits (posix_locks_deadlock in Linux).
+func (t *lockTable) deadlocks(owner, blocker uint64) bool {
+	if len(t.waits) == 0 {
+		return false
+	}
+	next := []uint64{blocker}
+	seen := map[uint64]bool{blocker: true}
+	for step := 0; step <= maxDeadlockSteps && len(next) > 0; step++ {
+		owners := next
+		next = nil
+		for _, o := range owners {
+			for w := range t.waits[o] {
+				if w.blocker == owner {
+					return true
+				}
+				if !seen[w.blocker] {
+					seen[w.blocker] = true
+					next = append(next, w.blocker)
+				}
+			}
+		}
+	}
+	return false
+}
+
 // setPosixSpans stores the spans of owner on il, keeping posixOwners.
 func (t *lockTable) setPosixSpans(il *inodeLocks, owner uint64, spans []lockSpan) {
 	_, had := il.posix[owner]
@@ -179,7 +274,7 @@ func (t *lockTable) getlk(ino txfs.Ino, owner uint64, lk *fuse.FileLock, flags u
 	if flags&fuse.FUSE_LK_FLOCK != 0 {
 		s, ok = il.flockConflict(owner, lk.Typ)
 	} else {
-		s, ok = il.posixConflict(owner, lk)
+		s, _, ok = il.posixConflict(owner, lk)
 	}
 	if ok {
 		*out = fuse.FileLock{Start: s.start, End: s.end, Typ: s.typ, Pid: s.pid}
@@ -187,8 +282,9 @@ func (t *lockTable) getlk(ino txfs.Ino, owner uint64, lk *fuse.FileLock, flags u
 	return 0
 }
 
-// posixConflict returns the first lock of another owner that excludes lk.
-func (il *inodeLocks) posixConflict(owner uint64, lk *fuse.FileLock) (lockSpan, bool) {
+// posixConflict returns the first lock of another owner that excludes lk,
+// and that owner.
+func (il *inodeLocks) posixConflict(owner uint64, lk *fuse.FileLock) (lockSpan, uint64, bool) {
 	var first lockSpan
 	var firstOwner uint64
 	found := false
@@ -209,7 +305,7 @@ func (il *inodeLocks) posixConflict(owner uint64, lk *fuse.FileLock) (lockSpan, 
 			break // the owner's later spans start later
 		}
 	}
-	return first, found
+	return first, firstOwner, found
 }
 
 // flockConflict returns a flock of another owner that excludes typ.
@@ -232,12 +328,15 @@ func (t *lockTable) setlk(ctx context.Context, ino txfs.Ino, handle any, owner u
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	il := t.inode(ino)
+	posix := flags&fuse.FUSE_LK_FLOCK == 0
+	var w *posixWait // recorded while this POSIX request waits
 	for {
 		var granted bool
-		if flags&fuse.FUSE_LK_FLOCK != 0 {
-			granted = il.setFlock(flockKey{owner, handle}, lk)
+		var blocker uint64
+		if posix {
+			granted, blocker = t.setPosix(il, owner, handle, lk)
 		} else {
-			granted = t.setPosix(il, owner, handle, lk)
+			granted = il.setFlock(flockKey{owner, handle}, lk)
 		}
 		if granted || !wait {
 			t.tidy(ino, il)
@@ -245,6 +344,14 @@ func (t *lockTable) setlk(ctx context.Context, ino txfs.Ino, handle any, owner u
 				return syscall.EAGAIN
 			}
 			return 0
+		}
+		if posix {
+			if t.deadlocks(owner, blocker) {
+				t.tidy(ino, il)
+				return syscall.EDEADLK
+			}
+			w = &posixWait{owner: owner, blocker: blocker}
+			t.addWait(il, w)
 		}
 		if il.wake == nil {
 			il.wake = make(chan struct{})
@@ -258,6 +365,7 @@ func (t *lockTable) setlk(ctx context.Context, ino txfs.Ino, handle any, owner u
 		}
 		t.mu.Lock()
 		il.waiters--
+		t.dropWait(il, w) // unless a release dropped it already
 		if ctx.Err() != nil {
 			t.tidy(ino, il)
 			return syscall.EINTR
@@ -289,19 +397,20 @@ func (il *inodeLocks) setFlock(k flockKey, lk *fuse.FileLock) bool {
 }
 
 // setPosix applies lk for owner unless another owner's lock is in the
-// way, and reports whether it did.
-func (t *lockTable) setPosix(il *inodeLocks, owner uint64, handle any, lk *fuse.FileLock) bool {
+// way, and reports whether it did, or else the owner of the first lock in
+// the way.
+func (t *lockTable) setPosix(il *inodeLocks, owner uint64, handle any, lk *fuse.FileLock) (granted bool, blocker uint64) {
 	if lk.Typ != syscall.F_UNLCK {
-		if _, ok := il.posixConflict(owner, lk); ok {
-			return false
+		if _, o, ok := il.posixConflict(owner, lk); ok {
+			return false, o
 		}
 	}
 	spans, released := applyPosix(il.posix[owner], lk, handle)
 	t.setPosixSpans(il, owner, spans)
 	if released {
-		il.wakeAll()
+		t.wakePosix(il)
 	}
-	return true
+	return true, 0
 }
 
 // applyPosix returns the spans of one owner after lk: lk's range takes
@@ -373,7 +482,7 @@ func (t *lockTable) releaseOwner(ino txfs.Ino, owner uint64) {
 	}
 	if _, ok := il.posix[owner]; ok {
 		t.setPosixSpans(il, owner, nil)
-		il.wakeAll()
+		t.wakePosix(il)
 	}
 	t.tidy(ino, il)
 }
@@ -407,7 +516,7 @@ func (t *lockTable) releaseHandle(ino txfs.Ino, handle any) {
 		}
 	}
 	if changed {
-		il.wakeAll()
+		t.wakePosix(il)
 	}
 	t.tidy(ino, il)
 }

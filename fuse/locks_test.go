@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/txfs/txfs"
 )
 
 const (
@@ -32,6 +35,12 @@ type lockReq struct {
 	typ        uint32
 	start, end uint64
 	flock      bool
+}
+
+// unlock is r as an unlock of the same range.
+func (r lockReq) unlock() lockReq {
+	r.typ = un
+	return r
 }
 
 func (r lockReq) args() (*fuse.FileLock, uint32) {
@@ -317,6 +326,180 @@ func TestLockTableCancel(t *testing.T) {
 	}
 }
 
+// waitOn makes a blocking request in the background and returns where
+// its answer arrives; cancel interrupts it.
+func waitOn(tb *lockTable, ino txfs.Ino, r lockReq) (done <-chan syscall.Errno, cancel func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan syscall.Errno, 1)
+	go func() {
+		lk, flags := r.args()
+		ch <- tb.setlk(ctx, ino, r.handle, r.owner, lk, flags, true)
+	}()
+	return ch, cancel
+}
+
+// waitsRecorded is how many waiting requests the deadlock search sees.
+func waitsRecorded(tb *lockTable) int {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	n := 0
+	for _, ws := range tb.waits {
+		n += len(ws)
+	}
+	return n
+}
+
+// byte1 is a write lock on byte b.
+func byte1(owner uint64, b uint64) lockReq {
+	return lockReq{owner: owner, typ: wr, start: b, end: b}
+}
+
+func TestLockTableDeadlock(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		held         [2]lockReq
+		want1, want2 lockReq
+		after        string // owner 1's locks once it got want1
+	}{
+		{"each wants the other's byte", [2]lockReq{byte1(1, 0), byte1(2, 1)}, byte1(1, 1), byte1(2, 0), "0-1w"},
+		{"two readers upgrade", [2]lockReq{
+			{owner: 1, typ: rd, start: 0, end: 9},
+			{owner: 2, typ: rd, start: 0, end: 9},
+		}, byte1(1, 5), byte1(2, 5), "0-4r 5-5w 6-9r"},
+	} {
+		var tb lockTable
+		setlk(t, &tb, c.held[0], 0)
+		setlk(t, &tb, c.held[1], 0)
+		done1, cancel1 := waitOn(&tb, 1, c.want1)
+		defer cancel1()
+		pending(t, done1, c.name+": owner 1 waiting for owner 2")
+		// Owner 2 would wait for owner 1, who waits for owner 2.
+		done2, cancel2 := waitOn(&tb, 1, c.want2)
+		defer cancel2()
+		if errno := answer(t, done2, c.name+": owner 2"); errno != syscall.EDEADLK {
+			t.Fatalf("%s: owner 2 closing the cycle: %v, want EDEADLK", c.name, errno)
+		}
+		// The refused request changed nothing: owner 1 still waits,
+		// and gets the lock when owner 2 lets go.
+		pending(t, done1, c.name+": owner 1 after the refusal")
+		setlk(t, &tb, lockReq{owner: 2, typ: un, start: 0, end: math.MaxUint64}, 0)
+		if errno := answer(t, done1, c.name+": owner 1 after owner 2 unlocked"); errno != 0 {
+			t.Fatalf("%s: owner 1: %v", c.name, errno)
+		}
+		checkSpans(t, &tb, 1, c.after)
+		if n := waitsRecorded(&tb); n != 0 {
+			t.Errorf("%s: %d waits recorded with nobody waiting", c.name, n)
+		}
+	}
+}
+
+// TestLockTableDeadlockChain: a cycle through several owners and inodes
+// is found, up to the bound; a chain that is no cycle waits.
+func TestLockTableDeadlockChain(t *testing.T) {
+	for _, n := range []int{3, maxDeadlockSteps + 2, maxDeadlockSteps + 3} {
+		var tb lockTable
+		// Owner i holds inode i+1 and waits for inode i+2, held by
+		// owner i+1; the last owner then asks for owner 0's inode.
+		ino := func(i int) txfs.Ino { return txfs.Ino(i + 1) }
+		for i := 0; i < n; i++ {
+			lk, flags := byte1(uint64(i), 0).args()
+			if errno := tb.setlk(context.Background(), ino(i), nil, uint64(i), lk, flags, false); errno != 0 {
+				t.Fatal(errno)
+			}
+		}
+		var cancels []func()
+		for i := 0; i < n-1; i++ {
+			done, cancel := waitOn(&tb, ino(i+1), byte1(uint64(i), 0))
+			cancels = append(cancels, cancel)
+			pending(t, done, fmt.Sprintf("owner %d of %d", i, n))
+		}
+		done, cancel := waitOn(&tb, ino(0), byte1(uint64(n-1), 0))
+		cancels = append(cancels, cancel)
+		// Linux finds cycles of up to maxDeadlockSteps+2 owners.
+		if n <= maxDeadlockSteps+2 {
+			if errno := answer(t, done, "the last owner"); errno != syscall.EDEADLK {
+				t.Errorf("cycle of %d owners: %v, want EDEADLK", n, errno)
+			}
+		} else {
+			pending(t, done, fmt.Sprintf("cycle of %d owners, longer than the search", n))
+		}
+		for _, c := range cancels {
+			c()
+		}
+	}
+
+	// A chain that does not lead back to the caller is no deadlock.
+	var tb lockTable
+	setlk(t, &tb, byte1(1, 0), 0)
+	setlk(t, &tb, byte1(2, 1), 0)
+	setlk(t, &tb, byte1(3, 2), 0)
+	done2, cancel2 := waitOn(&tb, 1, byte1(2, 2)) // 2 waits for 3
+	defer cancel2()
+	pending(t, done2, "owner 2")
+	done1, cancel1 := waitOn(&tb, 1, byte1(1, 1)) // 1 waits for 2
+	defer cancel1()
+	pending(t, done1, "owner 1 waiting for a chain")
+	// An interrupted wait leaves no record behind.
+	cancel1()
+	if errno := answer(t, done1, "interrupted owner 1"); errno != syscall.EINTR {
+		t.Fatalf("interrupted owner 1: %v", errno)
+	}
+	if n := waitsRecorded(&tb); n != 1 {
+		t.Errorf("%d waits recorded, want owner 2's", n)
+	}
+}
+
+// TestLockTableDeadlockRelease: a release forgets what its waiters
+// waited for, so an owner that unlocks and at once asks for what a
+// former waiter holds is not refused while that waiter has yet to run.
+func TestLockTableDeadlockRelease(t *testing.T) {
+	var tb lockTable
+	setlk(t, &tb, byte1(1, 0), 0)
+	setlk(t, &tb, byte1(2, 1), 0)
+	done1, cancel1 := waitOn(&tb, 1, byte1(1, 1))
+	defer cancel1()
+	pending(t, done1, "owner 1")
+	setlk(t, &tb, byte1(2, 1).unlock(), 0)
+	if n := waitsRecorded(&tb); n != 0 {
+		t.Errorf("%d waits recorded after the release, want none", n)
+	}
+	done2, cancel2 := waitOn(&tb, 1, byte1(2, 0))
+	defer cancel2()
+	if errno := answer(t, done1, "owner 1 after the release"); errno != 0 {
+		t.Fatalf("owner 1: %v", errno)
+	}
+	pending(t, done2, "owner 2 waiting for owner 1, who waits no more")
+	tb.releaseOwner(1, 1)
+	if errno := answer(t, done2, "owner 2"); errno != 0 {
+		t.Fatalf("owner 2: %v", errno)
+	}
+}
+
+// TestLockTableFlockNoDeadlockCheck: flock waits are never refused, as on
+// Linux, and flock waits do not count for POSIX requests.
+func TestLockTableFlockNoDeadlockCheck(t *testing.T) {
+	var tb lockTable
+	a, b := new(int), new(int)
+	whole := func(owner uint64, h any) lockReq {
+		return lockReq{owner: owner, handle: h, typ: wr, start: 0, end: math.MaxInt64, flock: true}
+	}
+	for i, r := range []lockReq{whole(1, a), whole(2, b)} {
+		lk, flags := r.args()
+		if errno := tb.setlk(context.Background(), txfs.Ino(i+1), r.handle, r.owner, lk, flags, false); errno != 0 {
+			t.Fatal(errno)
+		}
+	}
+	done1, cancel1 := waitOn(&tb, 2, whole(1, a))
+	defer cancel1()
+	pending(t, done1, "flock of owner 1")
+	done2, cancel2 := waitOn(&tb, 1, whole(2, b))
+	defer cancel2()
+	pending(t, done2, "flock of owner 2 closing a cycle")
+	if n := waitsRecorded(&tb); n != 0 {
+		t.Errorf("%d flock waits recorded", n)
+	}
+}
+
 func TestLockTableRelease(t *testing.T) {
 	var tb lockTable
 	h1, h2 := new(int), new(int)
@@ -552,17 +735,35 @@ func TestLocksHelperProcess(t *testing.T) {
 		fmt.Println(err)
 		os.Exit(1)
 	}
+	// byteLock sets a write lock on byte b, or unlocks it.
+	byteLock := func(cmd int, typ int16, b string) error {
+		start, err := strconv.ParseInt(b, 10, 64)
+		if err != nil {
+			return err
+		}
+		lk := unix.Flock_t{Type: typ, Whence: io.SeekStart, Start: start, Len: 1}
+		return unix.FcntlFlock(f.Fd(), cmd, &lk)
+	}
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		var err error
-		switch in.Text() {
-		case "lock": // bytes 0 to 99
+		switch args := strings.Fields(in.Text()); args[0] {
+		case "lock": // bytes 0 to 99, or byte N
+			if len(args) > 1 {
+				err = byteLock(unix.F_SETLK, wr, args[1])
+				break
+			}
 			lk := unix.Flock_t{Type: wr, Whence: io.SeekStart, Start: 0, Len: 100}
 			err = unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk)
-		case "lockw": // byte 0, waiting
+		case "lockw": // byte 0, or byte N, waiting
 			fmt.Println("waiting")
-			lk := unix.Flock_t{Type: wr, Whence: io.SeekStart, Start: 0, Len: 1}
-			err = unix.FcntlFlock(f.Fd(), unix.F_SETLKW, &lk)
+			b := "0"
+			if len(args) > 1 {
+				b = args[1]
+			}
+			err = byteLock(unix.F_SETLKW, wr, b)
+		case "unlock": // byte N
+			err = byteLock(unix.F_SETLK, un, args[1])
 		case "close-other": // open and close another descriptor
 			var g *os.File
 			if g, err = os.Open(p); err == nil {
@@ -674,6 +875,47 @@ func TestLocksClassic(t *testing.T) {
 	}
 	if _, err := ofd(f, unix.F_OFD_SETLK, wr, 0, 100); err != nil {
 		t.Errorf("OFD lock after the child's close: %v", err)
+	}
+}
+
+// TestLocksDeadlock: two processes that each hold a byte and wait for
+// the other's. The second request gets EDEADLK at once, on the local
+// filesystem as on the mount, and the first still gets its lock once
+// the second process lets go.
+func TestLocksDeadlock(t *testing.T) {
+	mnt := testMount(t)
+	for _, dir := range []string{t.TempDir(), mnt} {
+		p := filepath.Join(dir, "f")
+		openRW(t, p)
+		a, b := startChild(t, p), startChild(t, p)
+		for _, c := range []struct {
+			who *child
+			cmd string
+		}{{a, "lock 0"}, {b, "lock 1"}} {
+			if got := c.who.do(t, c.cmd); got != "ok" {
+				t.Fatalf("%s: %s: %s", dir, c.cmd, got)
+			}
+		}
+		if got := a.do(t, "lockw 1"); got != "waiting" {
+			t.Fatalf("%s: %q", dir, got)
+		}
+		select {
+		case l := <-a.out:
+			t.Fatalf("%s: F_SETLKW answered %q while the lock is held", dir, l)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if got := b.do(t, "lockw 0"); got != "waiting" {
+			t.Fatalf("%s: %q", dir, got)
+		}
+		if got, want := b.answer(t, "lockw 0"), syscall.EDEADLK.Error(); got != want {
+			t.Errorf("%s: F_SETLKW that closes the cycle: %q, want %q", dir, got, want)
+		}
+		if got := b.do(t, "unlock 1"); got != "ok" {
+			t.Fatalf("%s: unlock: %s", dir, got)
+		}
+		if got := a.answer(t, "lockw 1"); got != "ok" {
+			t.Errorf("%s: F_SETLKW after the other unlocked: %q", dir, got)
+		}
 	}
 }
 

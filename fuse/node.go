@@ -13,7 +13,8 @@
 //   - write, truncate and chown clear S_ISUID, and S_ISGID when group
 //     execute is set or the caller is not in the file's group (writes and
 //     truncates by root keep them); the kernel's own request to clear
-//     them comes as a chmod from a caller who may not be the owner;
+//     them comes as a chmod from a caller who may not be the owner, and
+//     chown(path, -1, -1) comes as a SETATTR that names nothing;
 //   - a new inode in a set-group-ID directory takes the directory's group,
 //     and a new subdirectory is set-group-ID too;
 //   - only root changes the owner; the owner changes the group only to a
@@ -223,6 +224,19 @@ func procGroups(pid uint32) ([]uint32, error) {
 	return nil, fmt.Errorf("no Groups line in /proc/%d/status", pid)
 }
 
+// mayWrite reports whether c may write the file a by its permission bits.
+func mayWrite(c *fuse.Caller, a *txfs.Attr) bool {
+	switch {
+	case c.Uid == 0:
+		return true
+	case c.Uid == a.Uid:
+		return a.Mode&syscall.S_IWUSR != 0
+	case inGroup(c, a.Gid):
+		return a.Mode&syscall.S_IWGRP != 0
+	}
+	return a.Mode&syscall.S_IWOTH != 0
+}
+
 // killPriv returns mode without the set-ID bits that a write, truncate or
 // chown by c clears on a file of group gid: S_ISUID always; S_ISGID when
 // group execute is set, or when c is neither root nor in the group
@@ -278,8 +292,17 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	root := c.Uid == 0
 	var sa txfs.SetAttrIn
 
+	// chown(path, -1, -1) arrives naming nothing to set: the kernel
+	// drops the mode change it computed (txfs clears set-ID bits
+	// itself, HANDLE_KILLPRIV_V2) and sends ctime only with writeback
+	// caching. On ext4 it is still a chown: ctime moves and the set-ID
+	// bits go (the kernel removes security.capability itself, with
+	// REMOVEXATTR, before). A write by a caller who must clear
+	// privileges sends the same request first (file_remove_privs).
+	chownNothing := in.Valid&^(fuse.FATTR_FH|fuse.FATTR_LOCKOWNER) == 0
+
 	var cur txfs.Attr
-	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID|fuse.FATTR_SIZE|fuse.FATTR_KILL_SUIDGID) != 0 {
+	if chownNothing || in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID|fuse.FATTR_SIZE|fuse.FATTR_KILL_SUIDGID) != 0 {
 		var err error
 		if cur, err = n.vol().GetAttr(n.ino()); err != nil {
 			return toErrno(err)
@@ -327,15 +350,23 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		// even for root; truncate by anyone but root clears them. (The
 		// kernel usually sends the mode change itself; doing it here too
 		// covers the requests where it does not.)
-		kill := (in.Valid&(fuse.FATTR_UID|fuse.FATTR_GID) != 0 && !isDir) ||
+		kill := ((in.Valid&(fuse.FATTR_UID|fuse.FATTR_GID) != 0 || chownNothing) && !isDir) ||
 			(in.Valid&(fuse.FATTR_SIZE|fuse.FATTR_KILL_SUIDGID) != 0 && !root)
 		if kill {
 			if m := killPriv(cur.Mode, c, cur.Gid); m != cur.Mode {
+				// Clearing them is a change of mode, which
+				// chown leaves to the owner (EPERM on ext4);
+				// a caller that may write the file could
+				// clear them by writing anyway.
+				if chownNothing && !root && c.Uid != cur.Uid && !mayWrite(c, &cur) {
+					return syscall.EPERM
+				}
 				sa.Valid |= txfs.SetMode
 				sa.Mode = m & 07777
 			}
 		}
 	}
+
 	if in.Valid&fuse.FATTR_SIZE != 0 {
 		sa.Valid |= txfs.SetSize
 		sa.Size = in.Size
@@ -357,7 +388,7 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 
 	var a txfs.Attr
 	var err error
-	if sa.Valid == 0 {
+	if sa.Valid == 0 && !chownNothing {
 		a, err = n.vol().GetAttr(n.ino())
 	} else {
 		a, err = n.vol().SetAttr(n.ino(), &sa)
@@ -809,7 +840,7 @@ func (n *Node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, 
 	if _, p := n.Parent(); p != nil {
 		parent = p.StableAttr().Ino
 	}
-	return &dirHandle{v: n.vol(), ino: n.ino(), parent: parent}, 0, 0
+	return &dirHandle{v: n.vol(), node: n, ino: n.ino(), parent: parent}, 0, 0
 }
 
 // dirHandle is an open directory.
@@ -819,14 +850,32 @@ func (n *Node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, 
 // (2 is cookie 0, the first real entry). Engine cookies are stable across
 // changes to the directory and below 1<<62, so the offsets are too, and
 // the listing is deterministic.
+//
+// READDIRPLUS (which the kernel uses when a program stats what it lists,
+// FUSE_READDIRPLUS_AUTO) answers each entry with its attributes, so the
+// kernel needs no LOOKUP per name. The kernel holds the directory's lock
+// while the request runs, so no name can come or go in it meanwhile; the
+// entries are therefore fetched anew for every request (buf holds only
+// entries read during req), and an entry read during the request needs
+// no second lookup by name (Lookup).
 type dirHandle struct {
 	v      *txfs.Volume
+	node   *Node
 	ino    txfs.Ino
 	parent txfs.Ino
 
-	mu  sync.Mutex
-	off uint64          // offset of the next entry
-	buf []fuse.DirEntry // fetched entries from off on
+	mu   sync.Mutex
+	off  uint64          // offset of the next entry
+	buf  []fuse.DirEntry // fetched entries from off on
+	req  *fuse.Context   // the request buf and last were read in
+	last fuse.DirEntry   // the entry Readdirent returned last
+}
+
+// request identifies the request of ctx: go-fuse makes a *fuse.Context
+// for each. nil means unknown.
+func request(ctx context.Context) *fuse.Context {
+	c, _ := ctx.(*fuse.Context)
+	return c
 }
 
 const dirOffEntries = 2 // offset of the first entry after "." and ".."
@@ -835,6 +884,12 @@ const dirOffEntries = 2 // offset of the first entry after "." and ".."
 func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if r := request(ctx); r == nil || r != d.req {
+		// A new request: what an earlier one fetched may be gone.
+		d.req = r
+		d.buf = d.buf[:0]
+	}
+	d.last = fuse.DirEntry{}
 	switch d.off {
 	case 0:
 		d.off = 1
@@ -854,7 +909,29 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	e := d.buf[0]
 	d.buf = d.buf[1:]
 	d.off = e.Off
+	d.last = e
 	return &e, 0
+}
+
+// Lookup implements fs.FileLookuper: READDIRPLUS asks for the entry
+// Readdirent just returned. When that entry was read from the engine
+// during this request it names the inode still, and only the attributes
+// are read; any other name (go-fuse may hand on an entry from the
+// previous request that did not fit) is looked up anew.
+func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	d.mu.Lock()
+	e := d.last
+	r := request(ctx)
+	fresh := r != nil && r == d.req && e.Name == name && e.Ino != 0
+	d.mu.Unlock()
+	if !fresh {
+		return d.node.Lookup(ctx, name, out)
+	}
+	a, err := d.v.GetAttr(e.Ino)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return d.node.newChild(ctx, &a, out), 0
 }
 
 // fill fetches the next batch of entries from the engine.

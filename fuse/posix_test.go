@@ -610,6 +610,16 @@ func checkChmodChownRules(t *testing.T, dir string) {
 		{"c", 1000, 0o6755, aliceG, op("chown", "-1", "555"), 0o755},
 		{"c-nogx", 1000, 0o6745, aliceG, op("chown", "-1", "555"), 0o2745},
 		{"c-nogx-outside", 1234, 0o2745, aliceG, op("chown", "-1", "555"), 0o745},
+		// chown(path, -1, -1) changes no ID and is a chown all the
+		// same: by the owner, by root, and by another user when there
+		// is nothing to clear.
+		{"n", 1000, 0o6755, alice, op("chown", "-1", "-1"), 0o755},
+		{"n-nogx", 1000, 0o6745, alice, op("chown", "-1", "-1"), 0o2745},
+		{"n-nogx-outside", 1234, 0o2745, alice, op("chown", "-1", "-1"), 0o745},
+		{"n-root", 1000, 0o6755, self(), op("chown", "-1", "-1"), 0o755},
+		{"n-root-nogx", 1234, 0o6745, self(), op("chown", "-1", "-1"), 0o2745},
+		{"n-other-nothing", 1000, 0o755, bob, op("chown", "-1", "-1"), 0o755},
+		{"n-other-nogx-member", 1000, 0o2745, member, op("chown", "-1", "-1"), 0o2745},
 	} {
 		mkfile(t, j(c.name), "xyz", 1000, c.gid, c.mode)
 		action := append([]string{c.action[0], j(c.name)}, c.action[1:]...)
@@ -643,8 +653,20 @@ func checkChmodChownRules(t *testing.T, dir string) {
 	if err := os.Chown(j("cd"), 1001, 1001); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Chown(j("cd"), -1, -1); err != nil {
+		t.Fatal(err)
+	}
 	if m := mode(j("cd")); m != 0o6755 {
 		t.Errorf("chown of a 06755 directory by root: %#o, want 06755", m)
+	}
+
+	// Clearing set-ID bits by chown(path, -1, -1) is a change of mode:
+	// only the owner's, as for chmod. (A user who may write the file
+	// clears them on txfs: the request is the one a write sends.)
+	mkfile(t, j("n-other"), "x", 1000, 1000, 0o6755)
+	expectAs(t, bob, expectOp{op("chown", j("n-other"), "-1", "-1"), syscall.EPERM})
+	if m := mode(j("n-other")); m != 0o6755 {
+		t.Errorf("refused chown -1 -1 by another user: %#o, want 06755", m)
 	}
 }
 
@@ -692,6 +714,9 @@ func checkCapabilityXattr(t *testing.T, dir string) {
 		{"truncate-root", self(), op("truncate", "1")},
 		{"chown-root", self(), op("chown", "1001", "-1")},
 		{"chgrp-owner", alice, op("chown", "-1", "1000")},
+		{"chown-nothing-root", self(), op("chown", "-1", "-1")},
+		// Also by a user who may neither write nor chmod the file.
+		{"chown-nothing-other", bob, op("chown", "-1", "-1")},
 	} {
 		p := j(c.name)
 		mkfile(t, p, "xyz", 1000, 1000, 0o757)
@@ -931,6 +956,8 @@ func checkTimestamps(t *testing.T, dir string) {
 	}
 	st := statxSync(t, f)
 	checkTimes(t, "chown to the same owner", func() error { return os.Chown(f, int(st.Uid), int(st.Gid)) }, ctimeOnly(f), kept(d))
+	checkTimes(t, "chown -1 -1", func() error { return os.Chown(f, -1, -1) }, ctimeOnly(f), kept(d))
+	checkTimes(t, "chown -1 -1 of a directory", func() error { return os.Chown(d, -1, -1) }, ctimeOnly(d), kept(f))
 	checkTimes(t, "setxattr", func() error { return syscall.Setxattr(f, "user.x", []byte("1"), 0) }, ctimeOnly(f))
 
 	// Entries of a directory.

@@ -14,7 +14,7 @@
 # passthrough is reported too, labelled as such, and not used for ratios.
 #
 # Both daemons get the same mount options (MaxWrite 1 MiB, MaxBackground 64,
-# direct mount, no READDIRPLUS, 1 s entry/attr timeouts,
+# direct mount, READDIRPLUS_AUTO, 1 s entry/attr timeouts,
 # default_permissions) and the same 4 MiB kernel readahead. The loopback
 # has go-fuse answer GETXATTR security.capability (IgnoreSecurityLabels);
 # txfs clears privileges itself (HANDLE_KILLPRIV_V2), so the kernel does not
@@ -34,16 +34,17 @@
 #               metadata results swing 2-3x with placement on 2 cores
 #   PASSTHROUGH 1: also run every workload once on a passthrough loopback [1]
 #   WORKLOADS   subset of: seqwrite seqread randread randwrite randwrite4
-#               files fsyncfiles dbench cp [all]
+#               files fsyncfiles dbench cp listing [all]
 #   HOST        1: also run the workloads in HOST_WORKLOADS straight on the
 #               disk's filesystem, no FUSE: what the disk allows [1]
-#   HOST_WORKLOADS [seqread randwrite randwrite4 fsyncfiles]
+#   HOST_WORKLOADS [seqread randwrite randwrite4 fsyncfiles listing]
 #   SEQ_SIZE    file size for sequential I/O and random read [1G]
 #   RAND_SIZE   file size for 4 KiB random fsync writes [64M]
 #   RAND_IOS    4 KiB random reads per run [20000]
 #   RAND_TIME   time cap in seconds of the random write run [30]
 #   NFILES      files created/stat'ed/deleted [20000]
 #   NSYNC       4 KiB files written with fsync each [2000]
+#   NLIST       empty files in the directory that "listing" lists [100000]
 #   DBENCH_TIME dbench seconds, 4 clients [30]
 #   CP_SRC      tree copied with cp -a [/usr/local/go/src]
 #   TIMEOUT     seconds after which one workload run counts as a hang [900]
@@ -60,15 +61,16 @@ BENCHDIR=${BENCHDIR:-/var/tmp/txfsbench}
 IMAGE_SIZE=${IMAGE_SIZE:-4G}
 PIN=${PIN:-0}
 PASSTHROUGH=${PASSTHROUGH:-1}
-WORKLOADS=${WORKLOADS:-seqwrite seqread randread randwrite randwrite4 files fsyncfiles dbench cp}
+WORKLOADS=${WORKLOADS:-seqwrite seqread randread randwrite randwrite4 files fsyncfiles dbench cp listing}
 HOST=${HOST:-1}
-HOST_WORKLOADS=${HOST_WORKLOADS:-seqread randwrite randwrite4 fsyncfiles}
+HOST_WORKLOADS=${HOST_WORKLOADS:-seqread randwrite randwrite4 fsyncfiles listing}
 SEQ_SIZE=${SEQ_SIZE:-1G}
 RAND_SIZE=${RAND_SIZE:-64M}
 RAND_IOS=${RAND_IOS:-20000}
 RAND_TIME=${RAND_TIME:-30}
 NFILES=${NFILES:-20000}
 NSYNC=${NSYNC:-2000}
+NLIST=${NLIST:-100000}
 DBENCH_TIME=${DBENCH_TIME:-30}
 CP_SRC=${CP_SRC:-/usr/local/go/src}
 TIMEOUT=${TIMEOUT:-900}
@@ -328,6 +330,33 @@ run_workload() {
       diff -rq --no-dereference "$CP_SRC" "$d/cp" >&2 || { say "cp -a onto $fs: the copy DIFFERS from $CP_SRC"; return 1; }
     fi
     rm -rf "$d/cp"
+    ;;
+  listing)
+    # NLIST empty files in one directory, made in the first round (not
+    # timed). ls -l reads the directory and stats (statx) and asks
+    # getxattr(security.selinux) of every name; ls -f only reads it. Each
+    # starts once the kernel's FUSE entry and attribute caches (1 s) have
+    # expired, "cold" ones also with the page, dentry and inode caches
+    # dropped (txfs's own metadata cache stays).
+    if [ ! -e "$d/list/f$(printf %07d "$NLIST")" ]; then
+      rm -rf "$d/list"
+      mkdir "$d/list"
+      (cd "$d/list" && seq -f 'f%07g' 1 "$NLIST" | xargs touch) || return
+    fi
+    local metric args
+    for metric in ls_l ls_l_cold ls_f_cold; do
+      case $metric in
+      ls_l) args=-l ;;
+      ls_l_cold) args=-l ;;
+      ls_f_cold) args=-f ;;
+      esac
+      sleep 1.5
+      [[ $metric == *_cold ]] && drop_caches
+      t0=$(date +%s.%N)
+      load ls "$args" "$d/list" >/dev/null || return
+      t1=$(date +%s.%N)
+      awk -v m="$metric" -v a="$t0" -v b="$t1" 'BEGIN {printf "RESULT %s %.3f s\n", m, b - a}'
+    done
     ;;
   *)
     say "unknown workload $w"

@@ -1,6 +1,6 @@
 // Command fusebench is the peer and the helpers for scripts/bench.sh.
 //
-//	fusebench mount [-passthrough] [-readahead KB] [-ready-fd N] DIR MOUNTPOINT
+//	fusebench mount [-passthrough] [-plain-readdir] [-readahead KB] [-ready-fd N] DIR MOUNTPOINT
 //	fusebench files [-n 20000] [-settle 1.5s] DIR
 //	fusebench fsyncfiles [-n 2000] [-size 4096] DIR
 //
@@ -10,7 +10,8 @@
 // not their mount options. Kernel FUSE passthrough is off unless
 // -passthrough is given: with it, file data goes from the kernel straight to
 // the backing file and never reaches the daemon, while txfs handles every
-// byte in its daemon (docs/PRACTICES item 21). It prints "ready" on stdout
+// byte in its daemon (docs/PRACTICES item 21). -plain-readdir turns
+// READDIRPLUS off, as txfs had it before. It prints "ready" on stdout
 // (and on -ready-fd) once the mount is usable and unmounts on SIGTERM or
 // SIGINT.
 //
@@ -62,7 +63,7 @@ func main() {
 
 func usage() {
 	fmt.Fprint(os.Stderr, `usage:
-  fusebench mount [-passthrough] [-readahead KB] [-ready-fd N] DIR MOUNTPOINT
+  fusebench mount [-passthrough] [-plain-readdir] [-readahead KB] [-ready-fd N] DIR MOUNTPOINT
   fusebench files [-n 20000] [-settle 1.5s] DIR
   fusebench fsyncfiles [-n 2000] [-size 4096] DIR
 `)
@@ -72,6 +73,7 @@ func usage() {
 func mountCmd(args []string) error {
 	f := flag.NewFlagSet("mount", flag.ExitOnError)
 	passthrough := f.Bool("passthrough", false, "leave kernel FUSE passthrough on (file data bypasses the daemon)")
+	plainReaddir := f.Bool("plain-readdir", false, "no READDIRPLUS: a LOOKUP for every name a program stats after listing it")
 	readyFd := f.Int("ready-fd", -1, `write "ready\n" to file descriptor N once mounted`)
 	debug := f.Bool("debug", false, "log every FUSE request")
 	readAhead := f.Int("readahead", txfuse.DefaultReadAheadKB, "kernel readahead of the mount in KiB, as txfs sets it (0: the kernel's 128)")
@@ -101,6 +103,9 @@ func mountCmd(args []string) error {
 		MaxWrite: 1 << 20,
 		// Same as txfs: more readahead/async requests in flight.
 		MaxBackground: 64,
+		// Same as txfs: READDIRPLUS while a program stats what it
+		// lists (ls -l), plain READDIR otherwise.
+		ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO,
 		// go-fuse answers GETXATTR security.capability itself, without
 		// a syscall (PRACTICES item 21); the kernel still sends it before
 		// every write. txfs negotiates HANDLE_KILLPRIV_V2 instead, which
@@ -109,8 +114,7 @@ func mountCmd(args []string) error {
 		IgnoreSecurityLabels: true,
 		// Unlike txfs, splicing stays on: the loopback's reads splice
 		// from its backing file, its best path.
-		// Same as txfs: plain READDIR, no READDIRPLUS.
-		DisableReadDirPlus: true,
+		DisableReadDirPlus: *plainReaddir,
 		// Same as txfs: mount(2) directly (we run as root), with
 		// nosuid,nodev as txfs sets them.
 		DirectMount:       true,
