@@ -231,7 +231,11 @@ func TestFallocateLikeExt4(t *testing.T) {
 			continue
 		}
 		checked++
-		if bad := falloctab.Check(c, 4096, r.Errno, r.Before, r.After, c.Modified, true); len(bad) > 0 {
+		// Past txfs's largest file (EFBIG), the kernel has already asked
+		// the daemon to clear the set-ID bits (file_modified, before it
+		// forwards the fallocate): ext4 refuses the range first.
+		setID := c.Errno != syscall.EFBIG
+		if bad := falloctab.Check(c, 4096, r.Errno, r.Before, r.After, c.Modified, setID); len(bad) > 0 {
 			t.Errorf("%s: %s", c.Name, strings.Join(bad, "; "))
 		}
 	}
