@@ -270,6 +270,7 @@ func (v *Volume) recover() (int, error) {
 	used := map[uint32]bool{ckptSeg: true, v.nextSeg: true}
 	pos, seq, prev := ref.Addr+uint64(ref.Len), ref.Seq+1, ref.Sum
 	replayed := 0
+	var skippedNodes uint64
 	for {
 		u, at := v.nextUnit(pos, seq, prev)
 		if u == nil {
@@ -280,7 +281,7 @@ func (v *Volume) recover() (int, error) {
 			used[s], used[v.nextSeg] = true, true
 		}
 		v.logf("unit %d at byte %d (segment %d): %s", seq, at, v.curSeg, unitKindName(u.Header.Kind))
-		if err := v.replayUnit(u); err != nil {
+		if err := v.replayUnit(u, &skippedNodes); err != nil {
 			return 0, fmt.Errorf("%w: replay of unit %d at byte %d: %v", ErrIO, seq, at, err)
 		}
 		replayed++
@@ -380,13 +381,21 @@ func (v *Volume) nextUnit(pos, seq, prev uint64) (*segment.Unit, uint64) {
 
 // replayUnit applies the records of an operations unit. Units a checkpoint
 // wrote are skipped: the durable checkpoint already holds what they say,
-// and a checkpoint that never became durable does not count.
-func (v *Volume) replayUnit(u *segment.Unit) error {
+// and a checkpoint that never became durable does not count. Such a
+// checkpoint gave its nodes virtual blocks, possibly past the DAT's end,
+// so operations after it allocate beyond the end by at most the nodes
+// skipped so far (skippedNodes); a record that goes further is damage.
+func (v *Volume) replayUnit(u *segment.Unit, skippedNodes *uint64) error {
 	s, _ := v.geo.SegmentOf(u.Addr)
 	if err := v.sut.Touch(s, u.Header.Seq); err != nil {
 		return err
 	}
 	if u.Header.Kind != segment.UnitOps {
+		for _, e := range u.Summary {
+			if e.Kind == segment.SumNode {
+				*skippedNodes++
+			}
+		}
 		return nil
 	}
 	next := 0
@@ -398,6 +407,9 @@ func (v *Volume) replayUnit(u *segment.Unit) error {
 			_, err := v.tree.Delete(inode.DecodeKey(r.Key[:]))
 			return err
 		case journal.RecAlloc:
+			if end := v.dat.Count() + *skippedNodes; r.V > end {
+				return fmt.Errorf("allocation of virtual block %d, past the %d the log can have made", r.V, end)
+			}
 			return v.dat.AllocExact(r.V)
 		case journal.RecWrite:
 			if next >= len(u.Summary) {
