@@ -1,7 +1,9 @@
 package txfs
 
 import (
+	"encoding/binary"
 	"errors"
+	"runtime"
 	"testing"
 
 	"github.com/txfs/txfs/journal"
@@ -110,5 +112,59 @@ func TestReplayPastACheckpointThatNeverBecameCurrent(t *testing.T) {
 	}
 	if got, err := dump(v); err != nil || got != want {
 		t.Fatalf("replayed from the older checkpoint:\n%s\n%v\nwant:\n%s", got, err, want)
+	}
+}
+
+// TestDATEntryOfAHugeLength: a DAT entry whose stored length is far more
+// than a block made reads and the checker allocate that length before
+// reading (4 GiB at most, which exhausts memory). A stored block is never
+// longer than a block, so such an entry is damage and nothing is read.
+func TestDATEntryOfAHugeLength(t *testing.T) {
+	var vb uint64
+	dev := damagedImage(t, func(m *imageModel) {
+		// The first block of /big (the file of many blocks), in the
+		// checkpoint's DAT.
+		blocks, first := map[Ino]int{}, map[Ino]uint64{}
+		for _, n := range m.nodes {
+			_, items, _ := parseNodeItems(n.raw)
+			for _, it := range items {
+				if it.key.Type == itemBlock {
+					if blocks[it.key.Ino]++; it.key.Off == 0 {
+						first[it.key.Ino] = leUint64(it.val)
+					}
+				}
+			}
+		}
+		for ino, n := range blocks {
+			if n > 100 {
+				vb = first[ino]
+			}
+		}
+		e := m.datEntry(vb)
+		binary.LittleEndian.PutUint32(e[8:], 64<<20)
+	})
+	v, err := Open(dev, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	big, err := v.Lookup(RootIno, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocated := func(fn func()) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		fn()
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	var rerr error
+	if n := allocated(func() { _, rerr = v.Read(big.Ino, make([]byte, 8192), 0) }); n > 4<<20 || !errors.Is(rerr, ErrIO) {
+		t.Fatalf("read allocated %d bytes and returned %v", n, rerr)
+	}
+	var rep *CheckReport
+	if n := allocated(func() { rep, _ = v.CheckReport() }); n > 16<<20 || len(rep.Problems) == 0 {
+		t.Fatalf("check allocated %d bytes and found %v", n, rep.Problems)
 	}
 }
