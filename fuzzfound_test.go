@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/journal"
 	"github.com/txfs/txfs/segment"
 )
@@ -166,5 +167,40 @@ func TestDATEntryOfAHugeLength(t *testing.T) {
 	var rep *CheckReport
 	if n := allocated(func() { rep, _ = v.CheckReport() }); n > 16<<20 || len(rep.Problems) == 0 {
 		t.Fatalf("check allocated %d bytes and found %v", n, rep.Problems)
+	}
+}
+
+// TestAscendOverMisorderedLeaves: a leaf holding keys below those of the
+// leaf before it (here a copy of the first leaf's items) made every scan
+// of the tree go back to the first leaf and round again, for ever:
+// Repair's scan of the namespace grew until memory ran out. The scan now
+// stops with an error at a key that does not follow the one before.
+func TestAscendOverMisorderedLeaves(t *testing.T) {
+	dev := damagedImage(t, func(m *imageModel) {
+		if m.nodes[0].raw[2] != 1 || len(m.nodes) < 4 {
+			t.Fatal("the tree is not a root over leaves")
+		}
+		m.nodes[2].raw = append([]byte(nil), m.nodes[1].raw...)
+		m.nodes[2].dirty = true
+	})
+	v, err := Open(dev, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err = v.tree.Ascend(inode.Key{}, func(inode.Key, []byte) bool { n++; return n < 100000 })
+	if n >= 100000 || !errors.Is(err, inode.ErrCorrupt) {
+		t.Fatalf("the scan visited %d items and returned %v", n, err)
+	}
+	v.Close()
+	// Opening read-write scans for orphans; if that passes, Repair scans
+	// everything. Either fails.
+	v, err = Open(dev, Options{})
+	if err == nil {
+		_, err = v.Repair()
+		v.Close()
+	}
+	if !errors.Is(err, ErrIO) {
+		t.Fatalf("open and repair: %v", err)
 	}
 }

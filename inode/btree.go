@@ -272,6 +272,12 @@ func (t *Tree) Ascend(from Key, fn func(k Key, val []byte) bool) error {
 			return err
 		}
 		for i, k := range keys {
+			// In a whole tree no key is below from. In a damaged one a
+			// leaf may hold keys below its place, and going on from them
+			// would scan the same leaves again, for ever.
+			if k.Less(from) {
+				return fmt.Errorf("%w: key %v met by a scan from %v", ErrCorrupt, k, from)
+			}
 			if !fn(k, vals[i]) {
 				return nil
 			}
