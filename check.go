@@ -144,6 +144,11 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 	err := v.tree.Ascend(inode.Key{}, func(k inode.Key, val []byte) bool {
 		switch k.Type {
 		case itemInode:
+			if k.Off != 0 {
+				// Every lookup of an inode uses offset 0.
+				rep.addf("inode item %v is not at offset 0", k)
+				return true
+			}
 			r, err := decodeInode(k.Ino, val)
 			if err != nil {
 				rep.addf("inode %d: %v", k.Ino, err)
@@ -159,15 +164,37 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 				rep.addf("directory %d entry item %d: %v", k.Ino, k.Off, err)
 				return true
 			}
+			names := map[string]bool{}
 			for _, e := range es {
 				if nameHash(e.Name) != k.Off {
 					rep.addf("directory %d: entry %q filed under the wrong hash", k.Ino, e.Name)
 				}
+				if err := checkName(e.Name); err != nil {
+					rep.addf("directory %d: entry %q: %v", k.Ino, e.Name, err)
+				}
+				if names[e.Name] {
+					rep.addf("directory %d has two entries named %q", k.Ino, e.Name)
+				}
+				names[e.Name] = true
 				entries = append(entries, entry{k.Ino, e})
 			}
 		case itemXattr:
-			if _, err := decodeXattrs(val); err != nil {
+			es, err := decodeXattrs(val)
+			if err != nil {
 				rep.addf("inode %d xattr item: %v", k.Ino, err)
+			}
+			names := map[string]bool{}
+			for _, e := range es {
+				if nameHash(e.Name) != k.Off {
+					rep.addf("inode %d: attribute %q filed under the wrong hash", k.Ino, e.Name)
+				}
+				if err := v.checkXattrName(e.Name); err != nil {
+					rep.addf("inode %d: attribute %q: %v", k.Ino, e.Name, err)
+				}
+				if names[e.Name] {
+					rep.addf("inode %d has two attributes named %q", k.Ino, e.Name)
+				}
+				names[e.Name] = true
 			}
 			get(k.Ino)
 		case itemSymlink:
@@ -183,10 +210,19 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 				vb  uint64
 			}{k.Ino, k.Off, leUint64(val)})
 			get(k.Ino).blocks++
-		case itemOrphan:
-			get(k.Off).orphan = true
-		case itemTrunc:
-			truncs[k.Off] = leUint64(val)
+		case itemOrphan, itemTrunc:
+			// Open finds these marks among the items of inode 0 only.
+			if k.Ino != 0 {
+				rep.addf("%s mark %v outside the list of inode 0", map[uint8]string{itemOrphan: "orphan", itemTrunc: "truncate"}[k.Type], k)
+				return true
+			}
+			if k.Type == itemOrphan {
+				get(k.Off).orphan = true
+			} else if len(val) != 8 {
+				rep.addf("truncate mark of inode %d: value of %d bytes", k.Off, len(val))
+			} else {
+				truncs[k.Off] = leUint64(val)
+			}
 		default:
 			rep.addf("item of unknown type %d (inode %d)", k.Type, k.Ino)
 		}

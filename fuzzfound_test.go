@@ -204,3 +204,120 @@ func TestAscendOverMisorderedLeaves(t *testing.T) {
 		t.Fatalf("open and repair: %v", err)
 	}
 }
+
+// editTree edits the items of the checkpoint's tree (a root over leaves)
+// and puts each back into the leaf whose key range holds it.
+func editTree(t *testing.T, m *imageModel, fn func([]nodeItem) []nodeItem) {
+	t.Helper()
+	level, seps, _ := parseNodeItems(m.nodes[0].raw)
+	if level != 1 {
+		t.Fatal("the tree is not a root over leaves")
+	}
+	var all []nodeItem
+	for _, s := range seps {
+		_, items, _ := parseNodeItems(m.byVB[s.kid].raw)
+		all = append(all, items...)
+	}
+	all = fn(all)
+	sortItems(all)
+	for i, s := range seps {
+		var items []nodeItem
+		for _, it := range all {
+			if (i == 0 || !it.key.Less(s.key)) && (i == len(seps)-1 || it.key.Less(seps[i+1].key)) {
+				items = append(items, it)
+			}
+		}
+		n := m.byVB[s.kid]
+		raw, ok := encodeNodeItems(len(n.raw), 0, items)
+		if !ok {
+			t.Fatal("a leaf overflows")
+		}
+		n.raw, n.dirty = raw, true
+	}
+}
+
+// TestCheckerSeesWhatReadsSee: damage that makes lookups and reads fail,
+// or leaves something that nothing ever finds, which the checker passed
+// as clean.
+func TestCheckerSeesWhatReadsSee(t *testing.T) {
+	const file10, big = 13, 43 // inodes of /d/file10 and /big in the base image
+	// renameEntry files the entry called from in directory 2 under new
+	// names (all in one item).
+	renameEntry := func(items []nodeItem, to ...string) []nodeItem {
+		var out []nodeItem
+		var moved []dirent
+		for _, it := range items {
+			if it.key.Type == itemDirent && it.key.Ino == 2 {
+				es, _ := decodeDirents(it.val)
+				if len(es) == 1 && (es[0].Name == "file10" || es[0].Name == "file11") && len(moved) < len(to) {
+					es[0].Name = to[len(moved)]
+					moved = append(moved, es[0])
+					continue
+				}
+			}
+			out = append(out, it)
+		}
+		return append(out, nodeItem{key: direntKey(2, nameHash(to[0])), val: encodeDirents(moved)})
+	}
+	renameXattr := func(items []nodeItem, name string, hash uint64) []nodeItem {
+		for i, it := range items {
+			if it.key.Type == itemXattr && it.key.Ino == big {
+				items[i].key.Off = hash
+				items[i].val = encodeXattrs([]xattrEntry{{Name: name, Value: []byte("a note")}})
+			}
+		}
+		return items
+	}
+	for _, c := range []struct {
+		name string
+		edit func([]nodeItem) []nodeItem
+	}{
+		{"inode item at an offset", func(items []nodeItem) []nodeItem {
+			for i := range items {
+				if items[i].key == inodeKey(file10) {
+					items[i].key.Off = 5
+				}
+			}
+			return items
+		}},
+		{"orphan mark outside the orphan list", func(items []nodeItem) []nodeItem {
+			// file10 loses its name and becomes an orphan, marked in the
+			// wrong place: nothing would ever free it.
+			items = renameEntry(items, "gone")
+			items = items[:len(items)-1]
+			for i := range items {
+				if items[i].key == inodeKey(file10) {
+					rec, _ := decodeInode(file10, items[i].val)
+					rec.Nlink = 0
+					items[i].val = rec.encode()
+				}
+			}
+			return append(items, nodeItem{key: inode.Key{Ino: 5, Type: itemOrphan, Off: file10}})
+		}},
+		{"truncate mark outside the list", func(items []nodeItem) []nodeItem {
+			return append(items, nodeItem{key: inode.Key{Ino: 5, Type: itemTrunc, Off: big}, val: le64(0)})
+		}},
+		{"entry with a slash", func(items []nodeItem) []nodeItem { return renameEntry(items, "a/b") }},
+		{"entry named dot-dot", func(items []nodeItem) []nodeItem { return renameEntry(items, "..") }},
+		{"two entries of one name", func(items []nodeItem) []nodeItem { return renameEntry(items, "twice", "twice") }},
+		{"attribute under another name's hash", func(items []nodeItem) []nodeItem { return renameXattr(items, "user.note", 7) }},
+		{"attribute outside the namespaces", func(items []nodeItem) []nodeItem { return renameXattr(items, "bogus", nameHash("bogus")) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dev := damagedImage(t, func(m *imageModel) { editTree(t, m, c.edit) })
+			v, err := Open(dev, Options{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			rep, err := v.CheckReport()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Problems) == 0 {
+				t.Fatalf("the checker found nothing; reads: %v", readEverything(v))
+			}
+			t.Log(rep.Problems)
+		})
+	}
+}
