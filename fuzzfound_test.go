@@ -3,6 +3,8 @@ package txfs
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"math/rand"
 	"runtime"
 	"testing"
 
@@ -320,4 +322,94 @@ func TestCheckerSeesWhatReadsSee(t *testing.T) {
 			t.Log(rep.Problems)
 		})
 	}
+}
+
+// TestLogNamesANextSegmentThatHoldsData: the first unit of a segment names
+// the segment where the log goes on when this one is full. Recovery took
+// the name on trust, so a unit naming a segment that holds data (or the
+// log's own segment, or none) made the first writes after Open, its
+// checkpoint, overwrite live blocks. Such a segment is now replaced by a
+// free one, with a warning, and the checkpoint Open takes names it.
+func TestLogNamesANextSegmentThatHoldsData(t *testing.T) {
+	want := func() string {
+		v, err := Open(damagedImage(t, func(*imageModel) {}), Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		s, _ := dump(v)
+		return s
+	}()
+	for _, next := range []uint32{0, 1, 2, fuzzSegments, 1 << 31} {
+		t.Run(fmt.Sprint(next), func(t *testing.T) {
+			dev := damagedImage(t, func(m *imageModel) {
+				// The log's last segment is segment 2; its first unit
+				// names the next.
+				for _, u := range m.unitsAfterCheckpoint() {
+					if s, _ := m.geo.SegmentOf(u.addr); s == 2 {
+						u.hdr.NextSeg = next
+						break
+					}
+				}
+			})
+			v, err := Open(dev, Options{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, _ := v.CheckReport()
+			v.Close()
+			if len(rep.Warnings)+len(rep.Problems) == 0 {
+				t.Error("the checker says nothing of the next segment")
+			}
+			// Enough writes to fill segment 2 and go on to the next.
+			v, err = Open(dev, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 3; i++ {
+				a, err := v.Create(RootIno, fmt.Sprint("more", i), 0o644, Owner{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := v.Write(a.Ino, incompressible(40<<10), 0); err != nil {
+					t.Fatal(err)
+				}
+				if err := v.Fsync(a.Ino); err != nil {
+					t.Fatal(err)
+				}
+				if err := v.Unlink(RootIno, fmt.Sprint("more", i)); err != nil {
+					t.Fatal(err)
+				}
+				if err := v.Fsync(RootIno); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := v.Check(); err != nil {
+				t.Fatal(err)
+			}
+			// Crash now: recovery must follow the log to the segment it went to.
+			crashed := dev.Crash(segment.CrashOptions{}, nil)
+			v.Close()
+			for _, d := range []*segment.MemDevice{crashed, dev} {
+				v, err := Open(d, Options{ReadOnly: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := v.Check(); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := dump(v); err != nil || got != want {
+					t.Fatalf("after the writes:\n%s\n%v\nwant:\n%s", got, err, want)
+				}
+				v.Close()
+			}
+		})
+	}
+}
+
+// incompressible returns n bytes LZ4 cannot shrink.
+func incompressible(n int) []byte {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(int64(n))).Read(b)
+	return b
 }

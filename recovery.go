@@ -268,6 +268,7 @@ func (v *Volume) recover() (int, error) {
 	// Roll forward along the chain: same segment first, then the one the
 	// segment names as next.
 	used := map[uint32]bool{ckptSeg: true, v.nextSeg: true}
+	logSegs := map[uint32]bool{ckptSeg: true} // segments holding the checkpoint and the log after it
 	pos, seq, prev := ref.Addr+uint64(ref.Len), ref.Seq+1, ref.Sum
 	replayed := 0
 	var skippedNodes uint64
@@ -279,6 +280,7 @@ func (v *Volume) recover() (int, error) {
 		if s, _ := v.geo.SegmentOf(at); s != v.curSeg {
 			v.curSeg, v.nextSeg = s, u.Header.NextSeg
 			used[s], used[v.nextSeg] = true, true
+			logSegs[s] = true
 		}
 		v.logf("unit %d at byte %d (segment %d): %s", seq, at, v.curSeg, unitKindName(u.Header.Kind))
 		if err := v.replayUnit(u, &skippedNodes); err != nil {
@@ -290,21 +292,34 @@ func (v *Volume) recover() (int, error) {
 	v.seq, v.prevSum = seq, prev
 	v.written, v.durable = seq-1, seq-1
 	v.logf("the log ends before unit %d: nothing at byte %d or at the start of segment %d continues the chain; %d units replayed", seq, pos, v.nextSeg, replayed)
+	why, err := v.nextSegmentTaken(v.nextSeg, logSegs)
+	if err != nil {
+		return 0, fmt.Errorf("%w: usage table: %v", ErrIO, err)
+	}
+	if why != "" {
+		// Another free segment takes its place. Until a checkpoint names
+		// it, recovery would still look for the log in the damaged one:
+		// counting this as a replayed unit makes Open take that
+		// checkpoint before anything is written.
+		s, ok := lastUnused(free, used)
+		if !ok {
+			return 0, fmt.Errorf("%w: no free segment to continue the log", ErrNoSpace)
+		}
+		v.warnings = append(v.warnings, fmt.Sprintf("the log names segment %d, which %s, as the next: segment %d takes its place", v.nextSeg, why, s))
+		v.logf("%s", v.warnings[len(v.warnings)-1])
+		v.nextSeg, used[s] = s, true
+		replayed++
+	}
 	segEnd := uint64(v.geo.SegmentOffset(v.curSeg)) + uint64(v.geo.SegmentSize)
 	if pos+uint64(4*v.bs) > segEnd {
 		// The segment is full: the log goes on at its next segment.
 		v.curSeg = v.nextSeg
 		pos = uint64(v.geo.SegmentOffset(v.curSeg))
-		found := false
-		for i := len(free) - 1; i >= 0 && !found; i-- {
-			if !used[free[i]] {
-				v.nextSeg, found = free[i], true
-				used[free[i]] = true
-			}
-		}
-		if !found {
+		s, ok := lastUnused(free, used)
+		if !ok {
 			return 0, fmt.Errorf("%w: no free segment to continue the log", ErrNoSpace)
 		}
+		v.nextSeg, used[s] = s, true
 	}
 	for _, s := range free {
 		if !used[s] {
