@@ -413,3 +413,35 @@ func incompressible(n int) []byte {
 	rand.New(rand.NewSource(int64(n))).Read(b)
 	return b
 }
+
+// TestFreeingAnInodeDropsItsTruncateMark: a truncate whose freeing stopped
+// early (ENOSPC) leaves its mark; freeing the whole inode afterwards
+// (unlink of the last name) removed the inode and its orphan mark but not
+// the truncate mark, and every read-write Open then failed finishing the
+// truncate of an inode that no longer exists.
+func TestFreeingAnInodeDropsItsTruncateMark(t *testing.T) {
+	v, dev := newTestVolume(t, 32<<20, Options{})
+	a, _ := v.Create(RootIno, "a", 0o644, Owner{})
+	if _, err := v.Write(a.Ino, make([]byte, 5*4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	// The mark of an interrupted truncate, with the blocks past it still
+	// mapped, as ENOSPC in the middle of freeing them leaves it.
+	v.mu.Lock()
+	tx, err := v.begin(opSetAttr, 0, 0, v.metaRecBytes(), true)
+	if err == nil {
+		err = tx.put(truncKey(a.Ino), le64(4096))
+		tx.commit()
+	}
+	v.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Unlink(RootIno, "a"); err != nil {
+		t.Fatal(err)
+	}
+	v = reopen(t, v, dev)
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -497,8 +497,8 @@ func (v *Volume) freeChunkBlocks() int {
 
 // freeChunk frees up to freeChunkBlocks blocks of ino at or after block
 // from in one transaction. With whole, the last chunk also removes the
-// inode and everything else it owns, and its orphan item; otherwise the last
-// chunk removes the truncate item.
+// inode and everything else it owns, its orphan item and any truncate
+// item; otherwise the last chunk removes the truncate item.
 func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 	chunk := v.freeChunkBlocks()
 	t, err := v.begin(opFreeInode, 0, 0, chunk*40+v.metaRecBytes(), true)
@@ -564,6 +564,11 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 			}
 		}
 		if err := t.del(orphanKey(ino)); err != nil {
+			return false, err
+		}
+		// A truncate that stopped early (ENOSPC) left its mark: Open
+		// would try to finish it on an inode that no longer exists.
+		if err := t.del(truncKey(ino)); err != nil {
 			return false, err
 		}
 	} else {
