@@ -216,8 +216,9 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 				rep.addf("%s mark %v outside the list of inode 0", map[uint8]string{itemOrphan: "orphan", itemTrunc: "truncate"}[k.Type], k)
 				return true
 			}
+			i := get(k.Off) // a mark of an inode that does not exist is a problem
 			if k.Type == itemOrphan {
-				get(k.Off).orphan = true
+				i.orphan = true
 			} else if len(val) != 8 {
 				rep.addf("truncate mark of inode %d: value of %d bytes", k.Off, len(val))
 			} else {

@@ -299,6 +299,9 @@ func TestCheckerSeesWhatReadsSee(t *testing.T) {
 		{"truncate mark outside the list", func(items []nodeItem) []nodeItem {
 			return append(items, nodeItem{key: inode.Key{Ino: 5, Type: itemTrunc, Off: big}, val: le64(0)})
 		}},
+		{"truncate mark of a missing inode", func(items []nodeItem) []nodeItem {
+			return append(items, nodeItem{key: truncKey(9999), val: le64(0)})
+		}},
 		{"entry with a slash", func(items []nodeItem) []nodeItem { return renameEntry(items, "a/b") }},
 		{"entry named dot-dot", func(items []nodeItem) []nodeItem { return renameEntry(items, "..") }},
 		{"two entries of one name", func(items []nodeItem) []nodeItem { return renameEntry(items, "twice", "twice") }},
