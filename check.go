@@ -275,6 +275,11 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 			rep.addf("inode %d block %d: %v", b.ino, b.off, err)
 		}
 	}
+	if r := inodes[RootIno]; r == nil || r.rec == nil {
+		rep.addf("the root directory (inode %d) does not exist", RootIno)
+	} else if !isDir(r.rec.Mode) {
+		rep.addf("the root directory (inode %d) has mode %#o", RootIno, r.rec.Mode)
+	}
 	inos := make([]Ino, 0, len(inodes))
 	for ino := range inodes {
 		inos = append(inos, ino)

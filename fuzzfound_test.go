@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/txfs/txfs/inode"
@@ -446,5 +447,62 @@ func TestFreeingAnInodeDropsItsTruncateMark(t *testing.T) {
 	v = reopen(t, v, dev)
 	if err := v.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRootDirectoryMissing: a tree that has lost the root directory's
+// inode. The checker did not say so (only that its entries were in "a
+// directory" that does not exist), and repair then left a volume that
+// checked clean but where every path lookup failed. The checker now
+// reports it, and Repair makes the root directory again, which gives its
+// entries back their names.
+func TestRootDirectoryMissing(t *testing.T) {
+	endLog := func(m *imageModel) { m.unitsAfterCheckpoint()[0].hdr.Seq += 100 }
+	want := func() string {
+		v, err := Open(damagedImage(t, endLog), Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		s, _ := dump(v)
+		return s
+	}()
+	dev := damagedImage(t, func(m *imageModel) {
+		endLog(m)
+		editTree(t, m, func(items []nodeItem) []nodeItem {
+			for i, it := range items {
+				if it.key == inodeKey(RootIno) {
+					return append(items[:i], items[i+1:]...)
+				}
+			}
+			return items
+		})
+	})
+	v, err := Open(dev, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, _ := v.CheckReport()
+	v.Close()
+	missing := false
+	for _, p := range rep.Problems {
+		missing = missing || strings.Contains(p, "root directory")
+	}
+	if !missing {
+		t.Fatalf("the checker does not report the missing root directory: %v", rep.Problems)
+	}
+	v, err = Open(dev, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := v.Repair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("repair: %v", changed)
+	v = reopen(t, v, dev)
+	defer v.Close()
+	if got, err := dump(v); err != nil || got != want {
+		t.Fatalf("after repair:\n%s\n%v\nwant:\n%s", got, err, want)
 	}
 }

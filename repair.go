@@ -34,6 +34,19 @@ func (v *Volume) Repair() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Without the root directory nothing has a path: make an empty one,
+	// which gives the entries it still has their names back.
+	if r := facts.inodes[RootIno]; r == nil || r.rec == nil {
+		now := nowSpec()
+		root := &inodeRec{Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}
+		if err := v.repairTx(func(tx *tx) error { return tx.putInode(RootIno, root) }); err != nil {
+			return changed, err
+		}
+		say("the root directory was missing: made an empty one")
+		if facts, err = v.namespaceFacts(); err != nil {
+			return changed, err
+		}
+	}
 	// Entries first: what they name decides the link counts.
 	for _, e := range facts.entries {
 		t := facts.inodes[e.e.Ino]
