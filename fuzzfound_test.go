@@ -506,3 +506,50 @@ func TestRootDirectoryMissing(t *testing.T) {
 		t.Fatalf("after repair:\n%s\n%v\nwant:\n%s", got, err, want)
 	}
 }
+
+// TestAddressesNearTheEndOfTheAddressSpace: a DAT entry or a table pointer
+// whose address is near 2^64 made the bounds checks of reads from units
+// not yet written overflow (addr + length wraps) and slice out of range: a
+// panic in the checker and in reads.
+func TestAddressesNearTheEndOfTheAddressSpace(t *testing.T) {
+	const far = ^uint64(0)
+	check := func(t *testing.T, dev *segment.MemDevice) {
+		v, err := Open(dev, Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		rep, err := v.CheckReport()
+		if err != nil || len(rep.Problems) == 0 {
+			t.Fatalf("check: %v %v", rep.Problems, err)
+		}
+		if errs := readEverything(v); len(errs) == 0 {
+			t.Fatal("every read succeeded")
+		}
+	}
+	t.Run("DAT entry", func(t *testing.T) {
+		check(t, damagedImage(t, func(m *imageModel) {
+			binary.LittleEndian.PutUint64(m.datEntry(2), far) // a data block
+		}))
+	})
+	t.Run("table pointer", func(t *testing.T) {
+		check(t, damagedImage(t, func(m *imageModel) {
+			// The pointer to the DAT's second leaf, which only the
+			// checker reads: the log ends at the checkpoint.
+			m.unitsAfterCheckpoint()[0].hdr.Seq += 100
+			root := m.ckpts[0].dat.root
+			delete(root.kids, 1)
+			segment.PutBlockPtr(root.blk.stored[segment.BlockPtrSize:], segment.BlockPtr{Addr: far})
+		}))
+	})
+	t.Run("unit waiting for the writer", func(t *testing.T) {
+		v, _ := newTestVolume(t, 32<<20, Options{})
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		v.queue = append(v.queue, &sealedUnit{addr: 1 << 20, buf: make([]byte, 4096)})
+		defer func() { v.queue = v.queue[:len(v.queue)-1] }()
+		if err := v.readRaw(far-10, make([]byte, 46)); err == nil {
+			t.Fatal("read at the end of the address space succeeded")
+		}
+	})
+}

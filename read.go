@@ -171,9 +171,9 @@ func (v *Volume) planRead(ino Ino, buf []byte, off uint64) ([][]readPiece, error
 }
 
 // storedEntry returns the DAT entry of a virtual block whose content is
-// to be read: live, written, and stored in at most one block's bytes, as
-// every stored block is, so that a damaged length is an error and not a
-// read (and buffer) of up to 4 GiB.
+// to be read: live, written, and stored in at most one block's bytes
+// inside one segment, as every stored block is, so that a damaged length
+// is an error and not a read (and buffer) of up to 4 GiB.
 func (v *Volume) storedEntry(vb uint64) (cow.Entry, error) {
 	e, err := v.dat.Live(vb)
 	if err != nil {
@@ -184,6 +184,10 @@ func (v *Volume) storedEntry(vb uint64) (cow.Entry, error) {
 	}
 	if e.Len == 0 || e.Len > uint32(v.bs) {
 		return e, fmt.Errorf("%w: virtual block %d is stored in %d bytes, a block has %d", ErrIO, vb, e.Len, v.bs)
+	}
+	// Inside one segment, as every stored block is (so no address sum wraps).
+	if s, ok := v.geo.SegmentOf(e.Addr); !ok || e.Addr+uint64(e.Len) > uint64(v.geo.SegmentOffset(s+1)) {
+		return e, fmt.Errorf("%w: virtual block %d at %d is not inside a segment", ErrIO, vb, e.Addr)
 	}
 	return e, nil
 }

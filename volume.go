@@ -337,7 +337,7 @@ func (v *Volume) readRaw(addr uint64, buf []byte) error {
 		}
 	}
 	for _, u := range v.queue {
-		if addr >= u.addr && addr+uint64(len(buf)) <= u.addr+uint64(len(u.buf)) {
+		if addr >= u.addr && len(buf) <= len(u.buf) && addr-u.addr <= uint64(len(u.buf)-len(buf)) {
 			copy(buf, u.buf[addr-u.addr:])
 			return nil
 		}

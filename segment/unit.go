@@ -269,7 +269,8 @@ func (u *UnitBuilder) AddBlock(e SummaryEntry, stored []byte) (int, uint64) {
 // unit, for reads of blocks not yet on the device.
 func (u *UnitBuilder) BlockBytes(addr uint64, n uint32) ([]byte, bool) {
 	start := u.Addr + UnitHeaderSize
-	if addr < start || addr+uint64(n) > start+uint64(u.blocksLen()) {
+	// Written so that no sum can wrap: addr may be anything.
+	if addr < start || uint64(n) > uint64(u.blocksLen()) || addr-start > uint64(u.blocksLen()-int(n)) {
 		return nil, false
 	}
 	o := addr - u.Addr
