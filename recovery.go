@@ -254,6 +254,13 @@ func (v *Volume) recover() (int, error) {
 	v.ckptNo = c.Number
 	v.nextIno = c.NextIno
 	v.dat = cow.Open(c.DAT, v.bs, v.readRaw, 4096)
+	if n := c.DAT.Count; n > 1 {
+		// The checkpoint that counts entry n-1 wrote its leaf; a count past
+		// the table would make every walk of the DAT endless.
+		if ok, err := v.dat.Stored(n - 1); err != nil || !ok {
+			return 0, fmt.Errorf("%w: checkpoint %d counts %d DAT entries, its table does not hold them (%v)", ErrIO, c.Number, n, err)
+		}
+	}
 	v.sut = segment.OpenUsage(v.geo.Segments, v.bs, c.SUTRoot, c.SUTDepth, v.readRaw)
 	v.tree = inode.NewTree(v, inode.NodeID(c.TreeRoot), v.bs, v.opts.CacheBytes)
 	if err := v.freeCheckpointNodes(c.FreedNodes); err != nil {
