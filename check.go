@@ -351,6 +351,8 @@ func (v *Volume) checkDAT(rep *CheckReport, refs map[uint64]uint32, progress fun
 		}
 		if e.Refs != refs[vb] {
 			rep.addf("virtual block %d has reference count %d, referenced %d times", vb, e.Refs, refs[vb])
+		} else if e.Refs == 0 {
+			rep.addf("virtual block %d is in use with reference count 0", vb) // 0 frees a block
 		}
 		delete(refs, vb)
 	}

@@ -298,7 +298,7 @@ func (v *Volume) repairCountsLocked() ([]string, error) {
 			return changed, err
 		}
 		want := refs[vb]
-		if e.Free() || e.Refs == want {
+		if e.Free() || (e.Refs == want && want != 0) {
 			continue
 		}
 		if _, _, err := v.dat.AddRef(vb, int64(want)-int64(e.Refs)); err != nil {
