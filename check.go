@@ -149,6 +149,11 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 	err := v.tree.Ascend(inode.Key{}, func(k inode.Key, val []byte) bool {
 		switch k.Type {
 		case itemInode:
+			if k.Off != 0 {
+				// Every lookup of an inode uses offset 0.
+				rep.addf("inode item %v is not at offset 0", k)
+				return true
+			}
 			r, err := decodeInode(k.Ino, val)
 			if err != nil {
 				rep.addf("inode %d: %v", k.Ino, err)
@@ -167,15 +172,37 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 				rep.addf("directory %d entry item %d: %v", k.Ino, k.Off, err)
 				return true
 			}
+			names := map[string]bool{}
 			for _, e := range es {
 				if nameHash(e.Name) != k.Off {
 					rep.addf("directory %d: entry %q filed under the wrong hash", k.Ino, e.Name)
 				}
+				if err := checkName(e.Name); err != nil {
+					rep.addf("directory %d: entry %q: %v", k.Ino, e.Name, err)
+				}
+				if names[e.Name] {
+					rep.addf("directory %d has two entries named %q", k.Ino, e.Name)
+				}
+				names[e.Name] = true
 				entries = append(entries, entry{k.Ino, e})
 			}
 		case itemXattr:
-			if _, err := decodeXattrs(val); err != nil {
+			es, err := decodeXattrs(val)
+			if err != nil {
 				rep.addf("inode %d xattr item: %v", k.Ino, err)
+			}
+			names := map[string]bool{}
+			for _, e := range es {
+				if nameHash(e.Name) != k.Off {
+					rep.addf("inode %d: attribute %q filed under the wrong hash", k.Ino, e.Name)
+				}
+				if err := v.checkXattrName(e.Name); err != nil {
+					rep.addf("inode %d: attribute %q: %v", k.Ino, e.Name, err)
+				}
+				if names[e.Name] {
+					rep.addf("inode %d has two attributes named %q", k.Ino, e.Name)
+				}
+				names[e.Name] = true
 			}
 			get(k.Ino)
 		case itemSymlink:
@@ -191,10 +218,20 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 				vb  uint64
 			}{k.Ino, k.Off, leUint64(val)})
 			get(k.Ino).blocks++
-		case itemOrphan:
-			get(k.Off).orphan = true
-		case itemTrunc:
-			truncs[k.Off] = leUint64(val)
+		case itemOrphan, itemTrunc:
+			// Open finds these marks among the items of inode 0 only.
+			if k.Ino != 0 {
+				rep.addf("%s mark %v outside the list of inode 0", map[uint8]string{itemOrphan: "orphan", itemTrunc: "truncate"}[k.Type], k)
+				return true
+			}
+			i := get(k.Off) // a mark of an inode that does not exist is a problem
+			if k.Type == itemOrphan {
+				i.orphan = true
+			} else if len(val) != 8 {
+				rep.addf("truncate mark of inode %d: value of %d bytes", k.Off, len(val))
+			} else {
+				truncs[k.Off] = leUint64(val)
+			}
 		case itemRange:
 			o, err := decodeRangeOp(val)
 			if err != nil {
@@ -262,6 +299,11 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 		if i := inodes[ino]; i == nil || i.rec == nil || i.rec.Mode&syscall.S_IFMT != syscall.S_IFREG {
 			rep.addf("range operation of inode %d, which is not a regular file", ino)
 		}
+	}
+	if r := inodes[RootIno]; r == nil || r.rec == nil {
+		rep.addf("the root directory (inode %d) does not exist", RootIno)
+	} else if !isDir(r.rec.Mode) {
+		rep.addf("the root directory (inode %d) has mode %#o", RootIno, r.rec.Mode)
 	}
 	inos := make([]Ino, 0, len(inodes))
 	for ino := range inodes {
@@ -334,6 +376,8 @@ func (v *Volume) checkDAT(rep *CheckReport, refs map[uint64]uint32, progress fun
 		}
 		if e.Refs != refs[vb] {
 			rep.addf("virtual block %d has reference count %d, referenced %d times", vb, e.Refs, refs[vb])
+		} else if e.Refs == 0 {
+			rep.addf("virtual block %d is in use with reference count 0", vb) // 0 frees a block
 		}
 		delete(refs, vb)
 	}

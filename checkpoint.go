@@ -43,6 +43,7 @@ const (
 )
 
 type checkpointRec struct {
+	Version  uint32 // 0: FormatVersion
 	Number   uint64
 	TreeRoot uint64
 	NextIno  uint64
@@ -60,7 +61,11 @@ func (c *checkpointRec) encode() []byte {
 	b := make([]byte, checkpointSize)
 	le := binary.LittleEndian
 	copy(b, checkpointMagic)
-	le.PutUint32(b[4:], segment.FormatVersion)
+	version := c.Version
+	if version == 0 {
+		version = segment.FormatVersion
+	}
+	le.PutUint32(b[4:], version)
 	le.PutUint64(b[8:], c.Number)
 	le.PutUint64(b[16:], c.TreeRoot)
 	le.PutUint64(b[24:], c.NextIno)
@@ -90,7 +95,7 @@ func decodeCheckpoint(b []byte) (*checkpointRec, error) {
 		return nil, fmt.Errorf("%w: checkpoint version %d", ErrIO, v)
 	}
 	c := &checkpointRec{
-		Number: le.Uint64(b[8:]), TreeRoot: le.Uint64(b[16:]), NextIno: le.Uint64(b[24:]),
+		Version: le.Uint32(b[4:]), Number: le.Uint64(b[8:]), TreeRoot: le.Uint64(b[16:]), NextIno: le.Uint64(b[24:]),
 		DAT: cow.State{Count: le.Uint64(b[32:]), FreeHead: le.Uint64(b[40:]), FreeCount: le.Uint64(b[48:]),
 			Root: segment.GetBlockPtr(b[56:]), Depth: int(le.Uint32(b[72:]))},
 		SUTDepth: int(le.Uint32(b[76:])), SUTRoot: segment.GetBlockPtr(b[80:]), Time: int64(le.Uint64(b[96:])),

@@ -114,8 +114,8 @@ func (v *Volume) findDamage(pos, seq uint64) *LogDamage {
 // chainFrom follows the chain from unit u and returns its units and the
 // first whose durable mark reaches seq (0: none).
 func (v *Volume) chainFrom(u *segment.Unit, seq uint64) ([]*segment.Unit, uint64) {
-	saveCur, saveNext := v.curSeg, v.nextSeg
-	defer func() { v.curSeg, v.nextSeg = saveCur, saveNext }()
+	saveCur, saveNext, saveWarnings := v.curSeg, v.nextSeg, len(v.warnings)
+	defer func() { v.curSeg, v.nextSeg, v.warnings = saveCur, saveNext, v.warnings[:saveWarnings] }()
 	v.curSeg, _ = v.geo.SegmentOf(u.Addr)
 	var chain []*segment.Unit
 	var proof uint64

@@ -276,33 +276,3 @@ func TestCrashWhileFull(t *testing.T) {
 	}
 	t.Logf("%d power cuts on a full volume recovered, emptied and refilled", len(images))
 }
-
-// A truncate left unfinished (for lack of space) goes with its inode when
-// the file is deleted: the next Open must not look for it.
-func TestUnfinishedTruncateGoesWithItsFile(t *testing.T) {
-	v, dev := newTestVolume(t, 16<<20, Options{})
-	a, _ := v.Create(RootIno, "f", 0o644, Owner{})
-	if _, err := v.Write(a.Ino, make([]byte, 64<<10), 0); err != nil {
-		t.Fatal(err)
-	}
-	// What SetAttr leaves when freeing the blocks past the size is
-	// deferred: the size set, the truncate item recorded.
-	v.mu.Lock()
-	tx, err := v.begin(opSetAttr, v.metaOp(2, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, _ := v.getInode(a.Ino)
-	r.Size = 100
-	tx.putInode(a.Ino, r)
-	tx.put(truncKey(a.Ino), le64(100))
-	tx.touch(a.Ino)
-	tx.commit()
-	v.deferred[a.Ino] = true
-	v.mu.Unlock()
-	if err := v.Unlink(RootIno, "f"); err != nil {
-		t.Fatal(err)
-	}
-	v = reopen(t, v, dev)
-	v.Close()
-}

@@ -136,17 +136,17 @@ func (v *Volume) ensure(kind uint16, storedBytes, nblocks, recBytes int) error {
 // readRaw reads bytes at a device address, from a unit not yet written if
 // that is where they are.
 func (v *Volume) readRaw(addr uint64, buf []byte) error {
-	n := uint32(len(buf))
-	if v.cur != nil {
-		if b, ok := v.cur.BlockBytes(addr, n); ok {
+	if v.cur != nil && len(buf) <= maxUnitBytes {
+		if b, ok := v.cur.BlockBytes(addr, uint32(len(buf))); ok {
 			copy(buf, b)
 			return nil
 		}
 	}
 	for _, u := range v.queue {
-		l := uint32(len(u.buf))
-		off, ok := u.place.Offset(addr, l)
-		if ok && off+n <= l && (off >= u.place.Split || off+n <= u.place.Split) {
+		// In 64 bits so that nothing wraps: addr may be anything.
+		off, ok := u.place.Offset(addr, uint32(len(u.buf)))
+		end := uint64(off) + uint64(len(buf))
+		if ok && end <= uint64(len(u.buf)) && (off >= u.place.Split || end <= uint64(u.place.Split)) {
 			copy(buf, u.buf[off:])
 			return nil
 		}

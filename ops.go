@@ -540,8 +540,8 @@ func (v *Volume) freeOp(blocks int) footprint {
 
 // freeChunk frees up to chunkBlocks blocks of ino at or after block from
 // in one transaction. With whole, the last chunk also removes the inode and
-// everything else it owns, and its orphan item; otherwise the last chunk
-// removes the truncate item.
+// everything else it owns, its orphan item and any truncate or range item;
+// otherwise the last chunk removes the truncate item.
 func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 	chunk := v.chunkBlocks(v.freeChunkLimit(), v.freeOp)
 	t, err := v.begin(opFreeInode, v.freeOp(chunk))

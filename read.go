@@ -138,13 +138,9 @@ func (v *Volume) planRead(ino Ino, buf []byte, off uint64) ([][]readPiece, error
 		hi := min(b*bs+bs, off+uint64(len(buf)))
 		clear(buf[end-off : lo-off]) // a hole before this block
 		end = hi
-		e, err := v.dat.Live(vb)
+		e, err := v.storedEntry(vb)
 		if err != nil {
-			walkErr = fmt.Errorf("%w: %v", ErrIO, err)
-			return false
-		}
-		if e.Addr == 0 {
-			walkErr = fmt.Errorf("%w: virtual block %d has no content", ErrIO, vb)
+			walkErr = err
 			return false
 		}
 		if len(run) > 0 {
@@ -184,6 +180,28 @@ func (v *Volume) planRead(ino Ino, buf []byte, off uint64) ([][]readPiece, error
 		runs = append(runs, run)
 	}
 	return runs, nil
+}
+
+// storedEntry returns the DAT entry of a virtual block whose content is
+// to be read: live, written, and stored in at most one block's bytes
+// inside one segment, as every stored block is, so that a damaged length
+// is an error and not a read (and buffer) of up to 4 GiB.
+func (v *Volume) storedEntry(vb uint64) (cow.Entry, error) {
+	e, err := v.dat.Live(vb)
+	if err != nil {
+		return e, fmt.Errorf("%w: %v", ErrIO, err)
+	}
+	if e.Addr == 0 {
+		return e, fmt.Errorf("%w: virtual block %d has no content", ErrIO, vb)
+	}
+	if e.Len == 0 || e.Len > uint32(v.bs) {
+		return e, fmt.Errorf("%w: virtual block %d is stored in %d bytes, a block has %d", ErrIO, vb, e.Len, v.bs)
+	}
+	// Inside one segment, as every stored block is (so no address sum wraps).
+	if s, ok := v.geo.SegmentOf(e.Addr); !ok || e.Addr+uint64(e.Len) > uint64(v.geo.SegmentOffset(s+1)) {
+		return e, fmt.Errorf("%w: virtual block %d at %d is not inside a segment", ErrIO, vb, e.Addr)
+	}
+	return e, nil
 }
 
 // readDevice reads stored bytes from the device only; it needs no lock.

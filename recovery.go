@@ -26,6 +26,13 @@ func (v *Volume) recover() (int, error) {
 	v.ckptNo = c.Number
 	v.nextIno = c.NextIno
 	v.dat = cow.Open(c.DAT, v.bs, v.readRaw, 4096)
+	if n := c.DAT.Count; n > 1 {
+		// The checkpoint that counts entry n-1 wrote its leaf; a count past
+		// the table would make every walk of the DAT endless.
+		if ok, err := v.dat.Stored(n - 1); err != nil || !ok {
+			return 0, fmt.Errorf("%w: checkpoint %d counts %d DAT entries, its table does not hold them (%v)", ErrIO, c.Number, n, err)
+		}
+	}
 	v.sut = segment.OpenUsage(v.geo.Segments, v.bs, c.SUTRoot, c.SUTDepth, v.readRaw)
 	v.tree = inode.NewTree(v, inode.NodeID(c.TreeRoot), v.bs, v.opts.CacheBytes)
 	if err := v.freeCheckpointNodes(c.FreedNodes); err != nil {
@@ -37,8 +44,11 @@ func (v *Volume) recover() (int, error) {
 	refSeg, _ := v.geo.SegmentOf(ref.Addr)
 	used[refSeg] = true
 	v.curSeg, _ = v.geo.SegmentOf(u.Addr)
+	v.nextSeg = noSeg
 	pos, seq, prev := v.follow(u, used)
+	logSegs := map[uint32]bool{} // segments holding units of the log after the checkpoint
 	replayed := 0
+	var skippedNodes uint64
 	for {
 		u := v.nextUnit(pos, seq, prev)
 		if u == nil {
@@ -62,6 +72,9 @@ func (v *Volume) recover() (int, error) {
 				v.curSeg, _ = v.geo.SegmentOf(d.At)
 				v.nextSeg = noSeg
 				pos, seq, prev = d.At, d.Resume, d.resume.Header.Prev
+				// The lost units may have allocated virtual blocks (at
+				// most one per two bytes of each) that later units use.
+				skippedNodes += (d.Resume - d.Seq) * v.unitLimit() / 2
 				continue
 			}
 			if v.opts.LogDamage == TruncateDamage {
@@ -75,13 +88,17 @@ func (v *Volume) recover() (int, error) {
 				v.accepted = true
 				v.seq, v.prevSum = d.Last+1, prev
 				v.written, v.durable = d.Last, d.Last
-				return v.finishRecovery(pos, used, replayed)
+				return v.finishRecovery(pos, used, logSegs, replayed)
 			}
 			v.damage = d
 			break
 		}
+		for _, p := range u.Place.Pieces(u.Header.Length) {
+			s, _ := v.geo.SegmentOf(p.Addr)
+			logSegs[s] = true
+		}
 		v.logf("unit %d at byte %d (segment %d): %s", seq, u.Addr, v.curSeg, unitKindName(u.Header.Kind))
-		if err := v.replayUnit(u); err != nil {
+		if err := v.replayUnit(u, &skippedNodes); err != nil {
 			return 0, fmt.Errorf("%w: replay of unit %d at byte %d: %v", ErrIO, seq, u.Addr, err)
 		}
 		if u.Header.Kind == segment.UnitOps {
@@ -92,12 +109,29 @@ func (v *Volume) recover() (int, error) {
 	v.seq, v.prevSum = seq, prev
 	v.written, v.durable = seq-1, seq-1
 	v.changes = int64(replayed)
-	return v.finishRecovery(pos, used, replayed)
+	return v.finishRecovery(pos, used, logSegs, replayed)
 }
 
 // finishRecovery makes the free list and the log head once the log is
 // read to its end at pos.
-func (v *Volume) finishRecovery(pos uint64, used map[uint32]bool, replayed int) (int, error) {
+func (v *Volume) finishRecovery(pos uint64, used, logSegs map[uint32]bool, replayed int) (int, error) {
+	if v.nextSeg != noSeg {
+		why, err := v.nextSegmentTaken(v.nextSeg, logSegs)
+		if err != nil {
+			return 0, fmt.Errorf("%w: usage table: %v", ErrIO, err)
+		}
+		if why != "" {
+			// A free segment takes its place. Until a checkpoint names
+			// the log head, recovery would look for the log in the
+			// damaged one: counting this as a replayed unit makes Open
+			// take that checkpoint before anything else is written.
+			v.warnings = append(v.warnings, fmt.Sprintf("the log names segment %d, which %s, as the next: a free segment takes its place", v.nextSeg, why))
+			v.logf("%s", v.warnings[len(v.warnings)-1])
+			v.nextSeg = noSeg
+			replayed++
+			v.changes++
+		}
+	}
 	free, err := v.emptySegments(used)
 	if err != nil {
 		return 0, fmt.Errorf("%w: usage table: %v", ErrIO, err)
@@ -113,8 +147,19 @@ func (v *Volume) finishRecovery(pos uint64, used map[uint32]bool, replayed int) 
 // unit after it must be: right after it, which is in the next segment when
 // u reached there.
 func (v *Volume) follow(u *segment.Unit, used map[uint32]bool) (pos, seq, prev uint64) {
-	v.nextSeg = noSeg
-	if n := u.Header.NextSeg; n < v.geo.Segments && n != v.curSeg {
+	// Units name no next segment (noSeg) until one is free, then keep
+	// naming the one chosen: anything else is damage, reported; the
+	// latest valid name is the one the log used.
+	n, was := u.Header.NextSeg, v.nextSeg
+	switch {
+	case n == noSeg:
+	case n >= v.geo.Segments || n == v.curSeg:
+		v.warn("unit %d at byte %d names segment %d as the next, which is %s", u.Header.Seq, u.Addr, n,
+			map[bool]string{true: "its own", false: "not a segment"}[n == v.curSeg])
+	case was != noSeg && n != was:
+		v.warn("the units of segment %d name both segment %d and segment %d as the next", v.curSeg, was, n)
+		v.nextSeg = n
+	default:
 		v.nextSeg = n
 	}
 	used[v.curSeg] = true
@@ -125,6 +170,13 @@ func (v *Volume) follow(u *segment.Unit, used map[uint32]bool) (pos, seq, prev u
 		v.curSeg, v.nextSeg = v.nextSeg, noSeg
 	}
 	return u.Place.DevAddr(u.Header.Length), u.Header.Seq + 1, u.Header.Sum
+}
+
+// warn records damage that recovery worked around, for the checker.
+func (v *Volume) warn(format string, a ...any) {
+	w := fmt.Sprintf(format, a...)
+	v.warnings = append(v.warnings, w)
+	v.logf("%s", w)
 }
 
 // readCheckpoint reads the checkpoint unit the superblock names, or its
@@ -237,13 +289,21 @@ func (v *Volume) nextUnit(pos, seq, prev uint64) *segment.Unit {
 
 // replayUnit applies the records of an operations unit. Units a checkpoint
 // wrote are skipped: the durable checkpoint already holds what they say,
-// and a checkpoint that never became durable does not count.
-func (v *Volume) replayUnit(u *segment.Unit) error {
+// and a checkpoint that never became durable does not count. Such a
+// checkpoint gave its nodes virtual blocks, possibly past the DAT's end,
+// so operations after it allocate beyond the end by at most the nodes
+// skipped so far (skippedNodes); a record that goes further is damage.
+func (v *Volume) replayUnit(u *segment.Unit, skippedNodes *uint64) error {
 	s, _ := v.geo.SegmentOf(u.Addr)
 	if err := v.sut.Touch(s, u.Header.Seq); err != nil {
 		return err
 	}
 	if u.Header.Kind != segment.UnitOps {
+		for _, e := range u.Summary {
+			if e.Kind == segment.SumNode {
+				*skippedNodes++
+			}
+		}
 		return nil
 	}
 	next := 0
@@ -258,6 +318,9 @@ func (v *Volume) replayUnit(u *segment.Unit) error {
 			_, err := v.tree.Delete(inode.DecodeKey(r.Key[:]))
 			return err
 		case journal.RecAlloc:
+			if end := v.dat.Count() + *skippedNodes; r.V > end {
+				return fmt.Errorf("allocation of virtual block %d, past the %d the log can have made", r.V, end)
+			}
 			return v.dat.AllocExact(r.V)
 		case journal.RecWrite:
 			if next >= len(u.Summary) {

@@ -34,6 +34,19 @@ func (v *Volume) Repair() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Without the root directory nothing has a path: make an empty one,
+	// which gives the entries it still has their names back.
+	if r := facts.inodes[RootIno]; r == nil || r.rec == nil {
+		now := nowSpec()
+		root := &inodeRec{Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}
+		if err := v.repairTx(func(tx *tx) error { return tx.putInode(RootIno, root) }); err != nil {
+			return changed, err
+		}
+		say("the root directory was missing: made an empty one")
+		if facts, err = v.namespaceFacts(); err != nil {
+			return changed, err
+		}
+	}
 	// Entries first: what they name decides the link counts.
 	for _, e := range facts.entries {
 		t := facts.inodes[e.e.Ino]
@@ -243,6 +256,9 @@ func (v *Volume) RepairCounts() ([]string, error) {
 	if err == nil {
 		changed, err = v.repairCountsLocked()
 	}
+	if len(changed) > 0 {
+		v.changes++ // changed outside a transaction: only a checkpoint writes it
+	}
 	v.mu.Unlock()
 	if err != nil {
 		return changed, err
@@ -286,7 +302,7 @@ func (v *Volume) repairCountsLocked() ([]string, error) {
 			return changed, err
 		}
 		want := refs[vb]
-		if e.Free() || e.Refs == want {
+		if e.Free() || (e.Refs == want && want != 0) {
 			continue
 		}
 		if _, _, err := v.dat.AddRef(vb, int64(want)-int64(e.Refs)); err != nil {

@@ -354,12 +354,9 @@ func (v *Volume) writable() error {
 
 // readBlock returns the raw content of virtual block vb, verified.
 func (v *Volume) readBlock(vb uint64, dst []byte) ([]byte, error) {
-	e, err := v.dat.Live(vb)
+	e, err := v.storedEntry(vb)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrIO, err)
-	}
-	if e.Addr == 0 {
-		return nil, fmt.Errorf("%w: virtual block %d has no content", ErrIO, vb)
+		return nil, err
 	}
 	stored := make([]byte, e.Len)
 	if err := v.readRaw(e.Addr, stored); err != nil {

@@ -119,6 +119,10 @@ func (d *DAT) Get(v uint64) (Entry, error) {
 	return decodeEntry(d.entry[:]), nil
 }
 
+// Stored reports whether entry v is held by the table (in memory or
+// written). Every entry below Count is, once a checkpoint wrote the DAT.
+func (d *DAT) Stored(v uint64) (bool, error) { return d.t.Stored(v) }
+
 // Live returns entry v and fails if it is free.
 func (d *DAT) Live(v uint64) (Entry, error) {
 	e, err := d.Get(v)

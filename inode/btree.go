@@ -272,13 +272,21 @@ func (t *Tree) Ascend(from Key, fn func(k Key, val []byte) bool) error {
 			return err
 		}
 		for i, k := range keys {
+			// Each key follows the one before (from moves past it). A
+			// damaged tree may hold keys below their place: in a leaf
+			// read from disk, or in one a merge made in memory. Going on
+			// from them would scan the same leaves again, for ever, and
+			// callers rely on the order.
+			if k.Less(from) {
+				return fmt.Errorf("%w: key %v met by a scan at %v", ErrCorrupt, k, from)
+			}
 			if !fn(k, vals[i]) {
 				return nil
 			}
-		}
-		var more bool
-		if from, more = keys[len(keys)-1].next(); !more {
-			return nil
+			var more bool
+			if from, more = k.next(); !more {
+				return nil
+			}
 		}
 	}
 }

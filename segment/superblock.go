@@ -105,12 +105,14 @@ func (s *Superblock) Encode() []byte {
 	le.PutUint64(b[96:], s.Generation)
 	le.PutUint64(b[104:], s.Checkpoint.Addr)
 	le.PutUint32(b[112:], s.Checkpoint.Len)
-	if s.Clean {
-		le.PutUint32(b[116:], 1)
-	}
 	le.PutUint64(b[120:], s.Checkpoint.Seq)
 	le.PutUint64(b[128:], s.Checkpoint.Sum)
-	le.PutUint32(b[136:], s.Checkpoint.NextSeg)
+	if s.Version >= 2 {
+		if s.Clean {
+			le.PutUint32(b[116:], 1)
+		}
+		le.PutUint32(b[136:], s.Checkpoint.NextSeg)
+	}
 	le.PutUint64(b[248:], Checksum(b[:248]))
 	return b
 }

@@ -242,6 +242,19 @@ func (t *Table) evict() {
 	}
 }
 
+// Stored reports whether the leaf holding entry i is in memory or was
+// written; the entries of a leaf that never was read as zeros.
+func (t *Table) Stored(i uint64) (bool, error) {
+	if i >= t.capacity(t.depth) {
+		return false, nil
+	}
+	if t.leaves[i/t.perLeaf] != nil {
+		return true, nil
+	}
+	p, err := t.ptrOf(0, i/t.perLeaf)
+	return p.Addr != 0, err
+}
+
 // Get copies entry i into dst (len entrySize).
 func (t *Table) Get(i uint64, dst []byte) error {
 	if i >= t.capacity(t.depth) {

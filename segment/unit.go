@@ -83,6 +83,7 @@ type SummaryEntry struct {
 
 // UnitHeader is the decoded fixed header of a unit.
 type UnitHeader struct {
+	Version   uint16
 	Kind      uint16
 	VolumeID  uint64
 	Seq       uint64
@@ -104,10 +105,11 @@ func ParseUnitHeader(b []byte, maxLen uint32) (UnitHeader, error) {
 		return h, fmt.Errorf("%w: no unit header", ErrCorrupt)
 	}
 	le := binary.LittleEndian
-	if v := le.Uint16(b[4:]); v < MinFormatVersion || v > FormatVersion {
-		return h, fmt.Errorf("%w: unit version %d", ErrVersion, v)
+	version := le.Uint16(b[4:])
+	if version < MinFormatVersion || version > FormatVersion {
+		return h, fmt.Errorf("%w: unit version %d", ErrVersion, version)
 	}
-	h = UnitHeader{
+	h = UnitHeader{Version: version,
 		Kind: le.Uint16(b[6:]), VolumeID: le.Uint64(b[8:]), Seq: le.Uint64(b[16:]), Prev: le.Uint64(b[24:]),
 		Length: le.Uint32(b[32:]), BlocksLen: le.Uint32(b[36:]), NSum: le.Uint32(b[40:]),
 		RecStored: le.Uint32(b[44:]), RecRaw: le.Uint32(b[48:]), NextSeg: le.Uint32(b[52:]), Sum: le.Uint64(b[56:]),
@@ -376,13 +378,15 @@ func (u *UnitBuilder) AddBlock(e SummaryEntry, stored []byte) (int, uint64) {
 // unit, for reads of blocks not yet on the device.
 func (u *UnitBuilder) BlockBytes(addr uint64, n uint32) ([]byte, bool) {
 	off, ok := u.Place.Offset(addr, uint32(len(u.buf)))
-	if !ok || off < UnitHeaderSize || uint64(off)+uint64(n) > uint64(len(u.buf)) {
+	// In 64 bits so that nothing wraps: addr and n may be anything.
+	end := uint64(off) + uint64(n)
+	if !ok || off < UnitHeaderSize || end > uint64(len(u.buf)) {
 		return nil, false
 	}
-	if off < u.Place.Split && off+n > u.Place.Split {
+	if off < u.Place.Split && end > uint64(u.Place.Split) {
 		return nil, false // no block straddles the split
 	}
-	return u.buf[off : off+n], true
+	return u.buf[off:end], true
 }
 
 // Overlaps reports whether the unit as built so far, or as it may still
