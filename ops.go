@@ -1038,6 +1038,14 @@ func (v *Volume) Statfs() (Statfs, error) {
 		Files: used + free, Ffree: free, NameLen: MaxNameLen}, nil
 }
 
+// LogHead is the device address where the next unit of the log goes (for
+// tools and tests that look at the log on the device).
+func (v *Volume) LogHead() int64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return int64(v.cur.Addr)
+}
+
 // Fsync returns when every change to ino made so far is durable.
 func (v *Volume) Fsync(ino Ino) error {
 	v.mu.Lock()

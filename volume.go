@@ -266,7 +266,8 @@ func Open(dev segment.Device, o Options) (*Volume, error) {
 		}
 	}
 	v.mu.Lock()
-	v.opened, err = v.freeOrphans()
+	did, err := v.freeOrphans()
+	v.opened = append(v.opened, did...)
 	v.mu.Unlock()
 	if err != nil {
 		v.stop()

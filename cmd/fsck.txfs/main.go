@@ -89,6 +89,12 @@ corrected, nameless inodes put into /lost+found, link counts set, reference
 counts and segment usage recounted. Checksum errors are reported, not
 repaired: the data they guard is gone.
 
+A damaged log (a unit that was synced cannot be read, and units written
+after it prove it) is reported with what is lost and what follows. With
+--repair, what follows the damage is replayed when every record of it
+applies without the lost units, else the log is cut at the damage; either
+way fsck says which.
+
 Exit codes: 0 clean, 1 errors corrected, 4 errors left, 8 the image cannot
 be opened or read, is in use, or is not a txfs image at all (a directory,
 an empty file, no txfs superblock or log anywhere it would be), 16 wrong
@@ -142,6 +148,9 @@ func run(c *cli.Context) error {
 		// Open read-write: recovery, freeing orphans and finishing
 		// truncates happen here, then the repairs, then a checkpoint.
 		v, err := txfs.OpenPath(path, txfs.Options{})
+		if errors.Is(err, txfs.ErrLogDamaged) {
+			v, err = openDamaged(path, &res)
+		}
 		if err != nil {
 			if errors.Is(err, txfs.ErrBusy) || os.IsPermission(err) {
 				return exitError{exitOperational, err}
@@ -190,6 +199,22 @@ func run(c *cli.Context) error {
 	res.Problems = append(res.Problems, rep.Problems...)
 	res.Warnings = append(res.Warnings, rep.Warnings...)
 	return report(c, res)
+}
+
+// openDamaged opens, read-write, a volume whose log is damaged (a unit
+// that was durable cannot be read, and units written after it follow).
+// It salvages what follows the damage when every record of it applies to
+// the state before the damage (tried read-only first), and otherwise drops
+// the log from the damage on; either way it says so. Repair then puts the
+// namespace right.
+func openDamaged(path string, res *result) (*txfs.Volume, error) {
+	trial, err := txfs.OpenPath(path, txfs.Options{ReadOnly: true, LogDamage: txfs.SalvageDamage})
+	if err == nil {
+		trial.Close()
+		return txfs.OpenPath(path, txfs.Options{LogDamage: txfs.SalvageDamage})
+	}
+	res.Repaired = append(res.Repaired, fmt.Sprintf("the units after the damage cannot be replayed without the lost ones (%v): the log is cut at the damage", err))
+	return txfs.OpenPath(path, txfs.Options{LogDamage: txfs.TruncateDamage})
 }
 
 // checkIsImage fails for a path that is not a txfs image at all: missing,

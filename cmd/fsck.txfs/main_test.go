@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/txfs/txfs"
 	"github.com/txfs/txfs/segment"
@@ -164,5 +165,106 @@ func TestNotAnImage(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(random); !bytes.Equal(got, b) {
 		t.Error("fsck.txfs --repair changed a file that is not a txfs image")
+	}
+}
+
+// damagedLogImage makes an image whose log holds, after its checkpoint,
+// one synced unit per step, and zeroes a block of the unit of step bad:
+// the units after it prove it was synced. It returns the image's path.
+func damagedLogImage(t *testing.T, steps []func(v *txfs.Volume) txfs.Ino, bad int) string {
+	t.Helper()
+	dev := segment.NewMemDevice(32 << 20)
+	if err := txfs.Format(dev, txfs.FormatOptions{SegmentSize: 256 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := txfs.Open(dev, txfs.Options{CheckpointBytes: 1 << 40, CheckpointInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at int64
+	for i, step := range steps {
+		if i == bad {
+			at = v.LogHead()
+		}
+		if err := v.Fsync(step(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A power cut: nothing but what was synced, and no checkpoint since.
+	img := dev.Crash(segment.CrashOptions{}, nil).Bytes()
+	v.Close()
+	clear(img[at : at+4096])
+	path := filepath.Join(t.TempDir(), "log.img")
+	if err := os.WriteFile(path, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func create(name string, size int) func(v *txfs.Volume) txfs.Ino {
+	return func(v *txfs.Volume) txfs.Ino {
+		a, err := v.Create(txfs.RootIno, name, 0o644, txfs.Owner{})
+		if err != nil {
+			panic(err)
+		}
+		if _, err := v.Write(a.Ino, bytes.Repeat([]byte(name), size), 0); err != nil {
+			panic(err)
+		}
+		return a.Ino
+	}
+}
+
+// A damaged log: fsck reports it with exit 4 and what follows the damage;
+// --repair salvages what follows when it applies without the lost unit,
+// and the volume is then clean and mounts read-write.
+func TestDamagedLog(t *testing.T) {
+	img := damagedLogImage(t, []func(*txfs.Volume) txfs.Ino{create("a", 5000), create("b", 5000), create("c", 5000), create("d", 5000)}, 1)
+	var out strings.Builder
+	err := mainWithOutput([]string{"fsck.txfs", img}, &out)
+	if code(err) != exitUncorrected || !strings.Contains(out.String(), "the log is damaged") {
+		t.Fatalf("check: exit %d, output:\n%s", code(err), out.String())
+	}
+	out.Reset()
+	err = mainWithOutput([]string{"fsck.txfs", "--repair", img}, &out)
+	if code(err) != exitCorrected || !strings.Contains(out.String(), "salvaged units") {
+		t.Fatalf("repair: exit %d, output:\n%s", code(err), out.String())
+	}
+	out.Reset()
+	if err := mainWithOutput([]string{"fsck.txfs", img}, &out); code(err) != exitClean {
+		t.Fatalf("after repair: exit %d, output:\n%s", code(err), out.String())
+	}
+	v, err := txfs.OpenPath(img, txfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	for _, name := range []string{"a", "c", "d"} {
+		if _, err := v.Lookup(txfs.RootIno, name); err != nil {
+			t.Errorf("%s after salvage: %v", name, err)
+		}
+	}
+}
+
+// When what follows the damage needs what the lost unit held (here it
+// rewrites a block the lost unit allocated), --repair cuts the log at the
+// damage and says why.
+func TestDamagedLogNotSalvageable(t *testing.T) {
+	var ino txfs.Ino
+	rewrite := func(v *txfs.Volume) txfs.Ino {
+		if _, err := v.Write(ino, []byte("again"), 0); err != nil {
+			panic(err)
+		}
+		return ino
+	}
+	first := func(v *txfs.Volume) txfs.Ino { ino = create("a", 5000)(v); return ino }
+	img := damagedLogImage(t, []func(*txfs.Volume) txfs.Ino{create("z", 100), first, rewrite, create("b", 10)}, 1)
+	var out strings.Builder
+	err := mainWithOutput([]string{"fsck.txfs", "--repair", img}, &out)
+	if code(err) != exitCorrected || !strings.Contains(out.String(), "the log is cut at the damage") {
+		t.Fatalf("repair: exit %d, output:\n%s", code(err), out.String())
+	}
+	out.Reset()
+	if err := mainWithOutput([]string{"fsck.txfs", img}, &out); code(err) != exitClean {
+		t.Fatalf("after repair: exit %d, output:\n%s", code(err), out.String())
 	}
 }
