@@ -389,23 +389,25 @@ type tx struct {
 }
 
 // Operation codes in Op records (for tools; replay does not need them).
+// Part of the on-disk format (docs/FORMAT.md): explicit numbers, never
+// renumbered.
 const (
-	opCreate = iota + 1
-	opMkdir
-	opMknod
-	opSymlink
-	opLink
-	opUnlink
-	opRmdir
-	opRename
-	opWrite
-	opSetAttr
-	opSetXattr
-	opRemoveXattr
-	opFreeInode
-	opPunch
-	opCopyRange
-	opRepair
+	opCreate        = 1 // O_TMPFILE uses it too
+	opMkdir         = 2
+	opMknod         = 3
+	opSymlink       = 4
+	opLink          = 5
+	opUnlink        = 6
+	opRmdir         = 7
+	opRename        = 8
+	opWrite         = 9
+	opSetAttr       = 10 // setting inode flags too
+	opSetXattr      = 11
+	opRemoveXattr   = 12
+	opFreeInode     = 13
+	opPunch         = 14
+	opCopyRange     = 15
+	opRepair        = 16
 	opZeroRange     = 17
 	opCollapseRange = 18
 	opInsertRange   = 19
