@@ -31,7 +31,9 @@ import (
 //	108 4 reserved (0)
 //	112 8 durable mark: every unit up to this sequence number was durable
 //	      when the record was made (version 2; 0 in version 1)
-//	120 40 reserved (0)
+//	120 16 reserved for the snapshot table root, behind its incompatible
+//	       feature bit (0)
+//	136 24 reserved (0)
 //	160 8n the dropped nodes' virtual blocks: freed once this checkpoint is
 //	       durable (and by recovery starting from it), not before, since
 //	       the previous checkpoint still uses them

@@ -152,7 +152,8 @@ func durableMark(u *segment.Unit) (uint64, bool) {
 var opNames = map[uint64]string{opCreate: "create", opMkdir: "mkdir", opMknod: "mknod", opSymlink: "symlink",
 	opLink: "link", opUnlink: "unlink", opRmdir: "rmdir", opRename: "rename", opWrite: "write", opSetAttr: "setattr",
 	opSetXattr: "setxattr", opRemoveXattr: "removexattr", opFreeInode: "free", opPunch: "punch",
-	opCopyRange: "copy", opRepair: "repair"}
+	opCopyRange: "copy", opRepair: "repair", opZeroRange: "zero range", opCollapseRange: "collapse range",
+	opInsertRange: "insert range", opRangeStep: "range step"}
 
 // describeUnits says what the operations of units hold: how many of each
 // kind, and which inodes they change.

@@ -281,3 +281,38 @@ func TestSingleBitFlipsInSuperblocksAndCheckpoint(t *testing.T) {
 	}
 	t.Logf("%d single bit flips, each opened read-write with every synced file", n)
 }
+
+// A volume that uses a feature this txfs does not know is refused with a
+// message that says so: an incompatible one always, a read-only
+// compatible one for writing.
+func TestUnknownFeaturesRefused(t *testing.T) {
+	dev := segment.NewMemDevice(16 << 20)
+	if err := Format(dev, FormatOptions{SegmentSize: 256 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	sb, _, err := segment.ReadSuperblock(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(ro, in uint32) {
+		s := *sb
+		s.ROCompat, s.Incompat = ro, in
+		segment.WriteSuperblock(dev, &s, 0)
+		segment.WriteSuperblock(dev, &s, 1)
+	}
+	set(0, 1<<30)
+	for _, ro := range []bool{false, true} {
+		if _, err := Open(dev, Options{ReadOnly: ro}); !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "incompatible features") {
+			t.Fatalf("unknown incompatible feature, read-only %v: %v", ro, err)
+		}
+	}
+	set(1<<30, 0)
+	if _, err := Open(dev, Options{}); !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("unknown read-only compatible feature opened read-write: %v", err)
+	}
+	v, err := Open(dev, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("unknown read-only compatible feature opened read-only: %v", err)
+	}
+	v.Close()
+}

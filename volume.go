@@ -227,6 +227,9 @@ func Open(dev segment.Device, o Options) (*Volume, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrIO, err)
 	}
+	if err := sb.CheckFeatures(o.ReadOnly); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotSupported, err)
+	}
 	if need := sb.Geometry.DeviceBytes(); dev.Size() < need {
 		return nil, fmt.Errorf("%w: the device has %d bytes, the volume needs %d (truncated image?)", ErrIO, dev.Size(), need)
 	}

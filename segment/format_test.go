@@ -357,3 +357,32 @@ func TestStaleSlotOfAnotherVolumeIgnored(t *testing.T) {
 		t.Fatalf("got slot %d uuid %x, %v: a stale slot of another volume won", slot, got.UUID, err)
 	}
 }
+
+// Feature bits: an unknown incompatible one refuses the volume, an unknown
+// read-only compatible one allows reading only, an unknown compatible one
+// allows everything; all survive encoding.
+func TestSuperblockFeatures(t *testing.T) {
+	s := testSuper()
+	s.Compat, s.ROCompat, s.Incompat = 1<<3, 1<<4, 1<<5
+	d, err := DecodeSuperblock(s.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Compat != 1<<3 || d.ROCompat != 1<<4 || d.Incompat != 1<<5 {
+		t.Fatalf("features read back as %#x %#x %#x", d.Compat, d.ROCompat, d.Incompat)
+	}
+	if err := d.CheckFeatures(true); !errors.Is(err, ErrFeatures) {
+		t.Fatalf("unknown incompatible feature: %v", err)
+	}
+	d.Incompat = 0
+	if err := d.CheckFeatures(false); !errors.Is(err, ErrFeatures) {
+		t.Fatalf("unknown read-only compatible feature opened read-write: %v", err)
+	}
+	if err := d.CheckFeatures(true); err != nil {
+		t.Fatalf("unknown read-only compatible feature opened read-only: %v", err)
+	}
+	d.ROCompat = 0
+	if err := d.CheckFeatures(false); err != nil {
+		t.Fatalf("unknown compatible feature: %v", err)
+	}
+}

@@ -34,7 +34,13 @@ import (
 //	128     8 checksum of that unit (its header checksum field)
 //	136     4 the next segment that unit names, where it and the unit
 //	          after it continue when they pass its segment's end (version 2)
-//	140   108 reserved (0)
+//	140     4 compatible features: a reader that does not know one may
+//	          still read and write the volume
+//	144     4 read-only compatible features: a reader that does not know
+//	          one may only read the volume
+//	148     4 incompatible features: a reader that does not know one must
+//	          refuse the volume
+//	152    96 reserved (0)
 //	248     8 xxhash64 of bytes 0..247
 //
 // These constants are part of the on-disk format.
@@ -48,6 +54,19 @@ const (
 	// CopyOffset is where the second copy of a superblock starts in its slot.
 	CopyOffset = 2048
 )
+
+// Feature bits this code knows, by the promise each class makes to a
+// reader that does not know a bit (as ext4's and pebble's format
+// versions): none are defined yet. Snapshots and a second log head will
+// each take one. Part of the on-disk format.
+const (
+	KnownCompat   = 0
+	KnownROCompat = 0
+	KnownIncompat = 0
+)
+
+// ErrFeatures reports a volume that uses features this code does not know.
+var ErrFeatures = errors.New("segment: unknown features")
 
 // ErrNoSuperblock reports a device that holds no valid txfs superblock.
 var ErrNoSuperblock = errors.New("segment: no valid txfs superblock")
@@ -70,6 +89,21 @@ type Superblock struct {
 	// Clean says the volume was closed right after this checkpoint, so
 	// nothing follows it in the log.
 	Clean bool
+	// Feature bits (KnownCompat...).
+	Compat, ROCompat, Incompat uint32
+}
+
+// CheckFeatures says whether this code may open the volume: not at all
+// with an incompatible feature it does not know, read-only with a
+// read-only compatible one.
+func (s *Superblock) CheckFeatures(readOnly bool) error {
+	if f := s.Incompat &^ KnownIncompat; f != 0 {
+		return fmt.Errorf("%w: the volume uses incompatible features %#x that this txfs does not know; a newer txfs is needed", ErrFeatures, f)
+	}
+	if f := s.ROCompat &^ KnownROCompat; f != 0 && !readOnly {
+		return fmt.Errorf("%w: the volume uses features %#x that this txfs can only read; open it read-only", ErrFeatures, f)
+	}
+	return nil
 }
 
 // UnitRef names one log unit exactly: where it is, how long, its sequence
@@ -112,6 +146,9 @@ func (s *Superblock) Encode() []byte {
 			le.PutUint32(b[116:], 1)
 		}
 		le.PutUint32(b[136:], s.Checkpoint.NextSeg)
+		le.PutUint32(b[140:], s.Compat)
+		le.PutUint32(b[144:], s.ROCompat)
+		le.PutUint32(b[148:], s.Incompat)
 	}
 	le.PutUint64(b[248:], Checksum(b[:248]))
 	return b
@@ -144,6 +181,7 @@ func DecodeSuperblock(b []byte) (*Superblock, error) {
 	if s.Version >= 2 {
 		s.Clean = le.Uint32(b[116:]) == 1
 		s.Checkpoint.NextSeg = le.Uint32(b[136:])
+		s.Compat, s.ROCompat, s.Incompat = le.Uint32(b[140:]), le.Uint32(b[144:]), le.Uint32(b[148:])
 	} else {
 		s.Checkpoint.NextSeg = noSegment
 	}
