@@ -254,6 +254,34 @@ func (d *FileDevice) Close() error {
 	return d.f.Close()
 }
 
+// Truncate changes the size of an image file (not a block device) to size
+// bytes, through the open descriptor: locks taken on it stay.
+func (d *FileDevice) Truncate(size int64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return os.ErrClosed
+	}
+	if d.readOnly {
+		return errDeviceReadOnly
+	}
+	st, err := d.f.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("segment: %s is not an image file: its size is the device's", d.path)
+	}
+	if err := d.f.Truncate(size); err != nil {
+		return err
+	}
+	d.size = size
+	d.holeMu.Lock()
+	d.holeFree.from, d.holeFree.to = 0, 0
+	d.holeMu.Unlock()
+	return nil
+}
+
 // Fd returns the file descriptor, for flock and similar calls. It is only
 // valid until Close.
 func (d *FileDevice) Fd() uintptr { return d.f.Fd() }

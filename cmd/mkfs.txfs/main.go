@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -197,27 +198,38 @@ func openTarget(path string, size int64, force bool) (*segment.FileDevice, bool,
 		return nil, false, err
 	}
 	if !force {
-		if sb, _, err := segment.ReadSuperblock(dev); err == nil {
+		if err := checkBlank(dev, path); err != nil {
 			dev.Close()
-			return nil, false, fmt.Errorf("%s already holds a txfs volume (uuid %s); use --force to overwrite it", path, uuidString(sb.UUID))
-		}
-		head := make([]byte, 64<<10)
-		n, _ := dev.ReadAt(head, 0)
-		if !bytes.Equal(head[:n], make([]byte, n)) {
-			dev.Close()
-			return nil, false, fmt.Errorf("%s is not empty; use --force to overwrite it", path)
+			return nil, false, err
 		}
 	}
 	if st.Mode().IsRegular() && size > 0 && size != dev.Size() {
-		dev.Close()
-		if err := os.Truncate(path, size); err != nil {
-			return nil, false, err
-		}
-		if dev, err = segment.OpenFile(path, false); err != nil {
+		// Through the descriptor that holds the lock: a reopen would
+		// leave a moment when another mkfs or mount could take it.
+		if err := dev.Truncate(size); err != nil {
+			dev.Close()
 			return nil, false, err
 		}
 	}
 	return dev, false, nil
+}
+
+// checkBlank refuses a device that holds a txfs volume, or anything at all
+// in its first 64 KiB, or that cannot be read to say: formatting it would
+// destroy what is there.
+func checkBlank(dev segment.Device, path string) error {
+	if sb, _, err := segment.ReadSuperblock(dev); err == nil {
+		return fmt.Errorf("%s already holds a txfs volume (uuid %s); use --force to overwrite it", path, uuidString(sb.UUID))
+	}
+	head := make([]byte, 64<<10)
+	n, err := dev.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("cannot read %s to see what it holds: %w; use --force to format it anyway", path, err)
+	}
+	if !bytes.Equal(head[:n], make([]byte, n)) {
+		return fmt.Errorf("%s is not empty; use --force to overwrite it", path)
+	}
+	return nil
 }
 
 // preallocate writes zeros over the first size bytes of an image file.

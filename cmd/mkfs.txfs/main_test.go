@@ -145,3 +145,45 @@ func TestMkfsBadPath(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// failingReads is a device whose reads fail, as a damaged disk's may.
+type failingReads struct{ *segment.MemDevice }
+
+func (failingReads) ReadAt([]byte, int64) (int, error) { return 0, syscall.EIO }
+
+// A device mkfs cannot read is not taken for an empty one: it is refused
+// with the reason, and --force is what formats it anyway.
+func TestMkfsUnreadableDeviceRefused(t *testing.T) {
+	err := checkBlank(failingReads{segment.NewMemDevice(1 << 20)}, "disk")
+	if err == nil || !strings.Contains(err.Error(), "cannot read disk") || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("unreadable device: %v", err)
+	}
+	if err := checkBlank(segment.NewMemDevice(1<<20), "disk"); err != nil {
+		t.Fatalf("zeroed device: %v", err)
+	}
+}
+
+// An existing image resized by mkfs stays locked from the check to the
+// format: no other mkfs or mount can take it in between.
+func TestMkfsResizeKeepsTheLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "img")
+	if err := os.WriteFile(path, make([]byte, 8<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dev, _, err := openTarget(path, 16<<20, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	if dev.Size() != 16<<20 {
+		t.Fatalf("size %d after the resize", dev.Size())
+	}
+	other, err := segment.OpenFile(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := txfs.LockDevice(other, path, true); !errors.Is(err, txfs.ErrBusy) {
+		t.Fatalf("another open took the lock during the format: %v", err)
+	}
+}
