@@ -52,6 +52,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"strconv"
 	"strings"
@@ -424,7 +425,7 @@ func (n *Node) open(ctx context.Context, flags uint32) (fs.FileHandle, syscall.E
 		var out fuse.AttrOut
 		in := fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_SIZE}}
 		if errno := n.Setattr(ctx, nil, &in, &out); errno != 0 {
-			n.vol().Release(ino)
+			releaseLogged(n.vol(), ino)
 			return nil, errno
 		}
 	}
@@ -770,7 +771,17 @@ func (n *Node) holdDir(name string) *Node {
 // unhold drops the reference holdDir took, when the removal failed.
 func (n *Node) unhold() {
 	if n != nil && n.held.CompareAndSwap(true, false) {
-		n.vol().Release(n.ino())
+		releaseLogged(n.vol(), n.ino())
+	}
+}
+
+// releaseLogged drops an open reference where no caller can be told of a
+// failure (the kernel does not wait for the answer to a release, nor to a
+// forget): a failure other than the volume being closed already (Close
+// dropped every reference) goes to the daemon's log.
+func releaseLogged(v *txfs.Volume, ino txfs.Ino) {
+	if err := v.Release(ino); err != nil && !errors.Is(err, txfs.ErrClosed) {
+		log.Printf("txfs: release of inode %d: %v", ino, err)
 	}
 }
 
@@ -973,7 +984,7 @@ func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 // Releasedir implements fs.FileReleasedirer: the engine drops the open
 // reference, and a removed directory with it when it was the last.
 func (d *dirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {
-	d.v.Release(d.ino)
+	releaseLogged(d.v, d.ino)
 }
 
 // Getxattr implements fs.NodeGetxattrer. With a buffer too small for the
