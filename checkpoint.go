@@ -260,7 +260,7 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 			return inode.NodeID(vb), err
 		},
 		func(id inode.NodeID, enc []byte) error {
-			stored, flags := segment.EncodeBlock(enc, nil, true)
+			stored, flags := segment.EncodeBlock(enc, nil, v.compress)
 			if err := v.ensure(segment.UnitMeta, len(stored), 1, 0); err != nil {
 				return err
 			}
