@@ -193,7 +193,7 @@ func openTarget(path string, size int64, force bool) (*segment.FileDevice, bool,
 	if err != nil {
 		return nil, false, err
 	}
-	if err := txfs.LockDevice(dev, path, true); err != nil {
+	if err := dev.Lock(true); err != nil {
 		dev.Close()
 		return nil, false, err
 	}

@@ -183,7 +183,7 @@ func TestMkfsResizeKeepsTheLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if err := txfs.LockDevice(other, path, true); !errors.Is(err, txfs.ErrBusy) {
+	if err := other.Lock(true); !errors.Is(err, segment.ErrLocked) {
 		t.Fatalf("another open took the lock during the format: %v", err)
 	}
 }
