@@ -140,8 +140,18 @@ func mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 		// process that serves it. Node implements GETLK, SETLK and
 		// SETLKW; without them go-fuse would answer ENOTSUP.
 		EnableLocks: true,
-		AllowOther:  o.AllowOther,
-		Debug:       o.Debug,
+		// The kernel keeps the pages it has of a file across opens
+		// (FOPEN_KEEP_CACHE, node.go) and does not drop them when a
+		// file's mtime moves (AUTO_INVAL_DATA, go-fuse's default, would:
+		// after one 4 KiB write to a 4 MiB file, the next read fetched
+		// all 4 MiB again). Every change to a file's bytes passes
+		// through the kernel, which keeps its cache right; txfs changes
+		// none behind its back.
+		ExplicitDataCacheControl: true,
+		// Symlink targets never change: the kernel may keep them.
+		EnableSymlinkCaching: true,
+		AllowOther:           o.AllowOther,
+		Debug:                o.Debug,
 		// Only root can mount(2) directly; DirectMountStrict because the
 		// fallback below is ours (it needs other options).
 		DirectMountStrict: true,

@@ -432,11 +432,16 @@ func (n *Node) open(ctx context.Context, flags uint32) (fs.FileHandle, syscall.E
 	return &fileHandle{}, 0
 }
 
-// Open implements fs.NodeOpener. It returns no FOPEN_KEEP_CACHE: the
-// kernel drops cached pages of the file on every open.
+// Open implements fs.NodeOpener. FOPEN_KEEP_CACHE keeps the pages the
+// kernel has cached of the file: they are what txfs holds, since every
+// change to a file's bytes passes through the kernel (writes fill its
+// cache; truncate, hole punches, zeroed ranges and copy_file_range drop
+// the pages they change), and the mount asks for no invalidation on mtime
+// changes (ExplicitDataCacheControl, mount.go). Without it every open
+// would read the whole file again.
 func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	fh, errno := n.open(ctx, flags)
-	return fh, 0, errno
+	return fh, fuse.FOPEN_KEEP_CACHE, errno
 }
 
 // Release implements fs.NodeReleaser: the engine drops the open reference,
@@ -481,7 +486,7 @@ func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	return child, fh, 0, 0
+	return child, fh, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // Tmpfile implements fs.NodeTmpfiler: open(dir, O_TMPFILE) makes a regular
