@@ -18,10 +18,18 @@ import (
 // Damage the structure-aware fuzz targets found, each made again by hand:
 // the base image with one change, resealed so every checksum holds.
 
-// damagedImage returns a device holding the base image after change.
+// damagedImage returns a device holding the version 1 base image after
+// change (where these were found).
 func damagedImage(t *testing.T, change func(m *imageModel)) *segment.MemDevice {
 	t.Helper()
-	m, err := decodeImage(fuzzBaseImage(t))
+	return damagedImageOf(t, 1, change)
+}
+
+// damagedImageOf returns a device holding the base image of a format
+// version after change.
+func damagedImageOf(t *testing.T, version int, change func(m *imageModel)) *segment.MemDevice {
+	t.Helper()
+	m, err := decodeImage(fuzzBaseImage(t, version))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +99,7 @@ func TestReplayAllocFarBeyondTheDAT(t *testing.T) {
 func TestReplayPastACheckpointThatNeverBecameCurrent(t *testing.T) {
 	want := func() string {
 		dev := segment.NewMemDevice(fuzzDevSize)
-		dev.WriteAt(fuzzBaseImage(t), 0)
+		dev.WriteAt(fuzzBaseImage(t, 1), 0)
 		v, err := Open(dev, Options{ReadOnly: true})
 		if err != nil {
 			t.Fatal(err)
@@ -106,7 +114,7 @@ func TestReplayPastACheckpointThatNeverBecameCurrent(t *testing.T) {
 	var gap bool
 	dev := damagedImage(t, func(m *imageModel) {
 		old := m.ckpts[1].unit
-		for _, sb := range m.slots {
+		for _, sb := range m.superblocks() {
 			sb.Checkpoint = segment.UnitRef{Addr: old.addr, Len: old.hdr.Length, Seq: old.hdr.Seq, Sum: old.hdr.Sum}
 		}
 		// The case needs an allocation past the DAT of the older checkpoint
