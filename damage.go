@@ -135,7 +135,10 @@ func (v *Volume) chainFrom(u *segment.Unit, seq uint64) ([]*segment.Unit, uint64
 func durableMark(u *segment.Unit) (uint64, bool) {
 	if u.Header.Kind == segment.UnitCheckpoint {
 		c, err := decodeCheckpoint(u.Records)
-		return c.Durable, err == nil && c.Durable > 0
+		if err != nil {
+			return 0, false
+		}
+		return c.Durable, c.Durable > 0
 	}
 	var mark uint64
 	found := false

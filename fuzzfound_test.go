@@ -664,3 +664,30 @@ func TestBlockInUseWithNoReferences(t *testing.T) {
 	v = reopen(t, v, dev)
 	v.Close()
 }
+
+// zeroBlock zeroes the first block of unit u after sealing, as a bad block
+// of the medium does.
+func zeroBlock(m *imageModel, u *modelUnit) {
+	at, n := u.addr, uint64(m.geo.BlockSize)
+	m.damage = append(m.damage, func(img []byte) { clear(img[at : at+n]) })
+}
+
+// TestUnitOfCheckpointKindPastTheDamage: a whole unit of checkpoint kind
+// past the end of the log, whose record is not a checkpoint record, made
+// the search for proof of damage read the durable mark of a record that
+// did not decode: a nil dereference, a panic in Open. Such a unit carries
+// no mark; the unit before it still proves the damage.
+func TestUnitOfCheckpointKindPastTheDamage(t *testing.T) {
+	dev := damagedImageOf(t, 2, func(m *imageModel) {
+		units := m.unitsAfterCheckpoint()
+		zeroBlock(m, units[3])
+		units[5].hdr.Kind = segment.UnitCheckpoint
+	})
+	rep := checkReadOnly(t, dev)
+	if err := rep.Err(); err == nil || !strings.Contains(err.Error(), "the log is damaged") {
+		t.Fatalf("check: %v", err)
+	}
+	if _, err := Open(dev, Options{}); !errors.Is(err, ErrLogDamaged) {
+		t.Fatalf("read-write open: %v", err)
+	}
+}
