@@ -691,3 +691,16 @@ func TestUnitOfCheckpointKindPastTheDamage(t *testing.T) {
 		t.Fatalf("read-write open: %v", err)
 	}
 }
+
+// TestVersion1LogThatWentOnInTheNextSegment: version 1 logs went on at the
+// start of the next segment when the rest of a segment was too small.
+// Recovery found the unit there but kept that segment as the next one, so
+// the segment's units, which name another, drew a false warning that the
+// units of one segment name two next segments (fsck.txfs printed it for
+// every such volume).
+func TestVersion1LogThatWentOnInTheNextSegment(t *testing.T) {
+	rep := checkReadOnly(t, damagedImage(t, func(*imageModel) {}))
+	if rep.Err() != nil || len(rep.Warnings) > 0 {
+		t.Fatalf("problems %v, warnings %v", rep.Problems, rep.Warnings)
+	}
+}

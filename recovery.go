@@ -280,7 +280,9 @@ func (v *Volume) nextUnit(pos, seq, prev uint64) *segment.Unit {
 	}
 	if v.nextSeg != noSeg {
 		if u := try(uint64(v.geo.SegmentOffset(v.nextSeg))); u != nil {
-			v.curSeg = v.nextSeg
+			// The log entered its next segment: that segment's units
+			// name their own next.
+			v.curSeg, v.nextSeg = v.nextSeg, noSeg
 			return u
 		}
 	}
