@@ -111,6 +111,16 @@ func (v *Volume) findDamage(pos, seq uint64) *LogDamage {
 	return nil
 }
 
+// cutSeq is the sequence number the log goes on with when it is cut at
+// damage d: past every unit that can be left beyond it. The chain that
+// follows the damage may break again, leaving units that no scan finds;
+// but every unit written since the checkpoint (sequence number ckpt)
+// takes at least a block of the segments.
+func (v *Volume) cutSeq(d *LogDamage, ckpt uint64) uint64 {
+	blocks := uint64(v.geo.Segments) * uint64(v.geo.SegmentSize) / uint64(v.bs)
+	return max(d.Last, ckpt+blocks) + 1
+}
+
 // chainFrom follows the chain from unit u and returns its units and the
 // first whose durable mark reaches seq (0: none).
 func (v *Volume) chainFrom(u *segment.Unit, seq uint64) ([]*segment.Unit, uint64) {

@@ -704,3 +704,46 @@ func TestVersion1LogThatWentOnInTheNextSegment(t *testing.T) {
 		t.Fatalf("problems %v, warnings %v", rep.Problems, rep.Warnings)
 	}
 }
+
+// TestLogCutAtDamageBeyondWhichTheChainBreaksAgain: two bad blocks in the
+// log. Dropping the damage went on with the sequence numbers after the
+// chain that follows the first one, which the second breaks: the units
+// after the second stayed on the device with durable marks past the new
+// log's numbers. After a synced write and a power cut they proved the new
+// log's torn end damaged: Open refused a volume that had lost nothing,
+// and salvaging (what fsck.txfs --repair tries first) would have replayed
+// them over the new state.
+func TestLogCutAtDamageBeyondWhichTheChainBreaksAgain(t *testing.T) {
+	dev := damagedImageOf(t, 2, func(m *imageModel) {
+		units := m.unitsAfterCheckpoint()
+		zeroBlock(m, units[2])
+		zeroBlock(m, units[5])
+	})
+	v, err := Open(dev, Options{LogDamage: TruncateDamage, CheckpointBytes: 1 << 40, CheckpointInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	a, err := v.Create(RootIno, "after", 0o644, Owner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Write(a.Ino, []byte("synced"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Fsync(a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	crashed := dev.Crash(segment.CrashOptions{}, nil)
+	v2, err := Open(crashed, Options{})
+	if err != nil {
+		t.Fatalf("open after a power cut: %v", err)
+	}
+	defer v2.Close()
+	if err := v2.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v2.Lookup(RootIno, "after"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -86,8 +86,9 @@ func (v *Volume) recover() (int, error) {
 				v.logf("%s", say)
 				v.opened = append(v.opened, say)
 				v.accepted = true
-				v.seq, v.prevSum = d.Last+1, prev
-				v.written, v.durable = d.Last, d.Last
+				next := v.cutSeq(d, ref.Seq)
+				v.seq, v.prevSum = next, prev
+				v.written, v.durable = next-1, next-1
 				return v.finishRecovery(pos, used, logSegs, replayed)
 			}
 			v.damage = d
