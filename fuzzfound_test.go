@@ -747,3 +747,27 @@ func TestLogCutAtDamageBeyondWhichTheChainBreaksAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCheckpointLengthPastTheSegments: a superblock naming a checkpoint
+// unit of 4 GiB made Open allocate that much to read it, before anything
+// checked the length: fuzzing workers died of it. A unit never reaches
+// past the segment after its own, so such a length is refused unread.
+func TestCheckpointLengthPastTheSegments(t *testing.T) {
+	for _, version := range fuzzBaseVersions {
+		dev := damagedImageOf(t, version, func(m *imageModel) {
+			for _, sb := range m.superblocks() {
+				sb.Checkpoint.Len = 1<<32 - 1
+			}
+		})
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		v, err := Open(dev, Options{ReadOnly: true})
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			v.Close()
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 || !errors.Is(err, ErrIO) {
+			t.Fatalf("version %d: open allocated %d bytes and returned %v", version, n, err)
+		}
+	}
+}

@@ -245,6 +245,9 @@ func (v *Volume) readUnit(addr uint64, n uint32) (*segment.Unit, error) {
 	if n == 0 {
 		n = h.Length
 	}
+	if n > maxLen {
+		return nil, fmt.Errorf("%w: a unit of %d bytes at %d would run past the segment after its own", segment.ErrCorrupt, n, addr)
+	}
 	place := segment.UnitPlace{Addr: addr, Split: split}
 	if h.NextSeg < v.geo.Segments && h.NextSeg != s {
 		place.Next = uint64(v.geo.SegmentOffset(h.NextSeg))
