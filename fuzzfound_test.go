@@ -563,7 +563,7 @@ func TestAddressesNearTheEndOfTheAddressSpace(t *testing.T) {
 		if err != nil || len(rep.Problems) == 0 {
 			t.Fatalf("check: %v %v", rep.Problems, err)
 		}
-		if errs := readEverything(v); len(errs) == 0 {
+		if errs, _ := readEverything(v); len(errs) == 0 {
 			t.Fatal("every read succeeded")
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -352,6 +353,7 @@ func exerciseImage(t *testing.T, img []byte) {
 	dev.WriteAt(img, 0)
 	dev.Sync()
 	roOpened, cleanBefore, onlyDamage := false, false, false
+	var before string // what the read-only Open shows
 	if v, err := Open(dev, Options{ReadOnly: true}); err == nil {
 		roOpened = true
 		rep, err := v.CheckReport()
@@ -360,7 +362,8 @@ func exerciseImage(t *testing.T, img []byte) {
 		}
 		cleanBefore = rep.Err() == nil
 		onlyDamage = v.damage != nil && len(rep.Problems) == 1
-		if errs := readEverything(v); cleanBefore && len(errs) > 0 {
+		var errs []error
+		if errs, before = readEverything(v); cleanBefore && len(errs) > 0 {
 			t.Errorf("the checker found nothing, but reading fails: %v", errs)
 		}
 		v.Close()
@@ -381,6 +384,9 @@ func exerciseImage(t *testing.T, img []byte) {
 					t.Errorf("dropping the only damage fails: %v", err)
 				}
 				continue
+			}
+			if _, after := readEverything(v); policy == TruncateDamage && onlyDamage && after != before {
+				t.Errorf("dropping the damage does not leave what the read-only Open showed:\n%s\nshowed:\n%s", after, before)
 			}
 			exerciseWritable(t, d, v, policy == TruncateDamage && onlyDamage, true)
 		}
@@ -411,7 +417,7 @@ func exerciseWritable(t *testing.T, dev *segment.MemDevice, v *Volume, cleanBefo
 		t.Fatalf("check after repair: %v", err)
 	}
 	cleanAfter := rep.Err() == nil
-	if errs := readEverything(v); cleanAfter && len(errs) > 0 {
+	if errs, _ := readEverything(v); cleanAfter && len(errs) > 0 {
 		t.Errorf("the checker found nothing after repair, but reading fails: %v", errs)
 	}
 	if cleanBefore && !cleanAfter {
@@ -463,9 +469,12 @@ func exerciseWritable(t *testing.T, dev *segment.MemDevice, v *Volume, cleanBefo
 	}
 }
 
-// readEverything reads all the namespace can reach, and returns the errors.
-func readEverything(v *Volume) []error {
+// readEverything reads all the namespace can reach, and returns the errors
+// and a digest of what it read: attributes but the access time and block
+// count, attributes, entries, targets and the checksums of the data read.
+func readEverything(v *Volume) ([]error, string) {
 	var errs []error
+	var digest strings.Builder
 	note := func(what string, ino Ino, err error) {
 		if err != nil && len(errs) < 10 {
 			errs = append(errs, fmt.Errorf("%s %d: %w", what, ino, err))
@@ -484,23 +493,29 @@ func readEverything(v *Volume) []error {
 		if err != nil {
 			return
 		}
+		fmt.Fprintf(&digest, "%d: %#o n%d %d:%d size %d rdev %d m%v c%v flags %#x\n",
+			ino, a.Mode, a.Nlink, a.Uid, a.Gid, a.Size, a.Rdev, a.Mtime, a.Ctime, a.Flags)
 		names, err := v.ListXattr(ino)
 		note("listxattr", ino, err)
 		for _, n := range names {
-			_, err := v.GetXattr(ino, n)
+			val, err := v.GetXattr(ino, n)
 			note("getxattr "+n, ino, err)
+			fmt.Fprintf(&digest, "  %q=%q\n", n, val)
 		}
 		switch a.Mode & syscall.S_IFMT {
 		case syscall.S_IFREG:
-			_, err := v.Read(ino, buf, 0)
+			n, err := v.Read(ino, buf, 0)
 			note("read", ino, err)
+			fmt.Fprintf(&digest, "  %x\n", segment.Checksum(buf[:n]))
 			if a.Size > uint64(len(buf)) {
-				_, err := v.Read(ino, buf[:4096], int64(min(a.Size, MaxFileSize)-1))
+				n, err := v.Read(ino, buf[:4096], int64(min(a.Size, MaxFileSize)-1))
 				note("read at the end of", ino, err)
+				fmt.Fprintf(&digest, "  %x\n", segment.Checksum(buf[:n]))
 			}
 		case syscall.S_IFLNK:
-			_, err := v.Readlink(ino)
+			target, err := v.Readlink(ino)
 			note("readlink", ino, err)
+			fmt.Fprintf(&digest, "  -> %q\n", target)
 		case syscall.S_IFDIR:
 			var ents []DirEntry
 			err := v.Readdir(ino, 0, func(e DirEntry) bool {
@@ -511,12 +526,13 @@ func readEverything(v *Volume) []error {
 			for _, e := range ents {
 				_, err := v.Lookup(ino, e.Name)
 				note("lookup "+e.Name+" in", ino, err)
+				fmt.Fprintf(&digest, "  %q %d\n", e.Name, e.Ino)
 				visit(e.Ino, depth+1)
 			}
 		}
 	}
 	visit(RootIno, 0)
-	return errs
+	return errs, digest.String()
 }
 
 // FuzzReplay changes the operations units after the checkpoint (records,
