@@ -771,3 +771,35 @@ func TestCheckpointLengthPastTheSegments(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyRangeItem: the error for a range operation item of the wrong
+// length named its first byte, which an empty value does not have: the
+// checker, reads of the file and Open, which finishes range operations,
+// panicked.
+func TestEmptyRangeItem(t *testing.T) {
+	const big = 43 // inode of /big in the base image
+	dev := damagedImage(t, func(m *imageModel) {
+		editTree(t, m, func(items []nodeItem) []nodeItem {
+			return append(items, nodeItem{key: rangeKey(big)})
+		})
+	})
+	rep := checkReadOnly(t, dev)
+	if rep.Err() == nil {
+		t.Fatal("the checker found nothing")
+	}
+	v, err := Open(dev, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Read(big, make([]byte, 4096), 0); !errors.Is(err, ErrIO) {
+		t.Fatalf("read: %v", err)
+	}
+	v.Close()
+	if v, err := Open(dev, Options{}); err == nil {
+		_, err = v.Read(big, make([]byte, 4096), 0)
+		v.Close()
+		if !errors.Is(err, ErrIO) {
+			t.Fatalf("read after a read-write open: %v", err)
+		}
+	}
+}
