@@ -111,6 +111,21 @@ func (v *Volume) findDamage(pos, seq uint64) *LogDamage {
 	return nil
 }
 
+// lostOnlyCopy reports whether damage d lost nothing but the copy of the
+// checkpoint record that recovery read from unit ckpt (decoded as c), the
+// one ref names: the unit right after a record of version 2 is its copy.
+func (d *LogDamage) lostOnlyCopy(ref segment.UnitRef, ckpt *segment.Unit, c *checkpointRec) bool {
+	return c.Version >= 2 && ckpt.Header.Seq == ref.Seq && d.Seq == ref.Seq+1 && d.Resume == d.Seq+1
+}
+
+// resumeAfter makes the log go on at the first whole unit after damage d,
+// and returns where, as follow does.
+func (v *Volume) resumeAfter(d *LogDamage) (pos, seq, prev uint64) {
+	v.curSeg, _ = v.geo.SegmentOf(d.At)
+	v.nextSeg = noSeg
+	return d.At, d.Resume, d.resume.Header.Prev
+}
+
 // cutSeq is the sequence number the log goes on with when it is cut at
 // damage d: past every unit that can be left beyond it. The chain that
 // follows the damage may break again, leaving units that no scan finds;

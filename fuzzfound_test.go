@@ -772,6 +772,37 @@ func TestCheckpointLengthPastTheSegments(t *testing.T) {
 	}
 }
 
+// TestCheckpointCopyDamaged: a bad block in the copy of the checkpoint
+// record made the log count as damaged (the unit after it says the copy
+// was durable), and a read-write Open failed, although the copy holds
+// nothing the record does not. The log now goes on after it, with a
+// warning, and nothing is lost.
+func TestCheckpointCopyDamaged(t *testing.T) {
+	want := func() string {
+		v, err := Open(damagedImageOf(t, 2, func(*imageModel) {}), Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		s, _ := dump(v)
+		return s
+	}()
+	dev := damagedImageOf(t, 2, func(m *imageModel) { zeroBlock(m, m.ckpts[0].copy) })
+	rep := checkReadOnly(t, dev)
+	if rep.Err() != nil || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "copy of checkpoint") {
+		t.Fatalf("problems %v, warnings %v", rep.Problems, rep.Warnings)
+	}
+	v, err := Open(dev, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v = reopen(t, v, dev)
+	defer v.Close()
+	if got, err := dump(v); err != nil || got != want {
+		t.Fatalf("after the damaged copy:\n%s\n%v\nwant:\n%s", got, err, want)
+	}
+}
+
 // TestEmptyRangeItem: the error for a range operation item of the wrong
 // length named its first byte, which an empty value does not have: the
 // checker, reads of the file and Open, which finishes range operations,
