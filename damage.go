@@ -111,6 +111,31 @@ func (v *Volume) findDamage(pos, seq uint64) *LogDamage {
 	return nil
 }
 
+// lostOnlyCopy reports whether damage d lost nothing but the copy of the
+// checkpoint record that recovery read from unit ckpt (decoded as c), the
+// one ref names: the unit right after a record of version 2 is its copy.
+func (d *LogDamage) lostOnlyCopy(ref segment.UnitRef, ckpt *segment.Unit, c *checkpointRec) bool {
+	return c.Version >= 2 && ckpt.Header.Seq == ref.Seq && d.Seq == ref.Seq+1 && d.Resume == d.Seq+1
+}
+
+// resumeAfter makes the log go on at the first whole unit after damage d,
+// and returns where, as follow does.
+func (v *Volume) resumeAfter(d *LogDamage) (pos, seq, prev uint64) {
+	v.curSeg, _ = v.geo.SegmentOf(d.At)
+	v.nextSeg = noSeg
+	return d.At, d.Resume, d.resume.Header.Prev
+}
+
+// cutSeq is the sequence number the log goes on with when it is cut at
+// damage d: past every unit that can be left beyond it. The chain that
+// follows the damage may break again, leaving units that no scan finds;
+// but every unit written since the checkpoint (sequence number ckpt)
+// takes at least a block of the segments.
+func (v *Volume) cutSeq(d *LogDamage, ckpt uint64) uint64 {
+	blocks := uint64(v.geo.Segments) * uint64(v.geo.SegmentSize) / uint64(v.bs)
+	return max(d.Last, ckpt+blocks) + 1
+}
+
 // chainFrom follows the chain from unit u and returns its units and the
 // first whose durable mark reaches seq (0: none).
 func (v *Volume) chainFrom(u *segment.Unit, seq uint64) ([]*segment.Unit, uint64) {
@@ -135,7 +160,10 @@ func (v *Volume) chainFrom(u *segment.Unit, seq uint64) ([]*segment.Unit, uint64
 func durableMark(u *segment.Unit) (uint64, bool) {
 	if u.Header.Kind == segment.UnitCheckpoint {
 		c, err := decodeCheckpoint(u.Records)
-		return c.Durable, err == nil && c.Durable > 0
+		if err != nil {
+			return 0, false
+		}
+		return c.Durable, c.Durable > 0
 	}
 	var mark uint64
 	found := false

@@ -230,8 +230,8 @@ func TestEveryDamagedBlockIsFound(t *testing.T) {
 }
 
 // One flipped bit in either superblock slot, either copy, or anywhere in
-// the current checkpoint unit leaves a volume that opens read-write with
-// every synced file intact.
+// the current checkpoint unit or the copy of its record leaves a volume
+// that opens read-write with every synced file intact.
 func TestSingleBitFlipsInSuperblocksAndCheckpoint(t *testing.T) {
 	dev, _, datas := syncedFiles(t, 6)
 	// Take a checkpoint, then sync more files after it.
@@ -248,6 +248,12 @@ func TestSingleBitFlipsInSuperblocksAndCheckpoint(t *testing.T) {
 		datas = append(datas, data)
 	}
 	ref := v.sb.Checkpoint
+	s, _ := v.geo.SegmentOf(ref.Addr)
+	place := segment.UnitPlace{Addr: ref.Addr, Split: uint32(v.segEnd(s) - ref.Addr)}
+	if ref.NextSeg < v.geo.Segments {
+		place.Next = uint64(v.geo.SegmentOffset(ref.NextSeg))
+	}
+	copyAt := place.DevAddr(ref.Len)
 	img := dev.Crash(segment.CrashOptions{}, nil) // pages shared, copied on write
 	v.Close()
 	try := func(what string, off uint64, bit int) {
@@ -277,6 +283,10 @@ func TestSingleBitFlipsInSuperblocksAndCheckpoint(t *testing.T) {
 	}
 	for off := ref.Addr; off < ref.Addr+uint64(ref.Len); off += 5 {
 		try("checkpoint unit", off, n%8)
+		n++
+	}
+	for off := copyAt; off < copyAt+uint64(ref.Len); off += 5 {
+		try("copy of the checkpoint record", off, n%8)
 		n++
 	}
 	t.Logf("%d single bit flips, each opened read-write with every synced file", n)

@@ -18,10 +18,18 @@ import (
 // Damage the structure-aware fuzz targets found, each made again by hand:
 // the base image with one change, resealed so every checksum holds.
 
-// damagedImage returns a device holding the base image after change.
+// damagedImage returns a device holding the version 1 base image after
+// change (where these were found).
 func damagedImage(t *testing.T, change func(m *imageModel)) *segment.MemDevice {
 	t.Helper()
-	m, err := decodeImage(fuzzBaseImage(t))
+	return damagedImageOf(t, 1, change)
+}
+
+// damagedImageOf returns a device holding the base image of a format
+// version after change.
+func damagedImageOf(t *testing.T, version int, change func(m *imageModel)) *segment.MemDevice {
+	t.Helper()
+	m, err := decodeImage(fuzzBaseImage(t, version))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +99,7 @@ func TestReplayAllocFarBeyondTheDAT(t *testing.T) {
 func TestReplayPastACheckpointThatNeverBecameCurrent(t *testing.T) {
 	want := func() string {
 		dev := segment.NewMemDevice(fuzzDevSize)
-		dev.WriteAt(fuzzBaseImage(t), 0)
+		dev.WriteAt(fuzzBaseImage(t, 1), 0)
 		v, err := Open(dev, Options{ReadOnly: true})
 		if err != nil {
 			t.Fatal(err)
@@ -106,7 +114,7 @@ func TestReplayPastACheckpointThatNeverBecameCurrent(t *testing.T) {
 	var gap bool
 	dev := damagedImage(t, func(m *imageModel) {
 		old := m.ckpts[1].unit
-		for _, sb := range m.slots {
+		for _, sb := range m.superblocks() {
 			sb.Checkpoint = segment.UnitRef{Addr: old.addr, Len: old.hdr.Length, Seq: old.hdr.Seq, Sum: old.hdr.Sum}
 		}
 		// The case needs an allocation past the DAT of the older checkpoint
@@ -555,7 +563,7 @@ func TestAddressesNearTheEndOfTheAddressSpace(t *testing.T) {
 		if err != nil || len(rep.Problems) == 0 {
 			t.Fatalf("check: %v %v", rep.Problems, err)
 		}
-		if errs := readEverything(v); len(errs) == 0 {
+		if errs, _ := readEverything(v); len(errs) == 0 {
 			t.Fatal("every read succeeded")
 		}
 	}
@@ -655,4 +663,174 @@ func TestBlockInUseWithNoReferences(t *testing.T) {
 	}
 	v = reopen(t, v, dev)
 	v.Close()
+}
+
+// zeroBlock zeroes the first block of unit u after sealing, as a bad block
+// of the medium does.
+func zeroBlock(m *imageModel, u *modelUnit) {
+	at, n := u.addr, uint64(m.geo.BlockSize)
+	m.damage = append(m.damage, func(img []byte) { clear(img[at : at+n]) })
+}
+
+// TestUnitOfCheckpointKindPastTheDamage: a whole unit of checkpoint kind
+// past the end of the log, whose record is not a checkpoint record, made
+// the search for proof of damage read the durable mark of a record that
+// did not decode: a nil dereference, a panic in Open. Such a unit carries
+// no mark; the unit before it still proves the damage.
+func TestUnitOfCheckpointKindPastTheDamage(t *testing.T) {
+	dev := damagedImageOf(t, 2, func(m *imageModel) {
+		units := m.unitsAfterCheckpoint()
+		zeroBlock(m, units[3])
+		units[5].hdr.Kind = segment.UnitCheckpoint
+	})
+	rep := checkReadOnly(t, dev)
+	if err := rep.Err(); err == nil || !strings.Contains(err.Error(), "the log is damaged") {
+		t.Fatalf("check: %v", err)
+	}
+	if _, err := Open(dev, Options{}); !errors.Is(err, ErrLogDamaged) {
+		t.Fatalf("read-write open: %v", err)
+	}
+}
+
+// TestVersion1LogThatWentOnInTheNextSegment: version 1 logs went on at the
+// start of the next segment when the rest of a segment was too small.
+// Recovery found the unit there but kept that segment as the next one, so
+// the segment's units, which name another, drew a false warning that the
+// units of one segment name two next segments (fsck.txfs printed it for
+// every such volume).
+func TestVersion1LogThatWentOnInTheNextSegment(t *testing.T) {
+	rep := checkReadOnly(t, damagedImage(t, func(*imageModel) {}))
+	if rep.Err() != nil || len(rep.Warnings) > 0 {
+		t.Fatalf("problems %v, warnings %v", rep.Problems, rep.Warnings)
+	}
+}
+
+// TestLogCutAtDamageBeyondWhichTheChainBreaksAgain: two bad blocks in the
+// log. Dropping the damage went on with the sequence numbers after the
+// chain that follows the first one, which the second breaks: the units
+// after the second stayed on the device with durable marks past the new
+// log's numbers. After a synced write and a power cut they proved the new
+// log's torn end damaged: Open refused a volume that had lost nothing,
+// and salvaging (what fsck.txfs --repair tries first) would have replayed
+// them over the new state.
+func TestLogCutAtDamageBeyondWhichTheChainBreaksAgain(t *testing.T) {
+	dev := damagedImageOf(t, 2, func(m *imageModel) {
+		units := m.unitsAfterCheckpoint()
+		zeroBlock(m, units[2])
+		zeroBlock(m, units[5])
+	})
+	v, err := Open(dev, Options{LogDamage: TruncateDamage, CheckpointBytes: 1 << 40, CheckpointInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	a, err := v.Create(RootIno, "after", 0o644, Owner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Write(a.Ino, []byte("synced"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Fsync(a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	crashed := dev.Crash(segment.CrashOptions{}, nil)
+	v2, err := Open(crashed, Options{})
+	if err != nil {
+		t.Fatalf("open after a power cut: %v", err)
+	}
+	defer v2.Close()
+	if err := v2.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v2.Lookup(RootIno, "after"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckpointLengthPastTheSegments: a superblock naming a checkpoint
+// unit of 4 GiB made Open allocate that much to read it, before anything
+// checked the length: fuzzing workers died of it. A unit never reaches
+// past the segment after its own, so such a length is refused unread.
+func TestCheckpointLengthPastTheSegments(t *testing.T) {
+	for _, version := range fuzzBaseVersions {
+		dev := damagedImageOf(t, version, func(m *imageModel) {
+			for _, sb := range m.superblocks() {
+				sb.Checkpoint.Len = 1<<32 - 1
+			}
+		})
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		v, err := Open(dev, Options{ReadOnly: true})
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			v.Close()
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 || !errors.Is(err, ErrIO) {
+			t.Fatalf("version %d: open allocated %d bytes and returned %v", version, n, err)
+		}
+	}
+}
+
+// TestCheckpointCopyDamaged: a bad block in the copy of the checkpoint
+// record made the log count as damaged (the unit after it says the copy
+// was durable), and a read-write Open failed, although the copy holds
+// nothing the record does not. The log now goes on after it, with a
+// warning, and nothing is lost.
+func TestCheckpointCopyDamaged(t *testing.T) {
+	want := func() string {
+		v, err := Open(damagedImageOf(t, 2, func(*imageModel) {}), Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		s, _ := dump(v)
+		return s
+	}()
+	dev := damagedImageOf(t, 2, func(m *imageModel) { zeroBlock(m, m.ckpts[0].copy) })
+	rep := checkReadOnly(t, dev)
+	if rep.Err() != nil || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "copy of checkpoint") {
+		t.Fatalf("problems %v, warnings %v", rep.Problems, rep.Warnings)
+	}
+	v, err := Open(dev, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v = reopen(t, v, dev)
+	defer v.Close()
+	if got, err := dump(v); err != nil || got != want {
+		t.Fatalf("after the damaged copy:\n%s\n%v\nwant:\n%s", got, err, want)
+	}
+}
+
+// TestEmptyRangeItem: the error for a range operation item of the wrong
+// length named its first byte, which an empty value does not have: the
+// checker, reads of the file and Open, which finishes range operations,
+// panicked.
+func TestEmptyRangeItem(t *testing.T) {
+	const big = 43 // inode of /big in the base image
+	dev := damagedImage(t, func(m *imageModel) {
+		editTree(t, m, func(items []nodeItem) []nodeItem {
+			return append(items, nodeItem{key: rangeKey(big)})
+		})
+	})
+	rep := checkReadOnly(t, dev)
+	if rep.Err() == nil {
+		t.Fatal("the checker found nothing")
+	}
+	v, err := Open(dev, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Read(big, make([]byte, 4096), 0); !errors.Is(err, ErrIO) {
+		t.Fatalf("read: %v", err)
+	}
+	v.Close()
+	if v, err := Open(dev, Options{}); err == nil {
+		_, err = v.Read(big, make([]byte, 4096), 0)
+		v.Close()
+		if !errors.Is(err, ErrIO) {
+			t.Fatalf("read after a read-write open: %v", err)
+		}
+	}
 }

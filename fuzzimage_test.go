@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -17,10 +18,15 @@ import (
 	"github.com/txfs/txfs/segment"
 )
 
-// The structure-aware fuzz targets start from one small image with all the
+// The structure-aware fuzz targets start from small images with all the
 // structures the format has: a checkpoint whose metadata tree has several
 // nodes and whose DAT has an interior block, then operations in the log
 // after it (Open replays them), and files left open and unlinked (orphans).
+// There are two, and the first byte of a fuzz input picks one: the image
+// of format version 1 made by an older txfs (which a read-write Open
+// upgrades), and one of version 2 made by buildFuzzBase, whose log after
+// the checkpoint goes on into a second segment through a unit that spans
+// both.
 
 const (
 	fuzzSegments = 16
@@ -28,46 +34,56 @@ const (
 	fuzzDevSize  = 2*4096 + fuzzSegments*fuzzSegSize
 )
 
-// fuzzBasePath holds the base image, gzipped. It is kept rather than made
-// by each test process because group commit packs the operations into
-// units by timing: a fuzz input must meet the same image every time.
-// go test -run TestFuzzImageModel -fixtures . makes it again.
-var fuzzBasePath = filepath.Join("testdata", "fuzz-base.img.gz")
+// fuzzBaseVersions are the format versions of the base images.
+var fuzzBaseVersions = []int{1, 2}
 
-var fuzzBase struct {
+// fuzzBasePath holds the base image of a format version, gzipped. It is
+// kept rather than made by each test process because group commit packs
+// the operations into units by timing: a fuzz input must meet the same
+// image every time. go test -run TestFuzzImageModel -fixtures . makes the
+// version 2 image again; the code that made version 1 is gone.
+func fuzzBasePath(version int) string {
+	return filepath.Join("testdata", fmt.Sprintf("fuzz-base-v%d.img.gz", version))
+}
+
+var fuzzBases [3]struct {
 	once sync.Once
 	img  []byte
 	err  error
 }
 
-// fuzzBaseImage returns the image the structure-aware fuzz targets mutate.
-func fuzzBaseImage(tb testing.TB) []byte {
-	fuzzBase.once.Do(func() {
-		f, err := os.Open(fuzzBasePath)
+// fuzzBaseImage returns the base image of a format version.
+func fuzzBaseImage(tb testing.TB, version int) []byte {
+	b := &fuzzBases[version]
+	b.once.Do(func() {
+		f, err := os.Open(fuzzBasePath(version))
 		if err != nil {
-			fuzzBase.err = err
+			b.err = err
 			return
 		}
 		defer f.Close()
 		z, err := gzip.NewReader(f)
 		if err != nil {
-			fuzzBase.err = err
+			b.err = err
 			return
 		}
-		fuzzBase.img, fuzzBase.err = io.ReadAll(z)
+		b.img, b.err = io.ReadAll(z)
 	})
-	if fuzzBase.err != nil {
-		tb.Fatalf("reading the base image: %v", fuzzBase.err)
+	if b.err != nil {
+		tb.Fatalf("reading the base image: %v", b.err)
 	}
-	return fuzzBase.img
+	return b.img
 }
 
+// buildFuzzBase makes the version 2 base image.
 func buildFuzzBase() ([]byte, error) {
 	dev := segment.NewMemDevice(fuzzDevSize)
 	if err := Format(dev, FormatOptions{SegmentSize: fuzzSegSize}); err != nil {
 		return nil, err
 	}
-	v, err := Open(dev, Options{NoAtime: true})
+	// Checkpoints only when asked: the log after the checkpoint is the
+	// operations below, one unit each.
+	v, err := Open(dev, Options{NoAtime: true, CheckpointBytes: 1 << 40, CheckpointInterval: time.Hour})
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +140,22 @@ func buildFuzzBase() ([]byte, error) {
 	sync(big.Ino)
 	must(v.SetAttr(big.Ino, &SetAttrIn{Valid: SetSize, Size: 140*4096 + 5}))
 	sync(big.Ino)
+	// Blocks LZ4 cannot shrink bring the log head near the end of its
+	// segment, then one more than fit there: that unit continues in the
+	// next segment, after a padding entry.
+	room := func() int {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return int(v.segEnd(v.curSeg) - v.cur.Addr)
+	}
+	for at := int64(100); room() > 24<<10; at += 8 {
+		_, err := v.Write(big.Ino, incompressible(min(8, room()/4096-4)*4096), at*4096)
+		check(err)
+		sync(big.Ino)
+	}
+	_, err = v.Write(w.Ino, incompressible((room()/4096+1)*4096), 16*4096)
+	check(err)
+	sync(w.Ino)
 	check(v.Unlink(d.Ino, "file05"))
 	sync(d.Ino)
 	check(v.Rename(d.Ino, "file06", RootIno, "moved", 0))
@@ -150,9 +182,10 @@ func buildFuzzBase() ([]byte, error) {
 	return dev.Crash(segment.CrashOptions{}, nil).Bytes(), nil
 }
 
-// TestFuzzImageModel: decoding the base image and sealing it unchanged
-// gives the same bytes, and the image recovers, replays and checks clean.
-// With -fixtures it makes the base image again first.
+// TestFuzzImageModel: decoding each base image and sealing it unchanged
+// gives the same bytes, the image has the structures the fuzz targets
+// change, and it recovers, replays and checks clean. With -fixtures it
+// makes the version 2 base image again first.
 func TestFuzzImageModel(t *testing.T) {
 	if *writeFixtures {
 		img, err := buildFuzzBase()
@@ -163,18 +196,26 @@ func TestFuzzImageModel(t *testing.T) {
 		z, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 		z.Write(img)
 		z.Close()
-		if err := os.WriteFile(fuzzBasePath, buf.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(fuzzBasePath(2), buf.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		fuzzBase.once.Do(func() {})
-		fuzzBase.img = img
+		b := &fuzzBases[2]
+		b.once.Do(func() {})
+		b.img = img
 	}
-	base := fuzzBaseImage(t)
+	for _, version := range fuzzBaseVersions {
+		t.Run(fmt.Sprint("version ", version), func(t *testing.T) { testFuzzBase(t, version) })
+	}
+}
+
+func testFuzzBase(t *testing.T, version int) {
+	base := fuzzBaseImage(t, version)
 	m, err := decodeImage(base)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(m.unitsAfterCheckpoint()); n < 10 {
+	after := m.unitsAfterCheckpoint()
+	if n := len(after); n < 10 {
 		t.Fatalf("%d units after the checkpoint", n)
 	}
 	if len(m.nodes) < 4 || m.nodes[0].raw[2] == 0 {
@@ -182,6 +223,9 @@ func TestFuzzImageModel(t *testing.T) {
 	}
 	if m.ckpts[0].rec.DAT.Depth == 0 {
 		t.Fatal("the DAT has no interior block")
+	}
+	if version >= 2 {
+		testFuzzBaseV2(t, m)
 	}
 	out, err := m.seal()
 	if err != nil {
@@ -215,16 +259,60 @@ func TestFuzzImageModel(t *testing.T) {
 	}
 }
 
+// testFuzzBaseV2 checks that the version 2 base has what version 2 adds:
+// a unit after the checkpoint that spans two segments with a padding
+// entry, so that the log after it lies in two; durable marks; the copy of
+// the checkpoint record; both copies of both superblock slots, in use.
+func testFuzzBaseV2(t *testing.T, m *imageModel) {
+	segs := map[uint32]bool{}
+	spans, pads, marks := 0, 0, 0
+	for _, u := range m.unitsAfterCheckpoint() {
+		for _, p := range u.place.Pieces(u.hdr.Length) {
+			s, _ := m.geo.SegmentOf(p.Addr)
+			segs[s] = true
+		}
+		if u.spans() {
+			spans++
+		}
+		for _, b := range u.blocks {
+			if b.sum.Kind == segment.SumPad {
+				pads++
+			}
+		}
+		if _, ok := u.durableMark(); ok {
+			marks++
+		}
+	}
+	if spans == 0 || pads == 0 || len(segs) < 2 {
+		t.Fatalf("the log after the checkpoint has %d units that span two segments, %d padding entries, lies in %d segments", spans, pads, len(segs))
+	}
+	if marks < 10 {
+		t.Fatalf("%d units after the checkpoint carry a durable mark", marks)
+	}
+	c := m.ckpts[0]
+	if c.copy == nil || c.rec.Durable == 0 {
+		t.Fatalf("the checkpoint has no copy (%v) or no durable mark (%d)", c.copy != nil, c.rec.Durable)
+	}
+	for slot, copies := range m.supers {
+		for i, sb := range copies {
+			if sb == nil || sb.Version != 2 || sb.Clean {
+				t.Fatalf("superblock slot %d copy %d: %+v", slot, i, sb)
+			}
+		}
+	}
+}
+
 // mutateImage applies the changes the fuzzer's bytes choose (one to three,
-// each made by mutate) to the base image and seals it; false when the
+// each made by mutate) to the base image the first byte chooses, and
+// seals it; false when the
 // changes do not fit.
 func mutateImage(tb testing.TB, data []byte, mutate func(*fuzzInput, *imageModel, *fuzzPools)) ([]byte, bool) {
-	m, err := decodeImage(fuzzBaseImage(tb))
+	in := &fuzzInput{b: data}
+	m, err := decodeImage(fuzzBaseImage(tb, fuzzBaseVersions[in.intn(len(fuzzBaseVersions))]))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	p := m.pools()
-	in := &fuzzInput{b: data}
 	for n := 1 + int(in.byte())%3; n > 0; n-- {
 		mutate(in, m, p)
 	}
@@ -244,6 +332,12 @@ const fuzzTimeout = 60 * time.Second
 //   - the checker runs; every directory, file, symlink and attribute can be
 //     read or fails with an error, and when the checker found nothing wrong
 //     none fails;
+//   - when a read-write Open says the log is damaged, a read-only Open
+//     succeeds and its checker reports the damage; dropping the damage
+//     (TruncateDamage) leaves what the read-only Open showed, and salvaging
+//     it (SalvageDamage) opens or fails with an error; after either, the
+//     log never again counts as damaged: not on the next Open, nor after a
+//     power cut that follows more writes;
 //   - a read-write Open, Repair and RepairCounts run without panic and
 //     leave a volume whose remaining problems the checker lists; when it
 //     lists none and Close succeeds, the volume opens again and checks
@@ -258,19 +352,46 @@ func exerciseImage(t *testing.T, img []byte) {
 	dev := segment.NewMemDevice(int64(len(img)))
 	dev.WriteAt(img, 0)
 	dev.Sync()
-	cleanBefore := false
+	roOpened, cleanBefore, onlyDamage := false, false, false
+	var before string // what the read-only Open shows
 	if v, err := Open(dev, Options{ReadOnly: true}); err == nil {
+		roOpened = true
 		rep, err := v.CheckReport()
 		if err != nil {
 			t.Fatalf("check of a read-only volume: %v", err)
 		}
 		cleanBefore = rep.Err() == nil
-		if errs := readEverything(v); cleanBefore && len(errs) > 0 {
+		onlyDamage = v.damage != nil && len(rep.Problems) == 1
+		var errs []error
+		if errs, before = readEverything(v); cleanBefore && len(errs) > 0 {
 			t.Errorf("the checker found nothing, but reading fails: %v", errs)
 		}
 		v.Close()
 	}
 	v, err := Open(dev, Options{NoAtime: true})
+	if errors.Is(err, ErrLogDamaged) {
+		if !roOpened || cleanBefore {
+			t.Errorf("Open says the log is damaged (%v), but a read-only Open fails (%v) or its checker finds nothing (%v)",
+				err, !roOpened, cleanBefore)
+		}
+		for _, policy := range []LogPolicy{TruncateDamage, SalvageDamage} {
+			d := segment.NewMemDevice(int64(len(img)))
+			d.WriteAt(dev.Bytes(), 0)
+			d.Sync()
+			v, err := Open(d, Options{NoAtime: true, LogDamage: policy})
+			if err != nil {
+				if policy == TruncateDamage && onlyDamage && !errors.Is(err, ErrNoSpace) {
+					t.Errorf("dropping the only damage fails: %v", err)
+				}
+				continue
+			}
+			if _, after := readEverything(v); policy == TruncateDamage && onlyDamage && after != before {
+				t.Errorf("dropping the damage does not leave what the read-only Open showed:\n%s\nshowed:\n%s", after, before)
+			}
+			exerciseWritable(t, d, v, policy == TruncateDamage && onlyDamage, true)
+		}
+		return
+	}
 	if err != nil {
 		// A full volume may lack the room Open needs to free orphans:
 		// changing the geometry can make one.
@@ -279,6 +400,14 @@ func exerciseImage(t *testing.T, img []byte) {
 		}
 		return
 	}
+	exerciseWritable(t, dev, v, cleanBefore, false)
+}
+
+// exerciseWritable repairs the volume v opened read-write on dev, and
+// checks it as it is then and after it is closed and opened again;
+// cleanBefore says it checked clean, afterDamage that Open dropped or
+// salvaged damage in its log.
+func exerciseWritable(t *testing.T, dev *segment.MemDevice, v *Volume, cleanBefore, afterDamage bool) {
 	_, rerr := v.Repair()
 	if rerr == nil {
 		_, rerr = v.RepairCounts()
@@ -288,7 +417,7 @@ func exerciseImage(t *testing.T, img []byte) {
 		t.Fatalf("check after repair: %v", err)
 	}
 	cleanAfter := rep.Err() == nil
-	if errs := readEverything(v); cleanAfter && len(errs) > 0 {
+	if errs, _ := readEverything(v); cleanAfter && len(errs) > 0 {
 		t.Errorf("the checker found nothing after repair, but reading fails: %v", errs)
 	}
 	if cleanBefore && !cleanAfter {
@@ -305,15 +434,47 @@ func exerciseImage(t *testing.T, img []byte) {
 	if err != nil {
 		t.Fatalf("the repaired volume closed cleanly and does not open again: %v", err)
 	}
-	defer v.Close()
-	if err := v.Check(); err != nil {
+	err = v.Check()
+	v.Close()
+	if err != nil {
 		t.Fatalf("the repaired volume checked clean and does not after reopening: %v", err)
+	}
+	if !afterDamage {
+		return
+	}
+	// Units left beyond the damage prove nothing any more: not on this
+	// Open, nor after a power cut that follows a synced write.
+	v, err = Open(dev, Options{NoAtime: true, CheckpointBytes: 1 << 40, CheckpointInterval: time.Hour})
+	if err != nil {
+		t.Fatalf("the log counts as damaged again after the damage was dealt with: %v", err)
+	}
+	defer v.Close()
+	a, err := v.Create(RootIno, "after the damage", 0o644, Owner{})
+	if err == nil {
+		_, err = v.Write(a.Ino, []byte("synced"), 0)
+	}
+	if err == nil {
+		err = v.Fsync(a.Ino)
+	}
+	if err != nil {
+		return // no room, for instance
+	}
+	if v, err := Open(dev.Crash(segment.CrashOptions{}, nil), Options{NoAtime: true}); err != nil {
+		t.Errorf("after a power cut that follows the damage dealt with and a synced write, Open fails: %v", err)
+	} else {
+		if err := v.Check(); err != nil {
+			t.Errorf("after a power cut that follows the damage dealt with and a synced write: %v", err)
+		}
+		v.Close()
 	}
 }
 
-// readEverything reads all the namespace can reach, and returns the errors.
-func readEverything(v *Volume) []error {
+// readEverything reads all the namespace can reach, and returns the errors
+// and a digest of what it read: attributes but the access time and block
+// count, attributes, entries, targets and the checksums of the data read.
+func readEverything(v *Volume) ([]error, string) {
 	var errs []error
+	var digest strings.Builder
 	note := func(what string, ino Ino, err error) {
 		if err != nil && len(errs) < 10 {
 			errs = append(errs, fmt.Errorf("%s %d: %w", what, ino, err))
@@ -332,23 +493,29 @@ func readEverything(v *Volume) []error {
 		if err != nil {
 			return
 		}
+		fmt.Fprintf(&digest, "%d: %#o n%d %d:%d size %d rdev %d m%v c%v flags %#x\n",
+			ino, a.Mode, a.Nlink, a.Uid, a.Gid, a.Size, a.Rdev, a.Mtime, a.Ctime, a.Flags)
 		names, err := v.ListXattr(ino)
 		note("listxattr", ino, err)
 		for _, n := range names {
-			_, err := v.GetXattr(ino, n)
+			val, err := v.GetXattr(ino, n)
 			note("getxattr "+n, ino, err)
+			fmt.Fprintf(&digest, "  %q=%q\n", n, val)
 		}
 		switch a.Mode & syscall.S_IFMT {
 		case syscall.S_IFREG:
-			_, err := v.Read(ino, buf, 0)
+			n, err := v.Read(ino, buf, 0)
 			note("read", ino, err)
+			fmt.Fprintf(&digest, "  %x\n", segment.Checksum(buf[:n]))
 			if a.Size > uint64(len(buf)) {
-				_, err := v.Read(ino, buf[:4096], int64(min(a.Size, MaxFileSize)-1))
+				n, err := v.Read(ino, buf[:4096], int64(min(a.Size, MaxFileSize)-1))
 				note("read at the end of", ino, err)
+				fmt.Fprintf(&digest, "  %x\n", segment.Checksum(buf[:n]))
 			}
 		case syscall.S_IFLNK:
-			_, err := v.Readlink(ino)
+			target, err := v.Readlink(ino)
 			note("readlink", ino, err)
+			fmt.Fprintf(&digest, "  -> %q\n", target)
 		case syscall.S_IFDIR:
 			var ents []DirEntry
 			err := v.Readdir(ino, 0, func(e DirEntry) bool {
@@ -359,12 +526,13 @@ func readEverything(v *Volume) []error {
 			for _, e := range ents {
 				_, err := v.Lookup(ino, e.Name)
 				note("lookup "+e.Name+" in", ino, err)
+				fmt.Fprintf(&digest, "  %q %d\n", e.Name, e.Ino)
 				visit(e.Ino, depth+1)
 			}
 		}
 	}
 	visit(RootIno, 0)
-	return errs
+	return errs, digest.String()
 }
 
 // FuzzReplay changes the operations units after the checkpoint (records,
@@ -387,7 +555,9 @@ func FuzzTables(f *testing.F) {
 }
 
 func fuzzStructure(f *testing.F, mutate func(*fuzzInput, *imageModel, *fuzzPools)) {
-	f.Add([]byte{})
+	for _, version := range fuzzBaseVersions {
+		f.Add([]byte{byte(version - 1)})
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		img, ok := mutateImage(t, data, mutate)
 		if !ok {

@@ -77,6 +77,8 @@ type fuzzPools struct {
 	inos, vbs, nodes, segs, addrs, types []uint64
 	tables                               []uint64 // addresses of table blocks
 	keys                                 []inode.Key
+	seqs                                 []uint64 // sequence numbers of the log after the checkpoint and around it
+	freeSegs                             []uint32 // segments no unit lies in
 }
 
 func (m *imageModel) pools() *fuzzPools {
@@ -105,6 +107,24 @@ func (m *imageModel) pools() *fuzzPools {
 			if r.Type == journal.RecPut || r.Type == journal.RecDel {
 				addKey(inode.DecodeKey(r.Key[:]))
 			}
+		}
+	}
+	ckptSeq := m.ckpts[0].unit.hdr.Seq
+	p.seqs = append(p.seqs, ckptSeq, ckptSeq+1)
+	for _, u := range m.unitsAfterCheckpoint() {
+		p.seqs = append(p.seqs, u.hdr.Seq, u.hdr.Seq+1)
+	}
+	p.seqs = append(p.seqs, p.seqs[len(p.seqs)-1]+100)
+	used := map[uint32]bool{}
+	for _, u := range m.units {
+		for _, pc := range u.place.Pieces(u.hdr.Length) {
+			s, _ := m.geo.SegmentOf(pc.Addr)
+			used[s] = true
+		}
+	}
+	for s := uint32(0); s < m.geo.Segments; s++ {
+		if !used[s] {
+			p.freeSegs = append(p.freeSegs, s)
 		}
 	}
 	c := m.ckpts[0].rec
@@ -374,13 +394,23 @@ func (f *fuzzInput) mutateReplay(m *imageModel, p *fuzzPools) {
 		return
 	}
 	u := units[f.intn(len(units))]
+	if u.copyOf != nil {
+		// The copy of the checkpoint record: a change to it stays.
+		u.copyOf.copyDiffers = true
+	}
 	rs, err := u.decodeRecords()
 	if err != nil || len(rs) == 0 {
 		rs = []journal.Record{{Type: journal.RecOp, Op: 1}}
 	}
 	i := f.intn(len(rs))
 	vbPool := append(append([]uint64(nil), p.vbs...), p.nodes...)
-	switch f.byte() % 16 {
+	op := f.byte()
+	if op >= 160 {
+		// What version 2 adds (the values below 160 keep their meaning).
+		f.mutateLogV2(m, p, units, u, rs, op-160)
+		return
+	}
+	switch op % 16 {
 	case 0, 1, 2:
 		r := &rs[i]
 		switch r.Type {
@@ -448,30 +478,7 @@ func (f *fuzzInput) mutateReplay(m *imageModel, p *fuzzPools) {
 		return
 	case 11:
 		if len(u.blocks) > 0 {
-			j := f.intn(len(u.blocks))
-			if u.sumFields == nil {
-				u.sumFields = map[int]func(*segment.SummaryEntry){}
-			}
-			field, val := f.byte()%7, f.value(0, vbPool)
-			flip := f.byte()
-			u.sumFields[j] = func(s *segment.SummaryEntry) {
-				switch field {
-				case 0:
-					s.ID = val
-				case 1:
-					s.Kind = uint8(val)
-				case 2:
-					s.Owner = val
-				case 3:
-					s.Offset = val
-				case 4:
-					s.Flags ^= flip
-				case 5:
-					s.Len = uint32(val)
-				default:
-					s.Sum ^= 1
-				}
-			}
+			f.changeSummaryEntry(u, f.intn(len(u.blocks)), vbPool)
 		}
 	case 12:
 		if len(u.blocks) > 0 {
@@ -508,6 +515,154 @@ func (f *fuzzInput) mutateReplay(m *imageModel, p *fuzzPools) {
 	u.setRecords(rs)
 }
 
+// mutateLogV2 makes the changes to the log after the checkpoint that reach
+// what version 2 adds: durable marks, damage (to tell from a torn tail),
+// units that continue in the next segment and their padding.
+func (f *fuzzInput) mutateLogV2(m *imageModel, p *fuzzPools, units []*modelUnit, u *modelUnit, rs []journal.Record, op byte) {
+	// mark returns the index of the unit's Mark record, adding one.
+	mark := func(rs []journal.Record) ([]journal.Record, int) {
+		for i := len(rs) - 1; i >= 0; i-- {
+			if rs[i].Type == journal.RecMark {
+				return rs, i
+			}
+		}
+		return append(rs, journal.Record{Type: journal.RecMark}), len(rs)
+	}
+	switch op % 8 {
+	case 0:
+		// A unit claims another unit was durable, or less than it did.
+		rs, i := mark(rs)
+		rs[i].V = f.value(rs[i].V, p.seqs)
+		u.setRecords(rs)
+	case 1:
+		// The Mark record goes, comes twice, or moves to the front.
+		rs, i := mark(rs)
+		switch f.byte() % 3 {
+		case 0:
+			rs = append(rs[:i], rs[i+1:]...)
+		case 1:
+			rs = append(rs, journal.Record{Type: journal.RecMark, V: f.value(rs[i].V, p.seqs)})
+		default:
+			rs = append(append([]journal.Record{rs[i]}, rs[:i]...), rs[i+1:]...)
+		}
+		u.setRecords(rs)
+	case 2:
+		m.damageUnit(f, u)
+	case 3:
+		// A unit is damaged, and the units after it claim that it was
+		// durable (so the log is damaged), or that it was not (a torn
+		// tail).
+		m.damageUnit(f, u)
+		claim := f.byte()%2 == 0
+		for _, o := range units {
+			if o.hdr.Seq <= u.hdr.Seq || o.ckpt != nil || o.copyOf != nil {
+				continue
+			}
+			ors, err := o.decodeRecords()
+			if err != nil {
+				continue
+			}
+			ors, j := mark(ors)
+			if claim {
+				ors[j].V = max(ors[j].V, u.hdr.Seq)
+			} else {
+				ors[j].V = min(ors[j].V, u.hdr.Seq-1)
+			}
+			o.setRecords(ors)
+		}
+	case 4:
+		f.mutatePads(u)
+	case 5:
+		// The unit continues in another segment than the one it did: its
+		// second piece moves there, and its header names it (or not).
+		if !u.spans() || len(p.freeSegs) == 0 {
+			m.damageUnit(f, u)
+			return
+		}
+		s := p.freeSegs[f.intn(len(p.freeSegs))]
+		u.place.Next = uint64(m.geo.SegmentOffset(s))
+		if f.byte()%4 != 0 {
+			u.hdr.NextSeg = s
+		}
+	case 6:
+		u.hdr.Version = uint16(f.value(uint64(u.hdr.Version), []uint64{1, 2, 3}))
+	default:
+		// The log goes on at the start of the next segment, or right after
+		// a unit, from some unit on: a stale unit's sequence number.
+		u.hdr.Seq = f.value(u.hdr.Seq, p.seqs)
+		u.chained = f.byte()%2 == 0
+	}
+}
+
+// damageUnit changes bytes of a unit after sealing, as a bad medium does:
+// a block zeroed, or one bit flipped.
+func (m *imageModel) damageUnit(f *fuzzInput, u *modelUnit) {
+	bs := m.geo.BlockSize
+	if f.byte()%2 == 0 {
+		at := u.place.DevAddr(uint32(f.intn(int(u.hdr.Length/bs))) * bs)
+		m.damage = append(m.damage, func(img []byte) { clear(img[at : at+uint64(bs)]) })
+		return
+	}
+	at, bit := u.place.DevAddr(uint32(f.intn(int(u.hdr.Length)))), f.byte()%8
+	m.damage = append(m.damage, func(img []byte) { img[at] ^= 1 << bit })
+}
+
+// mutatePads changes a unit's padding entries: they go (blocks then
+// straddle the segment's end), change, or appear where no segment ends.
+func (f *fuzzInput) mutatePads(u *modelUnit) {
+	var pads []int
+	for i, b := range u.blocks {
+		if b.sum.Kind == segment.SumPad {
+			pads = append(pads, i)
+		}
+	}
+	u.keepPads = true
+	switch sel := f.byte() % 4; {
+	case sel == 0 && len(pads) > 0:
+		j := pads[f.intn(len(pads))]
+		u.blocks = append(u.blocks[:j], u.blocks[j+1:]...)
+	case sel == 1 && len(pads) > 0:
+		f.changeSummaryEntry(u, pads[f.intn(len(pads))], nil)
+	case sel == 2 && len(pads) > 0:
+		// A longer or shorter pad: the blocks after it move.
+		j := pads[f.intn(len(pads))]
+		n := max(0, len(u.blocks[j].stored)+int(int8(f.byte())))
+		u.blocks[j] = &modelBlock{sum: u.blocks[j].sum, stored: make([]byte, n)}
+	default:
+		j := f.intn(len(u.blocks) + 1)
+		pad := &modelBlock{sum: segment.SummaryEntry{Kind: segment.SumPad}, stored: make([]byte, f.intn(4097))}
+		u.blocks = append(u.blocks[:j], append([]*modelBlock{pad}, u.blocks[j:]...)...)
+	}
+}
+
+// changeSummaryEntry changes one field of summary entry j of u as it is
+// encoded (the block stays as it is).
+func (f *fuzzInput) changeSummaryEntry(u *modelUnit, j int, pool []uint64) {
+	if u.sumFields == nil {
+		u.sumFields = map[int]func(*segment.SummaryEntry){}
+	}
+	field, val := f.byte()%7, f.value(0, pool)
+	flip := f.byte()
+	u.sumFields[j] = func(s *segment.SummaryEntry) {
+		switch field {
+		case 0:
+			s.ID = val
+		case 1:
+			s.Kind = uint8(val)
+		case 2:
+			s.Owner = val
+		case 3:
+			s.Offset = val
+		case 4:
+			s.Flags ^= flip
+		case 5:
+			s.Len = uint32(val)
+		default:
+			s.Sum ^= 1
+		}
+	}
+}
+
 // --- tables, checkpoint record and superblocks -------------------------------
 
 // mutateTables changes the DAT, the usage table, a checkpoint record or a
@@ -518,7 +673,13 @@ func (f *fuzzInput) mutateTables(m *imageModel, p *fuzzPools) {
 	if f.byte()%4 == 0 && len(m.ckpts) > 1 {
 		c = m.ckpts[1]
 	}
-	switch f.byte() % 10 {
+	op := f.byte()
+	if op >= 160 {
+		// What version 2 adds (the values below 160 keep their meaning).
+		f.mutateCheckpointV2(m, p, c, op-160)
+		return
+	}
+	switch op % 10 {
 	case 0, 1, 2:
 		e := m.tableEntry(&c.dat, f.value(0, append(p.vbs, p.nodes...)))
 		if e == nil {
@@ -597,34 +758,43 @@ func (f *fuzzInput) mutateTables(m *imageModel, p *fuzzPools) {
 		}
 	case 6, 7:
 		slot := f.intn(2)
-		sb := m.slots[slot]
+		sb := m.supers[slot][0]
 		if sb == nil {
 			return
 		}
+		var change func(*segment.Superblock)
 		switch f.byte() % 8 {
 		case 0:
-			sb.Generation = f.value(sb.Generation, []uint64{0, 1, 2})
+			g := f.value(sb.Generation, []uint64{0, 1, 2})
+			change = func(sb *segment.Superblock) { sb.Generation = g }
 		case 1:
 			// The checkpoint of the other slot, or another unit.
 			u := m.units[f.intn(len(m.units))]
-			if o := m.slots[1-slot]; o != nil && f.byte()%2 == 0 {
-				sb.Checkpoint = o.Checkpoint
-			} else {
-				sb.Checkpoint = segment.UnitRef{Addr: u.addr, Len: u.hdr.Length, Seq: u.hdr.Seq, Sum: u.hdr.Sum}
+			ref := segment.UnitRef{Addr: u.addr, Len: u.hdr.Length, Seq: u.hdr.Seq, Sum: u.hdr.Sum, NextSeg: u.hdr.NextSeg}
+			if o := m.supers[1-slot][0]; o != nil && f.byte()%2 == 0 {
+				ref = o.Checkpoint
 			}
+			change = func(sb *segment.Superblock) { sb.Checkpoint = ref }
 		case 2:
-			sb.Checkpoint.Len = uint32(f.value(uint64(sb.Checkpoint.Len), []uint64{4096, 8192, 64}))
+			n := uint32(f.value(uint64(sb.Checkpoint.Len), []uint64{4096, 8192, 64}))
+			change = func(sb *segment.Superblock) { sb.Checkpoint.Len = n }
 		case 3:
-			sb.Checkpoint.Seq = f.value(sb.Checkpoint.Seq, nil)
+			n := f.value(sb.Checkpoint.Seq, nil)
+			change = func(sb *segment.Superblock) { sb.Checkpoint.Seq = n }
 		case 4:
-			sb.Geometry.Segments = uint32(f.value(uint64(sb.Geometry.Segments), []uint64{7, 8, 15, 17}))
+			n := uint32(f.value(uint64(sb.Geometry.Segments), []uint64{7, 8, 15, 17}))
+			change = func(sb *segment.Superblock) { sb.Geometry.Segments = n }
 		case 5:
-			sb.Geometry.SegmentSize = uint32(f.value(uint64(sb.Geometry.SegmentSize), []uint64{32 << 10, 128 << 10}))
+			n := uint32(f.value(uint64(sb.Geometry.SegmentSize), []uint64{32 << 10, 128 << 10}))
+			change = func(sb *segment.Superblock) { sb.Geometry.SegmentSize = n }
 		case 6:
-			sb.Flags = uint32(f.value(uint64(sb.Flags), nil))
+			n := uint32(f.value(uint64(sb.Flags), nil))
+			change = func(sb *segment.Superblock) { sb.Flags = n }
 		default:
-			sb.UUID[f.intn(16)] ^= 1 << (f.byte() % 8)
+			i, bit := f.intn(16), f.byte()%8
+			change = func(sb *segment.Superblock) { sb.UUID[i] ^= 1 << bit }
 		}
+		f.changeSuperblock(m, slot, change)
 	case 8:
 		// A table pointer names another table block (with its checksum)
 		// or nothing.
@@ -657,5 +827,115 @@ func (f *fuzzInput) mutateTables(m *imageModel, p *fuzzPools) {
 			l := leaves[f.intn(len(leaves))]
 			l.blk.stored[f.intn(len(l.blk.stored))] = f.byte()
 		}
+	}
+}
+
+// changeSuperblock applies change to the copies of a slot: both, or, when
+// there are two, one of them.
+func (f *fuzzInput) changeSuperblock(m *imageModel, slot int, change func(*segment.Superblock)) {
+	copies := m.supers[slot]
+	first, last := 0, 1
+	if copies[0] != nil && copies[1] != nil {
+		switch f.byte() % 3 {
+		case 1:
+			last = 0
+		case 2:
+			first = 1
+		}
+	}
+	for c := first; c <= last; c++ {
+		if copies[c] != nil {
+			change(copies[c])
+		}
+	}
+}
+
+// mutateCheckpointV2 makes the changes to checkpoint c and the
+// superblocks that reach what version 2 adds: the durable mark and version
+// of the record, the copy of the record, the two copies of each
+// superblock slot, the clean flag and the checkpoint's next segment.
+func (f *fuzzInput) mutateCheckpointV2(m *imageModel, p *fuzzPools, c *modelCheckpoint, op byte) {
+	slot := f.intn(2)
+	switch op % 8 {
+	case 0:
+		c.rec.Durable = f.value(c.rec.Durable, p.seqs)
+	case 1:
+		c.rec.Version = uint32(f.value(uint64(c.rec.Version), []uint64{1, 2, 3}))
+	case 2:
+		// The record is damaged, its copy, or both.
+		switch f.byte() % 3 {
+		case 0:
+			m.damageUnit(f, c.unit)
+		case 1:
+			if c.copy != nil {
+				m.damageUnit(f, c.copy)
+			}
+		default:
+			m.damageUnit(f, c.unit)
+			if c.copy != nil {
+				m.damageUnit(f, c.copy)
+			}
+		}
+	case 3:
+		// The copy says something else; the record may be damaged too.
+		if c.copy == nil {
+			m.damageUnit(f, c.unit)
+			return
+		}
+		r := *c.rec
+		switch f.byte() % 5 {
+		case 0:
+			r.TreeRoot = f.value(r.TreeRoot, p.nodes)
+		case 1:
+			r.NextIno = f.value(r.NextIno, p.inos)
+		case 2:
+			r.Number = f.value(r.Number, nil)
+		case 3:
+			r.DAT.Count = f.value(r.DAT.Count, p.vbs)
+		default:
+			r.Durable = f.value(r.Durable, p.seqs)
+		}
+		c.copyDiffers = true
+		c.copy.records = r.encode()
+		if f.byte()%2 == 0 {
+			m.damageUnit(f, c.unit)
+		}
+	case 4:
+		// The next segment the superblock names for the checkpoint, which
+		// says where the copy is when the record is damaged.
+		n := uint32(f.value(uint64(c.unit.hdr.NextSeg), p.segs))
+		f.changeSuperblock(m, slot, func(sb *segment.Superblock) { sb.Checkpoint.NextSeg = n })
+		if f.byte()%2 == 0 {
+			m.damageUnit(f, c.unit)
+		}
+	case 5:
+		clean := f.byte()%2 == 0
+		f.changeSuperblock(m, slot, func(sb *segment.Superblock) { sb.Clean = clean })
+	case 6:
+		old := uint64(segment.FormatVersion)
+		if sb := m.supers[slot][0]; sb != nil {
+			old = uint64(sb.Version)
+		}
+		n := uint32(f.value(old, []uint64{1, 2, 3}))
+		f.changeSuperblock(m, slot, func(sb *segment.Superblock) { sb.Version = n })
+	default:
+		// A copy of a superblock is damaged, or appears where there was
+		// none (version 1), newer than the other and naming another
+		// checkpoint.
+		copies := &m.supers[slot]
+		cp := f.intn(2)
+		if copies[cp] == nil && copies[1-cp] != nil {
+			sb := *copies[1-cp]
+			sb.Generation = f.value(sb.Generation, []uint64{sb.Generation + 1, sb.Generation - 1})
+			if len(m.ckpts) > 1 && f.byte()%2 == 0 {
+				u := m.ckpts[1].unit
+				sb.Checkpoint = segment.UnitRef{Addr: u.addr, Len: u.hdr.Length, Seq: u.hdr.Seq, Sum: u.hdr.Sum, NextSeg: u.hdr.NextSeg}
+			}
+			copies[cp] = &sb
+			return
+		}
+		at := slot*int(m.geo.BlockSize) + cp*segment.CopyOffset + f.intn(segment.SuperSize)
+		bit := f.byte() % 8
+		m.damage = append(m.damage, func(img []byte) { img[at] ^= 1 << bit })
 	}
 }

@@ -1,6 +1,8 @@
 package txfs
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -24,28 +26,40 @@ import (
 // checkpoint record, unit checksums and the hash chain, and the
 // superblocks. The result is valid on the outside and as wrong inside as
 // the change made it, which is what the structure-aware fuzz targets
-// feed to Open, the checker and Repair.
+// feed to Open, the checker and Repair. Changes that a bad medium makes
+// (damage) are applied to the sealed bytes, checksums left as they were.
+// It reads format versions 1 and 2: units that continue in the next
+// segment keep their place and are written in their two pieces.
 type imageModel struct {
-	raw    []byte
-	geo    segment.Geometry
-	slots  [2]*segment.Superblock // nil: the slot did not decode
+	raw []byte
+	geo segment.Geometry
+	// supers are the superblocks by slot and copy (at the start of the
+	// slot and segment.CopyOffset into it); nil: that copy did not decode.
+	supers [2][2]*segment.Superblock
 	units  []*modelUnit           // every unit found, by sequence number
 	byAddr map[uint64]*modelBlock // blocks by their address before seal
 	ckpts  []*modelCheckpoint     // current first, then the other slot's
 	nodes  []*modelNode           // the current checkpoint's tree, parents first
 	byVB   map[uint64]*modelNode
+	damage []func(img []byte) // applied to the sealed image, in order
 }
 
 type modelUnit struct {
 	addr      uint64
+	place     segment.UnitPlace // Next is 0 unless the unit continues in the next segment
 	hdr       segment.UnitHeader
-	blocks    []*modelBlock
-	records   []byte // decompressed
-	chained   bool   // its Prev was the checksum of the unit before it
+	blocks    []*modelBlock // padding entries included
+	records   []byte        // decompressed
+	chained   bool          // its Prev was the checksum of the unit before it
 	ckpt      *modelCheckpoint
+	copyOf    *modelCheckpoint // the unit holds the copy of this checkpoint's record
+	keepPads  bool             // padding entries stay as they are, else seal lays them out as UnitBuilder does
 	newSum    uint64
 	sumFields map[int]func(*segment.SummaryEntry) // applied to entries as encoded
 }
+
+// spans reports whether the unit continues in the next segment.
+func (u *modelUnit) spans() bool { return u.place.Next != 0 }
 
 type modelBlock struct {
 	sum     segment.SummaryEntry
@@ -76,6 +90,10 @@ type modelCheckpoint struct {
 	sut  modelTable
 	// keepRoots: the record's root pointers are left as a change set them.
 	keepRoots bool
+	// copy is the unit after it that holds the copy of the record (version
+	// 2), nil if none; it holds what rec says unless copyDiffers.
+	copy        *modelUnit
+	copyDiffers bool
 }
 
 type modelNode struct {
@@ -90,47 +108,25 @@ var errModelDoesNotFit = errors.New("the changed unit does not fit in its length
 // decodeImage builds the model of a well-formed image.
 func decodeImage(raw []byte) (*imageModel, error) {
 	m := &imageModel{raw: raw, byAddr: map[uint64]*modelBlock{}, byVB: map[uint64]*modelNode{}}
-	s0, err := segment.DecodeSuperblock(raw[:segment.SuperSize])
-	if err != nil {
+	if err := m.decodeSuperblocks(); err != nil {
 		return nil, err
 	}
-	m.slots[0] = s0
-	m.geo = s0.Geometry
-	bs := int(m.geo.BlockSize)
-	if s1, err := segment.DecodeSuperblock(raw[bs : bs+segment.SuperSize]); err == nil {
-		m.slots[1] = s1
-	}
-	for s := uint32(0); s < m.geo.Segments; s++ {
-		pos := uint64(m.geo.SegmentOffset(s))
-		end := pos + uint64(m.geo.SegmentSize)
-		for pos+segment.UnitHeaderSize <= end {
-			u, err := segment.DecodeUnit(raw[pos:end], segment.UnitPlace{Addr: pos, Split: uint32(end - pos)}, uint32(end-pos))
-			if err != nil {
-				break
-			}
-			mu := &modelUnit{addr: pos, hdr: u.Header, records: append([]byte(nil), u.Records...)}
-			for i, e := range u.Summary {
-				b := &modelBlock{sum: e, stored: append([]byte(nil), u.Block(i)...), oldAddr: u.BlockAddr(i), oldLen: e.Len, oldSum: segment.Checksum(u.Block(i))}
-				mu.blocks = append(mu.blocks, b)
-				m.byAddr[b.oldAddr] = b
-			}
-			m.units = append(m.units, mu)
-			pos += uint64(u.Header.Length)
-		}
-	}
+	m.decodeUnits()
 	sort.Slice(m.units, func(i, j int) bool { return m.units[i].hdr.Seq < m.units[j].hdr.Seq })
 	for i, u := range m.units {
 		u.chained = i > 0 && m.units[i-1].hdr.Seq+1 == u.hdr.Seq && m.units[i-1].hdr.Sum == u.hdr.Prev
 	}
-	cur := 0
-	if m.slots[1] != nil && m.slots[1].Generation > s0.Generation {
-		cur = 1
-	}
-	for _, slot := range []int{cur, 1 - cur} {
-		sb := m.slots[slot]
-		if sb == nil {
-			continue
+	// The checkpoints the superblocks name, newest generation first.
+	var sbs []*segment.Superblock
+	for _, copies := range m.supers {
+		for _, sb := range copies {
+			if sb != nil {
+				sbs = append(sbs, sb)
+			}
 		}
+	}
+	sort.SliceStable(sbs, func(i, j int) bool { return sbs[i].Generation > sbs[j].Generation })
+	for _, sb := range sbs {
 		u := m.unitAt(sb.Checkpoint.Addr)
 		if u == nil || u.hdr.Sum != sb.Checkpoint.Sum || u.ckpt != nil {
 			continue
@@ -147,6 +143,12 @@ func decodeImage(raw []byte) (*imageModel, error) {
 		if mc.sut, err = m.decodeTable(c.SUTRoot, c.SUTDepth, segment.UsageEntrySize); err != nil {
 			return nil, fmt.Errorf("usage table: %w", err)
 		}
+		for _, o := range m.units {
+			if o.hdr.Seq == u.hdr.Seq+1 && o.hdr.Prev == u.hdr.Sum && o.hdr.Kind == segment.UnitCheckpoint &&
+				o.ckpt == nil && o.copyOf == nil && bytes.Equal(o.records, u.records) {
+				mc.copy, o.copyOf = o, mc
+			}
+		}
 		m.ckpts = append(m.ckpts, mc)
 	}
 	if len(m.ckpts) == 0 {
@@ -158,6 +160,110 @@ func decodeImage(raw []byte) (*imageModel, error) {
 		}
 	}
 	return m, nil
+}
+
+// decodeSuperblocks decodes every copy of both slots; the first valid copy
+// of slot 0 gives the geometry.
+func (m *imageModel) decodeSuperblocks() error {
+	var first error
+	for c := 0; c < 2; c++ {
+		off := c * segment.CopyOffset
+		sb, err := segment.DecodeSuperblock(m.raw[off : off+segment.SuperSize])
+		if err != nil {
+			first = cmp.Or(first, err)
+			continue
+		}
+		m.supers[0][c] = sb
+		if m.geo.BlockSize == 0 {
+			m.geo = sb.Geometry
+		}
+	}
+	if m.geo.BlockSize == 0 {
+		return first
+	}
+	for c := 0; c < 2; c++ {
+		off := int(m.geo.BlockSize) + c*segment.CopyOffset
+		if sb, err := segment.DecodeSuperblock(m.raw[off : off+segment.SuperSize]); err == nil {
+			m.supers[1][c] = sb
+		}
+	}
+	return nil
+}
+
+// superblocks lists the copies that decoded.
+func (m *imageModel) superblocks() []*segment.Superblock {
+	var out []*segment.Superblock
+	for _, copies := range m.supers {
+		for _, sb := range copies {
+			if sb != nil {
+				out = append(out, sb)
+			}
+		}
+	}
+	return out
+}
+
+// decodeUnits finds the units of every segment: from its start, one after
+// the other, and after the piece of a unit that continues into it.
+func (m *imageModel) decodeUnits() {
+	seen := map[uint64]bool{}
+	var starts []uint64
+	for s := uint32(0); s < m.geo.Segments; s++ {
+		starts = append(starts, uint64(m.geo.SegmentOffset(s)))
+	}
+	for len(starts) > 0 {
+		pos := starts[0]
+		starts = starts[1:]
+		s, _ := m.geo.SegmentOf(pos)
+		end := m.segEnd(s)
+		for pos+segment.UnitHeaderSize <= end && !seen[pos] {
+			u, err := m.decodeUnitAt(pos)
+			if err != nil {
+				break
+			}
+			seen[pos] = true
+			mu := &modelUnit{addr: pos, place: u.Place, hdr: u.Header, records: append([]byte(nil), u.Records...)}
+			for i, e := range u.Summary {
+				b := &modelBlock{sum: e, stored: append([]byte(nil), u.Block(i)...), oldAddr: u.BlockAddr(i), oldLen: e.Len, oldSum: segment.Checksum(u.Block(i))}
+				mu.blocks = append(mu.blocks, b)
+				if e.Kind != segment.SumPad {
+					m.byAddr[b.oldAddr] = b
+				}
+			}
+			m.units = append(m.units, mu)
+			if mu.spans() {
+				starts = append(starts, u.Place.DevAddr(u.Header.Length))
+				break
+			}
+			pos += uint64(u.Header.Length)
+		}
+	}
+}
+
+func (m *imageModel) segEnd(s uint32) uint64 {
+	return uint64(m.geo.SegmentOffset(s)) + uint64(m.geo.SegmentSize)
+}
+
+// decodeUnitAt decodes the unit at pos, put together from its two pieces
+// when it continues in the segment its header names as next.
+func (m *imageModel) decodeUnitAt(pos uint64) (*segment.Unit, error) {
+	s, _ := m.geo.SegmentOf(pos)
+	end := m.segEnd(s)
+	place := segment.UnitPlace{Addr: pos, Split: uint32(end - pos)}
+	maxLen := place.Split + m.geo.SegmentSize
+	h, err := segment.ParseUnitHeader(m.raw[pos:end], maxLen)
+	if err != nil {
+		return nil, err
+	}
+	buf := m.raw[pos : pos+uint64(min(h.Length, place.Split))]
+	if h.Length > place.Split {
+		if h.NextSeg >= m.geo.Segments || h.NextSeg == s {
+			return nil, errors.New("the unit runs past its segment")
+		}
+		place.Next = uint64(m.geo.SegmentOffset(h.NextSeg))
+		buf = append(append([]byte(nil), buf...), m.raw[place.Next:place.Next+uint64(h.Length-place.Split)]...)
+	}
+	return segment.DecodeUnit(buf, place, maxLen)
 }
 
 func (m *imageModel) unitAt(addr uint64) *modelUnit {
@@ -292,16 +398,15 @@ func (m *imageModel) seal() ([]byte, error) {
 	}
 	// Where every block goes now; record sections as they will be stored.
 	for _, u := range m.units {
-		if u.ckpt != nil {
-			u.records = u.ckpt.rec.encode()
-		}
+		u.setCheckpointRecords()
+		u.layOutPads()
 		rec, _ := storedRecords(u.records)
-		off := uint64(segment.UnitHeaderSize)
+		off := uint32(segment.UnitHeaderSize)
 		for _, b := range u.blocks {
-			b.newAddr = u.addr + off
-			off += uint64(len(b.stored))
+			b.newAddr = u.place.DevAddr(off)
+			off += uint32(len(b.stored))
 		}
-		if off+uint64(len(u.blocks))*segment.SummarySize+uint64(len(rec)) > uint64(u.hdr.Length) {
+		if uint64(off)+uint64(len(u.blocks))*segment.SummarySize+uint64(len(rec)) > uint64(u.hdr.Length) {
 			return nil, errModelDoesNotFit
 		}
 	}
@@ -380,9 +485,7 @@ func (m *imageModel) seal() ([]byte, error) {
 	oldSums := map[uint64]uint64{}
 	var prev *modelUnit
 	for _, u := range m.units {
-		if u.ckpt != nil {
-			u.records = u.ckpt.rec.encode()
-		}
+		u.setCheckpointRecords()
 		if u.chained && prev != nil {
 			u.hdr.Prev = prev.newSum
 		}
@@ -392,20 +495,67 @@ func (m *imageModel) seal() ([]byte, error) {
 		}
 		oldSums[u.addr] = u.hdr.Sum
 		u.newSum = le.Uint64(buf[56:])
-		copy(out[u.addr:], buf)
+		for _, p := range u.place.Pieces(uint32(len(buf))) {
+			copy(out[p.Addr:], buf[p.Start:p.End])
+		}
 		prev = u
 	}
-	for slot, sb := range m.slots {
-		if sb == nil {
-			continue
+	for slot, copies := range m.supers {
+		for c, sb := range copies {
+			if sb == nil {
+				continue
+			}
+			s := *sb
+			if u := m.unitAt(s.Checkpoint.Addr); u != nil && oldSums[u.addr] == s.Checkpoint.Sum {
+				s.Checkpoint.Sum = u.newSum
+			}
+			copy(out[slot*bs+c*segment.CopyOffset:], s.Encode())
 		}
-		s := *sb
-		if u := m.unitAt(s.Checkpoint.Addr); u != nil && oldSums[u.addr] == s.Checkpoint.Sum {
-			s.Checkpoint.Sum = u.newSum
-		}
-		copy(out[slot*bs:slot*bs+segment.SuperSize], s.Encode())
+	}
+	for _, d := range m.damage {
+		d(out)
 	}
 	return out, nil
+}
+
+// setCheckpointRecords makes the record section of a checkpoint unit, and
+// of its copy, what the decoded record says.
+func (u *modelUnit) setCheckpointRecords() {
+	switch {
+	case u.ckpt != nil:
+		u.records = u.ckpt.rec.encode()
+	case u.copyOf != nil && !u.copyOf.copyDiffers:
+		u.records = u.copyOf.rec.encode()
+	}
+}
+
+// layOutPads puts the padding entries of a unit that continues in the next
+// segment where UnitBuilder puts them: before the block that would
+// straddle the segment's end, up to it.
+func (u *modelUnit) layOutPads() {
+	if u.keepPads || !u.spans() {
+		return
+	}
+	var blocks []*modelBlock
+	off := uint32(segment.UnitHeaderSize)
+	for _, b := range u.blocks {
+		if b.sum.Kind == segment.SumPad {
+			continue
+		}
+		if end := off + uint32(len(b.stored)); off < u.place.Split && end > u.place.Split {
+			pad := u.place.Split - off
+			blocks = append(blocks, &modelBlock{sum: segment.SummaryEntry{Kind: segment.SumPad, Len: pad}, stored: make([]byte, pad)})
+			off = u.place.Split
+		}
+		blocks = append(blocks, b)
+		off += uint32(len(b.stored))
+	}
+	u.blocks = blocks
+}
+
+// durableMark returns the durable mark the unit carries, as recovery reads it.
+func (u *modelUnit) durableMark() (uint64, bool) {
+	return durableMark(&segment.Unit{Header: u.hdr, Records: u.records})
 }
 
 // tableBlocks appends tb and the blocks under it, in table order.
@@ -444,7 +594,8 @@ func storedRecords(rec []byte) ([]byte, uint32) {
 	return dst[:n], uint32(len(rec))
 }
 
-// encodeModelUnit lays out a unit at its old length, as Seal does.
+// encodeModelUnit lays out a unit at its old length, as Seal does, as one
+// buffer (seal writes it in its pieces).
 func encodeModelUnit(u *modelUnit) ([]byte, error) {
 	rec, recRaw := storedRecords(u.records)
 	buf := make([]byte, u.hdr.Length)
@@ -456,7 +607,10 @@ func encodeModelUnit(u *modelUnit) ([]byte, error) {
 	blocksLen := off - segment.UnitHeaderSize
 	for i, b := range u.blocks {
 		s := b.sum
-		s.Len, s.Sum = uint32(len(b.stored)), segment.Checksum(b.stored)
+		s.Len = uint32(len(b.stored))
+		if s.Kind != segment.SumPad {
+			s.Sum = segment.Checksum(b.stored)
+		}
 		if f := u.sumFields[i]; f != nil {
 			f(&s)
 		}
@@ -519,6 +673,8 @@ func (u *modelUnit) setRecords(rs []journal.Record) {
 			w.Ref(r.V, r.Delta)
 		case journal.RecOp:
 			w.Op(r.Op)
+		case journal.RecMark:
+			w.Mark(r.V)
 		}
 	}
 	u.records = w.Buf

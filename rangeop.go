@@ -57,8 +57,11 @@ func (o rangeOp) encode() []byte {
 
 func decodeRangeOp(b []byte) (rangeOp, error) {
 	le := binary.LittleEndian
-	if len(b) != rangeOpSize || b[0] < rangeFree || b[0] > rangeInsert {
-		return rangeOp{}, fmt.Errorf("%w: range item of %d bytes, kind %d", ErrIO, len(b), b[0])
+	if len(b) != rangeOpSize {
+		return rangeOp{}, fmt.Errorf("%w: range item of %d bytes", ErrIO, len(b))
+	}
+	if b[0] < rangeFree || b[0] > rangeInsert {
+		return rangeOp{}, fmt.Errorf("%w: range item of kind %d", ErrIO, b[0])
 	}
 	o := rangeOp{kind: b[0], first: le.Uint64(b[1:]), count: le.Uint64(b[9:]), cursor: le.Uint64(b[17:])}
 	if o.count == 0 || o.first+o.count < o.first {

@@ -45,6 +45,7 @@ func (v *Volume) recover() (int, error) {
 	used[refSeg] = true
 	v.curSeg, _ = v.geo.SegmentOf(u.Addr)
 	v.nextSeg = noSeg
+	ckpt := u
 	pos, seq, prev := v.follow(u, used)
 	logSegs := map[uint32]bool{} // segments holding units of the log after the checkpoint
 	replayed := 0
@@ -62,6 +63,13 @@ func (v *Volume) recover() (int, error) {
 				break
 			}
 			v.logf("%s", d)
+			if d.lostOnlyCopy(ref, ckpt, c) {
+				v.warn("the copy of checkpoint %d, unit %d at byte %d, cannot be read; it holds nothing the checkpoint does not, and the log goes on after it",
+					c.Number, d.Seq, d.Addr)
+				v.accepted = true
+				pos, seq, prev = v.resumeAfter(d)
+				continue
+			}
 			if v.opts.LogDamage == SalvageDamage {
 				// Go on from the first whole unit after the damage.
 				say := fmt.Sprintf("salvaged units %d to %d after the damaged unit %d at byte %d (lost: %d units)",
@@ -69,9 +77,7 @@ func (v *Volume) recover() (int, error) {
 				v.logf("%s", say)
 				v.opened = append(v.opened, say)
 				v.accepted = true
-				v.curSeg, _ = v.geo.SegmentOf(d.At)
-				v.nextSeg = noSeg
-				pos, seq, prev = d.At, d.Resume, d.resume.Header.Prev
+				pos, seq, prev = v.resumeAfter(d)
 				// The lost units may have allocated virtual blocks (at
 				// most one per two bytes of each) that later units use.
 				skippedNodes += (d.Resume - d.Seq) * v.unitLimit() / 2
@@ -86,8 +92,9 @@ func (v *Volume) recover() (int, error) {
 				v.logf("%s", say)
 				v.opened = append(v.opened, say)
 				v.accepted = true
-				v.seq, v.prevSum = d.Last+1, prev
-				v.written, v.durable = d.Last, d.Last
+				next := v.cutSeq(d, ref.Seq)
+				v.seq, v.prevSum = next, prev
+				v.written, v.durable = next-1, next-1
 				return v.finishRecovery(pos, used, logSegs, replayed)
 			}
 			v.damage = d
@@ -244,6 +251,9 @@ func (v *Volume) readUnit(addr uint64, n uint32) (*segment.Unit, error) {
 	if n == 0 {
 		n = h.Length
 	}
+	if n > maxLen {
+		return nil, fmt.Errorf("%w: a unit of %d bytes at %d would run past the segment after its own", segment.ErrCorrupt, n, addr)
+	}
 	place := segment.UnitPlace{Addr: addr, Split: split}
 	if h.NextSeg < v.geo.Segments && h.NextSeg != s {
 		place.Next = uint64(v.geo.SegmentOffset(h.NextSeg))
@@ -280,7 +290,9 @@ func (v *Volume) nextUnit(pos, seq, prev uint64) *segment.Unit {
 	}
 	if v.nextSeg != noSeg {
 		if u := try(uint64(v.geo.SegmentOffset(v.nextSeg))); u != nil {
-			v.curSeg = v.nextSeg
+			// The log entered its next segment: that segment's units
+			// name their own next.
+			v.curSeg, v.nextSeg = v.nextSeg, noSeg
 			return u
 		}
 	}
