@@ -138,6 +138,9 @@ func (v *Volume) checkpoint() error {
 		v.mu.Unlock()
 		return err
 	}
+	if err := v.moveStrandedTables(); err != nil {
+		v.logf("checkpoint: table blocks stay where they are: %v", err)
+	}
 	// What recovery would write again if the power failed before this
 	// checkpoint is durable: operations must leave room for it meanwhile.
 	v.ckptInflight = v.ckptCost()

@@ -179,36 +179,45 @@ func (v *Volume) reclaimable() (int, error) {
 	return n, nil
 }
 
-// spaceCheckpointDue says when the checkpointer should write the dirty
-// metadata for space's sake: once it would cost a quarter of the reserve,
-// so that ordinary operations do not meet the reserve with much of it owed
-// to the next checkpoint; but when the volume is nearly full only if the
-// checkpoint gives segments back (looked for every 50 ticks), since it
-// would otherwise spend room and free nothing. Lock held.
+// spaceCheckpointDue says when the checkpointer should take a checkpoint
+// for space's sake. Lock held.
+//
+//   - Once the dirty metadata would cost a quarter of the reserve, while
+//     the volume has room, so that ordinary operations do not meet the
+//     reserve with much of it owed to the next checkpoint. On a nearly
+//     full volume such a checkpoint would only spend room.
+//   - When deletes have emptied segments, or left segments that hold
+//     only table blocks (looked for every 50 ticks on a nearly full
+//     volume, every 250 otherwise, so that a long delete does not
+//     checkpoint all the time): the checkpoint gives them back, and frees
+//     the metadata of the last checkpoints that lies in segments the
+//     deletes emptied of data, which statfs cannot count as free until
+//     then. So df shows the space a delete freed within a second.
 func (v *Volume) spaceCheckpointDue(tick int) bool {
 	c := v.ckptCost()
-	if c < v.reserveBytes(false)/4 {
-		return false
-	}
-	if v.logRoom()-c >= 2*v.reserveBytes(false) {
+	roomy := v.logRoom()-c >= 2*v.reserveBytes(false)
+	if roomy && c >= v.reserveBytes(false)/4 {
 		return true
 	}
-	if tick%50 != 0 {
+	if tick%50 != 0 || (roomy && tick%250 != 0) {
 		return false
 	}
 	n, err := v.reclaimable()
-	return err == nil && n > 0
+	moved, _ := v.tablesBack()
+	return err == nil && n > 0 || moved > 0
 }
 
 // checkpointHelps says whether a checkpoint now could admit more: it
 // writes the metadata changed since the last one, usually for less than
-// its bound, and frees the segments that deletes emptied.
+// its bound, frees the segments that deletes emptied, and moves table
+// blocks out of segments that hold nothing else (tablemove.go).
 func (v *Volume) checkpointHelps() bool {
 	if v.changes > 0 {
 		return true
 	}
 	n, err := v.reclaimable()
-	return err == nil && n > 0
+	moved, _ := v.tablesBack()
+	return err == nil && n > 0 || moved > 0
 }
 
 // blockOverhead is what the log spends for each block of file data beyond
@@ -220,10 +229,12 @@ func (v *Volume) blockOverhead() int64 {
 }
 
 // availableBytes is what ordinary writers can still put in the log, with
-// the space that deletes freed since the last checkpoint (a writer that
-// needs it takes a checkpoint).
+// the space that deletes freed since the last checkpoint and the segments
+// it gives back by moving table blocks, less what moving them costs (a
+// writer that needs it takes a checkpoint).
 func (v *Volume) availableBytes() int64 {
 	n, _ := v.reclaimable()
+	moved, blocks := v.tablesBack()
 	s := int64(v.geo.SegmentSize)
-	return v.logRoom() + int64(n)*(s-v.perBoundary()) - v.ckptCost() - v.reserveBytes(false)
+	return v.logRoom() + int64(n+moved)*(s-v.perBoundary()) - v.ckptCostWith(0, blocks) - v.reserveBytes(false)
 }

@@ -234,12 +234,7 @@ func Open(dev segment.Device, o Options) (*Volume, error) {
 		return nil, fmt.Errorf("%w: the device has %d bytes, the volume needs %d (truncated image?)", ErrIO, dev.Size(), need)
 	}
 	v := newVolume(dev, sb, slot, o)
-	other := make([]byte, segment.SuperSize)
-	if _, err := dev.ReadAt(other, int64(1-slot)*int64(sb.Geometry.BlockSize)); err != nil {
-		v.warnings = append(v.warnings, fmt.Sprintf("superblock slot %d cannot be read: %v", 1-slot, err))
-	} else if _, err := segment.DecodeSuperblock(other); err != nil {
-		v.warnings = append(v.warnings, fmt.Sprintf("superblock slot %d is damaged: %v", 1-slot, err))
-	}
+	v.warnings = append(v.warnings, superblockWarnings(dev, sb.Geometry.BlockSize)...)
 	replayed, err := v.recover()
 	if err != nil {
 		return nil, err

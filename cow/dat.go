@@ -302,6 +302,10 @@ func (d *DAT) Dirty() bool { return d.t.Dirty() }
 // Flush writes the dirty DAT blocks through put.
 func (d *DAT) Flush(put segment.TablePut) error { return d.t.Flush(put) }
 
+// MarkDirty makes the next Flush write block (level, index) of the table
+// again, at a new place.
+func (d *DAT) MarkDirty(level int, index uint64) error { return d.t.MarkDirty(level, index) }
+
 // Walk visits every written block of the DAT table.
 func (d *DAT) Walk(fn func(level int, index uint64, p segment.BlockPtr) error) error {
 	return d.t.Walk(fn)

@@ -277,14 +277,39 @@ func (t *Table) Set(i uint64, e []byte) error {
 	if err != nil {
 		return err
 	}
+	t.markLeaf(l)
+	o := int(i%t.perLeaf) * t.esize
+	copy(l.data[o:o+t.esize], e)
+	return nil
+}
+
+// markLeaf keeps l, dirty, until the next Flush.
+func (t *Table) markLeaf(l *tableLeaf) {
 	if !l.dirty {
 		l.dirty = true
 		t.dirty++
 		t.lru.Remove(l.lru)
 		l.lru = nil
 	}
-	o := int(i%t.perLeaf) * t.esize
-	copy(l.data[o:o+t.esize], e)
+}
+
+// MarkDirty makes the next Flush write block (level, index) again, at a
+// new place, although no entry under it changed: to move it out of a
+// segment.
+func (t *Table) MarkDirty(level int, index uint64) error {
+	if level > 0 {
+		n, err := t.node(level, index)
+		if err != nil {
+			return err
+		}
+		n.dirty = true
+		return nil
+	}
+	l, err := t.leaf(index)
+	if err != nil {
+		return err
+	}
+	t.markLeaf(l)
 	return nil
 }
 

@@ -97,5 +97,9 @@ func (u *Usage) Root() (BlockPtr, int) { return u.t.Root() }
 // Flush writes the dirty usage blocks.
 func (u *Usage) Flush(put TablePut) error { return u.t.Flush(put) }
 
+// MarkDirty makes the next Flush write block (level, index) of the table
+// again, at a new place.
+func (u *Usage) MarkDirty(level int, index uint64) error { return u.t.MarkDirty(level, index) }
+
 // Walk visits every written block of the usage table.
 func (u *Usage) Walk(fn func(level int, index uint64, p BlockPtr) error) error { return u.t.Walk(fn) }

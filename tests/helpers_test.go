@@ -257,6 +257,12 @@ func mountImage(t *testing.T, opts ...string) (dir string, img string, stop func
 // signal or kill the daemon.
 func newMount(t *testing.T, opts ...string) *mounted {
 	t.Helper()
+	return newSizedMount(t, "256M", opts...)
+}
+
+// newSizedMount is newMount with an image of size bytes (mkfs.txfs --size).
+func newSizedMount(t *testing.T, size string, opts ...string) *mounted {
+	t.Helper()
 	if skipReason != "" {
 		t.Skip("skipping: " + skipReason)
 	}
@@ -265,7 +271,9 @@ func newMount(t *testing.T, opts ...string) *mounted {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return newMountOn(t, filepath.Join(base, "txfs.img"), dir, opts...)
+	img := filepath.Join(base, "txfs.img")
+	mkfs(t, img, size)
+	return mountExisting(t, img, dir, opts...)
 }
 
 // newMountOn is newMount with the image path and an existing mount point.
@@ -274,8 +282,18 @@ func newMountOn(t *testing.T, img, dir string, opts ...string) *mounted {
 	if skipReason != "" {
 		t.Skip("skipping: " + skipReason)
 	}
+	mkfs(t, img, "256M")
+	return mountExisting(t, img, dir, opts...)
+}
+
+// mountExisting mounts an image that is already formatted, with the
+// cleanup of mountImage.
+func mountExisting(t *testing.T, img, dir string, opts ...string) *mounted {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip("skipping: " + skipReason)
+	}
 	m := &mounted{t: t, img: img, dir: dir, opts: opts}
-	mkfs(t, m.img, "256M")
 	t.Cleanup(func() {
 		m.stop()
 		if t.Failed() {
