@@ -32,3 +32,60 @@ func TestUnitBufferFitsUnit(t *testing.T) {
 		}
 	}
 }
+
+// TestTableCacheBounded: the clean blocks a table keeps, interior nodes
+// as well as leaves, stay within its bound however many are read.
+func TestTableCacheBounded(t *testing.T) {
+	_, read, put := tableDevice()
+	const (
+		bs     = 4096
+		stride = 128 * 256 // one leaf under each interior node of level 1
+		n      = 300
+	)
+	tb := NewTable(TableDAT, bs, 32, BlockPtr{}, 0, read, 0)
+	e := make([]byte, 32)
+	for i := range n {
+		e[0] = byte(i + 1)
+		if err := tb.Set(uint64(i)*stride, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tb.Flush(put); err != nil {
+		t.Fatal(err)
+	}
+	root, depth := tb.Root()
+	const bound = 16 * (bs + 160)
+	tb = NewTable(TableDAT, bs, 32, root, depth, read, bound)
+	for round := range 2 {
+		for i := range n {
+			if err := tb.Get(uint64(i)*stride, e); err != nil || e[0] != byte(i+1) {
+				t.Fatalf("entry %d: %d, %v", i, e[0], err)
+			}
+		}
+		cached := len(tb.leaves)
+		for _, lv := range tb.nodes {
+			cached += len(lv)
+		}
+		if cached > 16 {
+			t.Fatalf("round %d: %d blocks cached (%d leaves), bound 16", round, cached, len(tb.leaves))
+		}
+	}
+	// What was evicted is read again correctly, and written back after a
+	// change through reloaded interior nodes.
+	for i := range n {
+		e[0] = byte(i + 2)
+		if err := tb.Set(uint64(i)*stride, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tb.Flush(put); err != nil {
+		t.Fatal(err)
+	}
+	root, depth = tb.Root()
+	tb = NewTable(TableDAT, bs, 32, root, depth, read, bound)
+	for i := range n {
+		if err := tb.Get(uint64(i)*stride, e); err != nil || e[0] != byte(i+2) {
+			t.Fatalf("entry %d after rewrite: %d, %v", i, e[0], err)
+		}
+	}
+}
