@@ -271,11 +271,18 @@ func newMount(t *testing.T, opts ...string) *mounted {
 // newMountOn is newMount with the image path and an existing mount point.
 func newMountOn(t *testing.T, img, dir string, opts ...string) *mounted {
 	t.Helper()
+	return newMountSized(t, img, dir, "256M", opts...)
+}
+
+// newMountSized is newMountOn with an image of size bytes (mkfs.txfs
+// --size).
+func newMountSized(t *testing.T, img, dir, size string, opts ...string) *mounted {
+	t.Helper()
 	if skipReason != "" {
 		t.Skip("skipping: " + skipReason)
 	}
 	m := &mounted{t: t, img: img, dir: dir, opts: opts}
-	mkfs(t, m.img, "256M")
+	mkfs(t, m.img, size)
 	t.Cleanup(func() {
 		m.stop()
 		if t.Failed() {
