@@ -263,7 +263,7 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 			return inode.NodeID(vb), err
 		},
 		func(id inode.NodeID, enc []byte) error {
-			stored, flags := segment.EncodeBlock(enc, nil, v.compress)
+			stored, flags := v.encodeBlock(enc, v.compress)
 			if err := v.ensure(segment.UnitMeta, len(stored), 1, 0); err != nil {
 				return err
 			}
@@ -404,9 +404,10 @@ func (v *Volume) checkpointer() {
 		}
 		n++
 		// Checkpoint when the log since the last one is long (recovery
-		// time), when dirty metadata grows (cache, and it must fit in the
-		// reserve), or after a while.
-		due := v.logBytes >= v.opts.CheckpointBytes || v.tree.DirtyBytes() >= v.opts.CacheBytes/2 ||
+		// time), when dirty metadata grows (memory.go: begin forces one
+		// at twice this; space: it must fit in the reserve), or after a
+		// while.
+		due := v.logBytes >= v.opts.CheckpointBytes || v.dirtyMemory() >= v.mem.dirty/2 ||
 			v.spaceCheckpointDue(n) ||
 			(n%500 == 0 && v.logBytes > 0 && time.Since(v.lastCkpt) >= v.opts.CheckpointInterval)
 		v.mu.Unlock()

@@ -27,6 +27,7 @@ type sealedUnit struct {
 	seq   uint64
 	place segment.UnitPlace
 	buf   []byte
+	mem   int64 // the capacity of buf, which the queue counts
 }
 
 // end is the device address right after the unit.
@@ -87,9 +88,9 @@ func (v *Volume) sealLocked() error {
 			return v.fail(err)
 		}
 	}
-	u := &sealedUnit{seq: v.seq, place: place, buf: buf}
+	u := &sealedUnit{seq: v.seq, place: place, buf: buf, mem: int64(cap(buf))}
 	v.queue = append(v.queue, u)
-	v.queued += int64(len(buf))
+	v.queued += u.mem
 	v.logBytes += int64(len(buf))
 	v.prevSum = sum
 	v.seq++
@@ -105,16 +106,21 @@ func (v *Volume) sealLocked() error {
 	return nil
 }
 
+// sealSize is the size at which a unit of operations is sealed, and no
+// more transactions join it: its buffer waits in memory until written.
+const sealSize = 512 << 10
+
 // ensure makes cur a unit of the given kind with room for a transaction
 // of storedBytes of blocks in nblocks blocks and recBytes of records.
 func (v *Volume) ensure(kind uint16, storedBytes, nblocks, recBytes int) error {
-	if v.cur.Kind != kind {
+	if v.cur.Kind != kind || (kind == segment.UnitOps && v.cur.Size() >= sealSize) {
 		if err := v.sealLocked(); err != nil {
 			return err
 		}
 		v.cur.Kind = kind
 	}
 	if v.cur.Fits(storedBytes, nblocks, recBytes) {
+		v.cur.Reserve(storedBytes)
 		return nil
 	}
 	if err := v.sealLocked(); err != nil {
@@ -130,6 +136,7 @@ func (v *Volume) ensure(kind uint16, storedBytes, nblocks, recBytes int) error {
 		return v.fail(fmt.Errorf("a transaction of %d bytes does not fit in the log (%d bytes of room at byte %d)",
 			storedBytes+nblocks*segment.SummarySize+recBytes, v.cur.Room(), v.cur.Addr))
 	}
+	v.cur.Reserve(storedBytes)
 	return nil
 }
 
@@ -180,7 +187,7 @@ const sealAfter = 25 * time.Millisecond
 // transactions join it: someone waits for it, it is big, or it has waited
 // sealAfter (the checkpointer ticks every 2 ms).
 func (v *Volume) sealWanted() bool {
-	return v.syncReq >= v.seq || v.closing || v.ckptRunning || v.cur.Size() >= 512<<10 ||
+	return v.syncReq >= v.seq || v.closing || v.ckptRunning || v.cur.Size() >= sealSize ||
 		time.Since(v.curStart) >= sealAfter
 }
 
@@ -241,7 +248,7 @@ func (v *Volume) writer() {
 			v.written = batch[n-1].seq
 			v.queue = v.queue[n:]
 			for _, u := range batch {
-				v.queued -= int64(len(u.buf))
+				v.queued -= u.mem
 				segment.ReleaseUnitBuffer(u.buf)
 				u.buf = nil
 			}

@@ -25,7 +25,7 @@ func (v *Volume) recover() (int, error) {
 	v.logf("superblock slot %d (generation %d) names checkpoint %d: unit %d at byte %d", v.sbSlot, v.sb.Generation, c.Number, ref.Seq, ref.Addr)
 	v.ckptNo = c.Number
 	v.nextIno = c.NextIno
-	v.dat = cow.Open(c.DAT, v.bs, v.readRaw, 4096)
+	v.dat = cow.Open(c.DAT, v.bs, v.readRaw, v.mem.tables)
 	if n := c.DAT.Count; n > 1 {
 		// The checkpoint that counts entry n-1 wrote its leaf; a count past
 		// the table would make every walk of the DAT endless.
@@ -34,7 +34,7 @@ func (v *Volume) recover() (int, error) {
 		}
 	}
 	v.sut = segment.OpenUsage(v.geo.Segments, v.bs, c.SUTRoot, c.SUTDepth, v.readRaw)
-	v.tree = inode.NewTree(v, inode.NodeID(c.TreeRoot), v.bs, v.opts.CacheBytes)
+	v.tree = inode.NewTree(v, inode.NodeID(c.TreeRoot), v.bs, v.mem.tree)
 	if err := v.freeCheckpointNodes(c.FreedNodes); err != nil {
 		return 0, fmt.Errorf("%w: checkpoint %d: %v", ErrIO, c.Number, err)
 	}

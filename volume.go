@@ -39,7 +39,10 @@ type Options struct {
 	// CheckpointInterval is the longest time between checkpoints while
 	// the volume changes. 0: 30 s.
 	CheckpointInterval time.Duration
-	// CacheBytes bounds the metadata cache. 0: 64 MiB.
+	// CacheBytes is the memory budget: it bounds the metadata caches, the
+	// dirty metadata a checkpoint has yet to write and the units waiting
+	// for the device, together (memory.go). 0: DefaultCacheBytes (64
+	// MiB); less than MinCacheBytes (4 MiB) counts as that.
 	CacheBytes int64
 	// NoAtime: reads never update access times. Otherwise they follow
 	// relatime (atime.go).
@@ -61,7 +64,6 @@ func (v *Volume) logf(format string, args ...any) {
 
 const (
 	maxUnitBytes     = segment.MaxPooledUnit
-	maxQueuedBytes   = 32 << 20 // sealed units waiting for the device before writers wait
 	defaultCkptBytes = 32 << 20
 )
 
@@ -75,6 +77,7 @@ type Volume struct {
 	compress bool
 	ro       bool
 	opts     Options
+	mem      budget // the shares of Options.CacheBytes
 
 	mu      sync.Mutex
 	changed *sync.Cond // durable progress, queue space, checkpoint done
@@ -93,7 +96,7 @@ type Volume struct {
 	seq     uint64 // sequence number of cur
 	prevSum uint64 // checksum of the unit before cur
 	queue   []*sealedUnit
-	queued  int64
+	queued  int64  // capacity of the queued units' buffers
 	written uint64 // highest sequence number written to the device
 	durable uint64 // highest sequence number flushed
 	syncReq uint64 // highest sequence number a caller waits to be durable
@@ -135,6 +138,7 @@ type Volume struct {
 	changes    int64      // transactions committed since the last checkpoint began
 	open       *tx        // the transaction begun and not yet committed
 	scratch    []byte     // one block, for building blocks under the lock
+	packed     []byte     // one block, for compressing blocks under the lock
 
 	readRetries atomic.Int64 // reads redone under the lock (errMoved)
 }
@@ -167,8 +171,8 @@ func Format(dev segment.Device, o FormatOptions) error {
 		return err
 	}
 	v := newVolume(dev, sb, 1, Options{})
-	v.tree = inode.NewTree(v, inode.NilNode, v.bs, v.opts.CacheBytes)
-	v.dat = cow.Open(cow.State{}, v.bs, v.readRaw, 1024)
+	v.tree = inode.NewTree(v, inode.NilNode, v.bs, v.mem.tree)
+	v.dat = cow.Open(cow.State{}, v.bs, v.readRaw, v.mem.tables)
 	v.sut = segment.OpenUsage(geo.Segments, v.bs, segment.BlockPtr{}, 0, v.readRaw)
 	v.nextIno = RootIno + 1
 	for s := geo.Segments; s > 2; s-- {
@@ -208,11 +212,12 @@ func newVolume(dev segment.Device, sb *segment.Superblock, slot int, o Options) 
 		o.CheckpointInterval = 30 * time.Second
 	}
 	if o.CacheBytes == 0 {
-		o.CacheBytes = 64 << 20
+		o.CacheBytes = DefaultCacheBytes
 	}
 	v := &Volume{dev: dev, sb: sb, sbSlot: slot, geo: sb.Geometry, bs: int(sb.Geometry.BlockSize),
 		compress: sb.Flags&segment.SuperCompress != 0, ro: o.ReadOnly, opts: o,
 		inoSeq: map[Ino]uint64{}, opens: map[Ino]int{}, deferred: map[Ino]bool{}, done: make(chan struct{}), lastCkpt: time.Now()}
+	v.mem = newBudget(o.CacheBytes)
 	v.changed = sync.NewCond(&v.mu)
 	v.wake = sync.NewCond(&v.mu)
 	v.reserve = max(4, int(sb.Geometry.Segments/20))
@@ -426,6 +431,9 @@ func (v *Volume) begin(op int, f footprint) (*tx, error) {
 	if v.stopping {
 		return nil, ErrClosed
 	}
+	if err := v.relieveMemory(); err != nil {
+		return nil, err
+	}
 	for tries := 0; !v.admits(f); tries++ {
 		if tries == 1 || !v.checkpointHelps() {
 			return nil, ErrNoSpace
@@ -440,7 +448,7 @@ func (v *Volume) begin(op int, f footprint) (*tx, error) {
 			return nil, err
 		}
 	}
-	for v.queued > maxQueuedBytes && v.err == nil && !v.closed {
+	for v.queued > v.mem.queue && v.err == nil && !v.closed {
 		v.changed.Wait()
 	}
 	if err := v.writable(); err != nil {
@@ -508,7 +516,7 @@ func (t *tx) allocBlock() (uint64, error) {
 func (t *tx) writeBlock(vb uint64, raw []byte, owner Ino, fileBlock uint64) error {
 	t.changed = true
 	v := t.v
-	stored, flags := segment.EncodeBlock(raw, nil, v.compress)
+	stored, flags := v.encodeBlock(raw, v.compress)
 	e := segment.SummaryEntry{Kind: segment.SumData, Flags: flags, ID: vb, Owner: owner, Offset: fileBlock, Sum: segment.Checksum(stored)}
 	_, addr := v.cur.AddBlock(e, stored)
 	if err := v.applyWrite(vb, addr, uint32(len(stored)), uint16(flags), e.Sum); err != nil {

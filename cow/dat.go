@@ -87,12 +87,13 @@ type DAT struct {
 	cursor uint64 // where Alloc looks for a free entry first
 }
 
-// Open loads the DAT of a checkpoint.
-func Open(st State, blockSize int, read segment.BlockReader, cacheLeaves int) *DAT {
+// Open loads the DAT of a checkpoint, keeping up to cacheBytes of clean
+// table blocks in memory.
+func Open(st State, blockSize int, read segment.BlockReader, cacheBytes int64) *DAT {
 	if st.Count == 0 {
 		st.Count = 1 // virtual block 0 is reserved
 	}
-	return &DAT{t: segment.NewTable(segment.TableDAT, blockSize, EntrySize, st.Root, st.Depth, read, cacheLeaves), st: st}
+	return &DAT{t: segment.NewTable(segment.TableDAT, blockSize, EntrySize, st.Root, st.Depth, read, cacheBytes), st: st}
 }
 
 // State returns the checkpoint view; Root and Depth are valid after Flush.
@@ -293,8 +294,11 @@ func (d *DAT) BlocksFor(n int) int { return d.t.BlocksFor(n, d.st.Count) }
 // Leaves is the number of DAT leaves.
 func (d *DAT) Leaves() int { return d.t.Leaves(d.st.Count) }
 
-// DirtyBytes is how much the next Flush writes, about.
-func (d *DAT) DirtyBytes(blockSize int) int64 { return int64(d.t.DirtyLeaves()) * int64(blockSize) }
+// DirtyMemory is what the blocks the next Flush writes cost in memory.
+func (d *DAT) DirtyMemory() int64 { return d.t.DirtyMemory() }
+
+// CleanMemory is what the clean cached blocks cost in memory.
+func (d *DAT) CleanMemory() int64 { return d.t.CleanMemory() }
 
 // Dirty reports whether the DAT changed since the last Flush.
 func (d *DAT) Dirty() bool { return d.t.Dirty() }

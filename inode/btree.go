@@ -1,6 +1,7 @@
 package inode
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"slices"
@@ -18,9 +19,9 @@ type Store interface {
 type TreeStats struct {
 	Height      int   // levels from root to leaves; 0 for an empty tree
 	CachedNodes int   // nodes in memory, clean and dirty
-	CachedBytes int64 // their encoded sizes
+	CachedBytes int64 // what they cost in memory
 	DirtyNodes  int   // nodes changed since the last Flush (pinned in memory)
-	DirtyBytes  int64 // their encoded sizes
+	DirtyBytes  int64 // what they cost in memory
 }
 
 // Tree is a B+tree of key/value items whose nodes live in a Store and a
@@ -58,9 +59,10 @@ type Tree struct {
 }
 
 // NewTree returns a tree whose root is root (NilNode for an empty tree),
-// with nodes of blockSize bytes, keeping about cacheBytes bytes of clean
-// nodes in memory. blockSize must be between 128 bytes and 1 MiB; NewTree
-// panics otherwise, as that is a programming error.
+// with nodes of blockSize bytes, keeping nodes in memory up to about
+// cacheBytes bytes of memory (more while the dirty ones alone take more).
+// blockSize must be between 128 bytes and 1 MiB; NewTree panics
+// otherwise, as that is a programming error.
 func NewTree(store Store, root NodeID, blockSize int, cacheBytes int64) *Tree {
 	if blockSize < minBlockSize || blockSize > maxBlockSize {
 		panic(fmt.Sprintf("inode: block size %d out of range [%d, %d]", blockSize, minBlockSize, maxBlockSize))
@@ -122,7 +124,7 @@ func (t *Tree) load(id NodeID, want int) (*node, error) {
 			// Checked before caching so a bad node is never trusted.
 			return nil, fmt.Errorf("%w: node %d has level %d, its parent expects %d", ErrCorrupt, id, n.level, want)
 		}
-		n.acct = n.size
+		n.acct = n.memSize()
 		t.cleanBytes += int64(n.acct)
 		t.nodes[id] = n
 		t.lruPush(n)
@@ -140,7 +142,7 @@ func (t *Tree) load(id NodeID, want int) (*node, error) {
 
 // child loads child i of internal node p.
 func (t *Tree) child(p *node, i int) (*node, error) {
-	return t.load(p.kids[i], int(p.level)-1)
+	return t.load(p.kid(i), int(p.level)-1)
 }
 
 // markDirty pins n in memory before it is changed.
@@ -198,8 +200,9 @@ func (t *Tree) settle() {
 		if t.nodes[n.id] != n {
 			continue // dropped
 		}
-		t.dirtyBytes += int64(n.size - n.acct)
-		n.acct = n.size
+		m := n.memSize()
+		t.dirtyBytes += int64(m - n.acct)
+		n.acct = m
 	}
 	clear(t.touched)
 	t.touched = t.touched[:0]
@@ -251,7 +254,7 @@ func (t *Tree) Get(k Key) (val []byte, ok bool, err error) {
 	if !found {
 		return nil, false, nil
 	}
-	return append([]byte{}, n.vals[i]...), true, nil
+	return bytes.Clone(n.val(i)), true, nil
 }
 
 // Ascend calls fn for every item with key >= from, in ascending key
@@ -263,15 +266,12 @@ func (t *Tree) Get(k Key) (val []byte, ok bool, err error) {
 // see such changes.) val is valid during the call only: fn must copy it to
 // keep it, and must not modify it.
 func (t *Tree) Ascend(from Key, fn func(k Key, val []byte) bool) error {
-	var keys []Key
-	var vals [][]byte
+	var l leafItems
 	for {
-		var err error
-		keys, vals, err = t.leafNear(from, false, keys[:0], vals[:0])
-		if err != nil || len(keys) == 0 {
+		if err := t.leafNear(from, false, &l); err != nil || len(l.keys) == 0 {
 			return err
 		}
-		for i, k := range keys {
+		for i, k := range l.keys {
 			// Each key follows the one before (from moves past it). A
 			// damaged tree may hold keys below their place: in a leaf
 			// read from disk, or in one a merge made in memory. Going on
@@ -280,7 +280,7 @@ func (t *Tree) Ascend(from Key, fn func(k Key, val []byte) bool) error {
 			if k.Less(from) {
 				return fmt.Errorf("%w: key %v met by a scan at %v", ErrCorrupt, k, from)
 			}
-			if !fn(k, vals[i]) {
+			if !fn(k, l.vals[i]) {
 				return nil
 			}
 			var more bool
@@ -296,33 +296,39 @@ func (t *Tree) Ascend(from Key, fn func(k Key, val []byte) bool) error {
 // tree's lock, one leaf's worth of items at a time, must not modify the
 // tree, and may keep val only by copying it.
 func (t *Tree) Descend(before Key, fn func(k Key, val []byte) bool) error {
-	var keys []Key
-	var vals [][]byte
+	var l leafItems
 	for {
-		var err error
-		keys, vals, err = t.leafNear(before, true, keys[:0], vals[:0])
-		if err != nil || len(keys) == 0 {
+		if err := t.leafNear(before, true, &l); err != nil || len(l.keys) == 0 {
 			return err
 		}
-		for i := len(keys) - 1; i >= 0; i-- {
-			if !fn(keys[i], vals[i]) {
+		for i := len(l.keys) - 1; i >= 0; i-- {
+			if !fn(l.keys[i], l.vals[i]) {
 				return nil
 			}
 		}
-		before = keys[0]
+		before = l.keys[0]
 	}
 }
 
-// leafNear appends to keys and vals the items of one leaf, in ascending
+// leafItems is a copy of items of one leaf, for a scan to use without the
+// tree's lock.
+type leafItems struct {
+	keys  []Key
+	vals  [][]byte
+	arena []byte // the values' bytes
+}
+
+// leafNear sets l to a copy of the items of one leaf, in ascending
 // order: with down false, those with key >= k of the first leaf that has
 // any; with down true, those with key < k of the last leaf that has any.
 // No items means there are none left.
-func (t *Tree) leafNear(k Key, down bool, keys []Key, vals [][]byte) ([]Key, [][]byte, error) {
+func (t *Tree) leafNear(k Key, down bool, l *leafItems) error {
+	l.keys, l.vals, l.arena = l.keys[:0], l.vals[:0], l.arena[:0]
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	defer t.done()
 	if t.root == NilNode {
-		return keys, vals, nil
+		return nil
 	}
 	type step struct {
 		n *node
@@ -331,7 +337,7 @@ func (t *Tree) leafNear(k Key, down bool, keys []Key, vals [][]byte) ([]Key, [][
 	var path []step
 	n, err := t.load(t.root, -1)
 	if err != nil {
-		return keys, vals, err
+		return err
 	}
 	for !n.leaf() {
 		i := max(n.childIndex(k), 0)
@@ -346,7 +352,7 @@ func (t *Tree) leafNear(k Key, down bool, keys []Key, vals [][]byte) ([]Key, [][
 		}
 		path = append(path, step{n, i})
 		if n, err = t.child(n, i); err != nil {
-			return keys, vals, err
+			return err
 		}
 	}
 	// The items of n to return are [lo, hi).
@@ -355,7 +361,7 @@ func (t *Tree) leafNear(k Key, down bool, keys []Key, vals [][]byte) ([]Key, [][
 		if lo, _ = n.search(k); down {
 			lo, hi = 0, lo
 		} else {
-			hi = len(n.keys)
+			hi = n.count()
 		}
 	}
 	// next is the child after (before, going down) the one s took, if any.
@@ -363,7 +369,7 @@ func (t *Tree) leafNear(k Key, down bool, keys []Key, vals [][]byte) ([]Key, [][
 		if down {
 			return s.i - 1, s.i > 0
 		}
-		return s.i + 1, s.i+1 < len(s.n.kids)
+		return s.i + 1, s.i+1 < s.n.count()
 	}
 	for lo == hi {
 		// Nothing here: go up to the nearest ancestor with a next child
@@ -375,26 +381,38 @@ func (t *Tree) leafNear(k Key, down bool, keys []Key, vals [][]byte) ([]Key, [][
 			path = path[:len(path)-1]
 		}
 		if len(path) == 0 {
-			return keys, vals, nil
+			return nil
 		}
 		top := &path[len(path)-1]
 		top.i, _ = next(*top)
 		if n, err = t.child(top.n, top.i); err != nil {
-			return keys, vals, err
+			return err
 		}
 		for !n.leaf() {
 			i := 0
 			if down {
-				i = len(n.kids) - 1
+				i = n.count() - 1
 			}
 			path = append(path, step{n, i})
 			if n, err = t.child(n, i); err != nil {
-				return keys, vals, err
+				return err
 			}
 		}
-		lo, hi = 0, len(n.keys)
+		lo, hi = 0, n.count()
 	}
-	return append(keys, n.keys[lo:hi]...), append(vals, n.vals[lo:hi]...), nil
+	// The values are copied: the node changes in place once the lock is
+	// released.
+	for i := lo; i < hi; i++ {
+		l.arena = append(l.arena, n.val(i)...)
+	}
+	start := 0
+	for i := lo; i < hi; i++ {
+		end := start + len(n.val(i))
+		l.keys = append(l.keys, n.key(i))
+		l.vals = append(l.vals, l.arena[start:end:end])
+		start = end
+	}
+	return nil
 }
 
 // --- changes ------------------------------------------------------------
@@ -404,13 +422,12 @@ func (t *Tree) Put(k Key, val []byte) error {
 	if len(val) > MaxValueSize(t.blockSize) {
 		return fmt.Errorf("%w: %d bytes, the maximum is %d", ErrValueTooLarge, len(val), MaxValueSize(t.blockSize))
 	}
-	v := append([]byte{}, val...)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	defer t.done()
 	if t.root == NilNode {
-		n := &node{level: 0, keys: []Key{k}, vals: [][]byte{v}}
-		n.computeSize()
+		n := &node{level: 0, items: newItems(nil, t.blockSize)}
+		n.insertLeaf(0, k, val)
 		t.newNode(n)
 		t.root = n.id
 		return nil
@@ -419,7 +436,7 @@ func (t *Tree) Put(k Key, val []byte) error {
 	if err != nil {
 		return err
 	}
-	right, err := t.insert(r, k, v)
+	right, err := t.insert(r, k, val)
 	if err != nil || right == nil {
 		return err
 	}
@@ -427,9 +444,9 @@ func (t *Tree) Put(k Key, val []byte) error {
 	if int(r.level)+1 >= maxLevel {
 		return fmt.Errorf("%w: tree would grow past %d levels", ErrCorrupt, maxLevel)
 	}
-	nr := &node{level: r.level + 1, size: headerSize}
-	nr.insertKid(0, r.keys[0], r.id)
-	nr.insertKid(1, right.keys[0], right.id)
+	nr := &node{level: r.level + 1, items: newItems(nil, t.blockSize)}
+	nr.insertKid(0, r.key(0), r.id)
+	nr.insertKid(1, right.key(0), right.id)
 	t.newNode(nr)
 	t.root = nr.id
 	return nil
@@ -445,8 +462,7 @@ func (t *Tree) insert(n *node, k Key, v []byte) (*node, error) {
 		i, found := n.search(k)
 		t.markDirty(n)
 		if found {
-			n.size += len(v) - len(n.vals[i])
-			n.vals[i] = v // the old slice is never written to: Ascend may hold it
+			n.setVal(i, v)
 		} else {
 			n.insertLeaf(i, k, v)
 		}
@@ -457,7 +473,7 @@ func (t *Tree) insert(n *node, k Key, v []byte) (*node, error) {
 		// k sorts before every key here; lower the first key so it
 		// stays <= every key of its subtree.
 		t.markDirty(n)
-		n.keys[0] = k
+		n.setKey(0, k)
 		i = 0
 	}
 	c, err := t.child(n, i)
@@ -469,17 +485,17 @@ func (t *Tree) insert(n *node, k Key, v []byte) (*node, error) {
 		return nil, err
 	}
 	t.markDirty(n)
-	n.insertKid(i+1, right.keys[0], right.id)
+	n.insertKid(i+1, right.key(0), right.id)
 	return t.splitIfFull(n), nil
 }
 
 // splitIfFull splits n in two if its encoding exceeds the block size and
 // returns the new right half. MaxValueSize guarantees both halves fit.
 func (t *Tree) splitIfFull(n *node) *node {
-	if n.size <= t.blockSize {
+	if n.size() <= t.blockSize {
 		return nil
 	}
-	r := n.splitOff(n.splitPoint())
+	r := n.splitOff(n.splitPoint(), t.blockSize)
 	t.newNode(r)
 	return r
 }
@@ -504,12 +520,12 @@ func (t *Tree) Delete(k Key) (existed bool, err error) {
 	// hands the role to that child.
 	for {
 		switch {
-		case len(r.keys) == 0:
+		case r.count() == 0:
 			t.drop(r)
 			t.root = NilNode
 			return true, nil
-		case !r.leaf() && len(r.keys) == 1:
-			t.root = r.kids[0]
+		case !r.leaf() && r.count() == 1:
+			t.root = r.kid(0)
 			t.drop(r)
 			if r, err = t.load(t.root, int(r.level)-1); err != nil {
 				return true, err
@@ -554,13 +570,13 @@ func (t *Tree) delete(n *node, k Key) (bool, error) {
 // the sibling's items evenly. A failure to load the sibling leaves the
 // tree consistent, just less full.
 func (t *Tree) fixChild(p *node, i int, c *node) error {
-	if len(c.keys) == 0 {
+	if c.count() == 0 {
 		t.markDirty(p)
 		p.removeAt(i)
 		t.drop(c)
 		return nil
 	}
-	if c.size-headerSize >= (t.blockSize-headerSize)/4 || len(p.kids) < 2 {
+	if c.size()-headerSize >= (t.blockSize-headerSize)/4 || p.count() < 2 {
 		return nil
 	}
 	l, r := i-1, i
@@ -577,7 +593,7 @@ func (t *Tree) fixChild(p *node, i int, c *node) error {
 	}
 	t.markDirty(p)
 	t.markDirty(ln)
-	if ln.size+rn.size-headerSize <= t.blockSize {
+	if ln.size()+rn.size()-headerSize <= t.blockSize {
 		// Merge. The keys of rn sort after those of ln, and each key
 		// still bounds its own child, so concatenation keeps order and
 		// ranges intact.
@@ -590,11 +606,11 @@ func (t *Tree) fixChild(p *node, i int, c *node) error {
 	// more than a quarter full since together they overflow one node.
 	t.markDirty(rn)
 	ln.appendFrom(rn)
-	moved := ln.splitOff(ln.splitPoint())
-	rn.keys, rn.vals, rn.kids, rn.size = moved.keys, moved.vals, moved.kids, moved.size
+	moved := ln.splitOff(ln.splitPoint(), t.blockSize)
+	rn.items, rn.offs = moved.items, moved.offs
 	// The first key of rn is a valid separator: it is above every key of
 	// ln and at most every key of rn's subtree.
-	p.keys[r] = rn.keys[0]
+	p.setKey(r, rn.key(0))
 	return nil
 }
 
@@ -604,9 +620,9 @@ func (t *Tree) fixChild(p *node, i int, c *node) error {
 // are visited children before parents (by ascending level). A new node
 // first gets its permanent ID from alloc, which its parent's encoding
 // then uses; each node is then handed to write with its encoding, padded
-// with zeros to exactly the block size. write may keep encoded. After
-// all writes, every permanent ID dropped since the last Flush is passed
-// to free.
+// with zeros to exactly the block size, in a buffer that the next node
+// reuses: write must copy what it keeps. After all writes, every
+// permanent ID dropped since the last Flush is passed to free.
 //
 // On success no node is dirty, Root returns the permanent root ID and
 // clean nodes become evictable. On error nothing is lost: the tree stays
@@ -639,6 +655,7 @@ func (t *Tree) Flush(alloc func() (NodeID, error), write func(id NodeID, encoded
 		}
 		return id
 	}
+	buf := make([]byte, 0, t.blockSize)
 	for _, n := range order {
 		if n.id.isTemp() && t.pending[n.id] == NilNode {
 			id, err := alloc()
@@ -650,13 +667,14 @@ func (t *Tree) Flush(alloc func() (NodeID, error), write func(id NodeID, encoded
 			}
 			t.pending[n.id] = id
 		}
-		enc := n.encode(make([]byte, 0, t.blockSize), remap)
+		enc := n.encode(buf[:0], remap)
 		if len(enc) > t.blockSize {
 			// Cannot happen while MaxValueSize holds; refuse rather than
 			// write a node no reader accepts.
 			return fmt.Errorf("inode: node %d encodes to %d bytes, more than the block size %d", n.id, len(enc), t.blockSize)
 		}
-		enc = enc[:t.blockSize] // zero padding: make zeroed the whole capacity
+		enc = enc[:t.blockSize]
+		clear(enc[n.size():]) // zero padding
 		if err := write(remap(n.id), enc); err != nil {
 			return fmt.Errorf("inode: writing node %d: %w", remap(n.id), err)
 		}
@@ -677,8 +695,10 @@ func (t *Tree) Flush(alloc func() (NodeID, error), write func(id NodeID, encoded
 			n.id = t.pending[n.id]
 			t.nodes[n.id] = n
 		}
-		for j, c := range n.kids {
-			n.kids[j] = remap(c)
+		if !n.leaf() {
+			for j := range n.count() {
+				n.setKid(j, remap(n.kid(j)))
+			}
 		}
 	}
 	t.root = remap(t.root)
@@ -702,8 +722,8 @@ func (t *Tree) Root() NodeID {
 	return t.root
 }
 
-// DirtyBytes returns the encoded size of the nodes changed since the last
-// Flush, which stay in memory until it: a hint for when to checkpoint.
+// DirtyBytes returns what the nodes changed since the last Flush cost in
+// memory, where they stay until it: a hint for when to checkpoint.
 // DirtyNodes is the number of nodes the next Flush writes.
 func (t *Tree) DirtyNodes() int {
 	t.mu.Lock()
@@ -797,12 +817,15 @@ func (t *Tree) walk(id NodeID, want int, lo, hi *Key, fn func(NodeID, int) error
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: node %d (level %d): %s", ErrCorrupt, id, n.level, fmt.Sprintf(format, args...))
 	}
-	if len(n.keys) == 0 {
+	if n.count() == 0 {
 		return bad("no items")
 	}
-	for i, k := range n.keys {
-		if i > 0 && !n.keys[i-1].Less(k) {
-			return bad("key %d %v does not sort after %v", i, k, n.keys[i-1])
+	keys := make([]Key, n.count())
+	for i := range keys {
+		k := n.key(i)
+		keys[i] = k
+		if i > 0 && !keys[i-1].Less(k) {
+			return bad("key %d %v does not sort after %v", i, k, keys[i-1])
 		}
 		if lo != nil && k.Less(*lo) {
 			return bad("key %d %v sorts before %v, the lower bound from the parent", i, k, *lo)
@@ -815,7 +838,10 @@ func (t *Tree) walk(id NodeID, want int, lo, hi *Key, fn func(NodeID, int) error
 		return nil
 	}
 	// Copy what the loop needs: n may be evicted (not changed) meanwhile.
-	keys, kids := slices.Clone(n.keys), slices.Clone(n.kids)
+	kids := make([]NodeID, n.count())
+	for i := range kids {
+		kids[i] = n.kid(i)
+	}
 	for i, c := range kids {
 		chi := hi
 		if i+1 < len(keys) {

@@ -1,9 +1,11 @@
 package inode
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // KeySize is the encoded size of a Key. Part of the on-disk format.
@@ -133,21 +135,21 @@ func MaxValueSize(blockSize int) int {
 	return min((blockSize-headerSize)/4-leafItemHdr, 0xFFFF)
 }
 
-// node is the in-memory form of a tree node. Leaves use vals, internal
-// nodes use kids; keys[i] belongs to vals[i] or kids[i]. Children are
-// referred to by ID, never by pointer, so that a clean child can be
-// evicted from the cache while its parent stays.
+// node is the in-memory form of a tree node: its items exactly as they are
+// encoded on disk, back to back, and the offset of each. A node in memory
+// thus costs a block and 4 bytes an item (a decoded form, with a Key and a
+// slice for each item, would cost three times its encoded size), and that
+// is what the cache bound counts (memSize). Children are referred to by
+// ID, never by pointer, so that a clean child can be evicted from the
+// cache while its parent stays.
 //
-// Value slices are never written to after they are stored in a node (Put
-// stores a fresh copy; replacing a value swaps the slice), which is what
-// lets Ascend hand them out without copying.
+// Items are changed in place, so a value handed out of a node must be
+// copied before the tree's lock is released (Get, leafNear).
 type node struct {
 	id    NodeID
 	level uint8
-	keys  []Key
-	vals  [][]byte
-	kids  []NodeID
-	size  int // encoded size in bytes, kept up to date by the node methods
+	items []byte   // the encoded items (leaf: key, length, value; internal: key, child)
+	offs  []uint32 // offs[i] is where item i starts in items
 
 	// Cache bookkeeping, owned by Tree.
 	dirty      bool
@@ -156,38 +158,99 @@ type node struct {
 	prev, next *node
 }
 
-func (n *node) leaf() bool { return n.level == 0 }
+// nodeOverhead is what a cached node costs beside its items and offsets:
+// the node itself and its entries in the cache's maps.
+const nodeOverhead = 160
 
-// itemSize is the encoded size of item i.
-func (n *node) itemSize(i int) int {
-	if n.leaf() {
-		return leafItemHdr + len(n.vals[i])
-	}
-	return innerItemSize
+// A node's items get a buffer of a whole block (a node only outgrows it
+// for a moment, before it splits), and its offsets a slice rounded up to
+// offsStep: few sizes, so that what an evicted node frees is taken again
+// by the next node loaded. With sizes to the byte, the allocator's free
+// slots of one size wait for a node of just that size, and a cache that
+// turns over costs half as much again.
+const (
+	itemsStep = 1024
+	offsStep  = 32
+)
+
+// newItems returns a copy of b in a buffer of capacity at least c,
+// rounded up to itemsStep.
+func newItems(b []byte, c int) []byte {
+	out := make([]byte, len(b), (max(c, len(b))+itemsStep-1)/itemsStep*itemsStep)
+	copy(out, b)
+	return out
 }
 
-// computeSize recomputes size from scratch after bulk changes.
-func (n *node) computeSize() {
-	s := headerSize
-	for i := range n.keys {
-		s += n.itemSize(i)
+// newOffs returns a copy of o in a slice of its own.
+func newOffs(o []uint32) []uint32 {
+	out := make([]uint32, len(o), (len(o)+offsStep-1)/offsStep*offsStep)
+	copy(out, o)
+	return out
+}
+
+// memSize is what n costs in memory, as the cache counts it.
+func (n *node) memSize() int { return nodeOverhead + cap(n.items) + 4*cap(n.offs) }
+
+func (n *node) leaf() bool { return n.level == 0 }
+
+// size is the encoded size of n in bytes.
+func (n *node) size() int { return headerSize + len(n.items) }
+
+// count is the number of items.
+func (n *node) count() int { return len(n.offs) }
+
+// end is where item i ends in items.
+func (n *node) end(i int) int {
+	if i+1 < len(n.offs) {
+		return int(n.offs[i+1])
 	}
-	n.size = s
+	return len(n.items)
+}
+
+// itemSize is the encoded size of item i.
+func (n *node) itemSize(i int) int { return n.end(i) - int(n.offs[i]) }
+
+// key is the key of item i.
+func (n *node) key(i int) Key { return DecodeKey(n.items[n.offs[i]:]) }
+
+// setKey changes the key of item i; its order among the others stays.
+func (n *node) setKey(i int, k Key) { k.Encode(n.items[n.offs[i]:]) }
+
+// val is the value of leaf item i. It is changed in place later: copy it
+// to keep it.
+func (n *node) val(i int) []byte { return n.items[int(n.offs[i])+leafItemHdr : n.end(i)] }
+
+// kid is the child of internal item i.
+func (n *node) kid(i int) NodeID {
+	return NodeID(binary.LittleEndian.Uint64(n.items[int(n.offs[i])+KeySize:]))
+}
+
+// setKid makes id the child of internal item i.
+func (n *node) setKid(i int, id NodeID) {
+	binary.LittleEndian.PutUint64(n.items[int(n.offs[i])+KeySize:], uint64(id))
 }
 
 // search returns the first index whose key is >= k and whether that key
-// equals k.
+// equals k. Keys are compared in their encoding, whose byte order is key
+// order.
 func (n *node) search(k Key) (int, bool) {
-	lo, hi := 0, len(n.keys)
+	var kb [KeySize]byte
+	k.Encode(kb[:])
+	lo, hi := 0, len(n.offs)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if n.keys[m].Less(k) {
+		o := n.offs[m]
+		if bytes.Compare(n.items[o:o+KeySize], kb[:]) < 0 {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	return lo, lo < len(n.keys) && n.keys[lo] == k
+	if lo < len(n.offs) {
+		o := n.offs[lo]
+		return lo, bytes.Equal(n.items[o:o+KeySize], kb[:])
+	}
+	return lo, false
 }
 
 // childIndex returns the index of the child whose key range holds k:
@@ -200,52 +263,75 @@ func (n *node) childIndex(k Key) int {
 	return i - 1
 }
 
+// resize makes item i (or a new item at i, when insert) size bytes long
+// and returns where it starts; the bytes of the other items keep their
+// content and order.
+func (n *node) resize(i, size int, insert bool) int {
+	start, old := len(n.items), 0
+	if i < len(n.offs) {
+		start = int(n.offs[i])
+	}
+	if !insert {
+		old = n.itemSize(i)
+	}
+	delta := size - old
+	tail := start + old
+	if delta > 0 {
+		if len(n.items)+delta > cap(n.items) {
+			// Past its block, until it splits.
+			n.items = newItems(n.items, max(len(n.items)+delta, 2*cap(n.items)))
+		}
+		n.items = n.items[:len(n.items)+delta]
+		copy(n.items[tail+delta:], n.items[tail:len(n.items)-delta])
+	} else if delta < 0 {
+		copy(n.items[tail+delta:], n.items[tail:])
+		n.items = n.items[:len(n.items)+delta]
+	}
+	if insert {
+		n.offs = slices.Insert(n.offs, i, uint32(start))
+	}
+	for j := i + 1; j < len(n.offs); j++ {
+		n.offs[j] = uint32(int(n.offs[j]) + delta)
+	}
+	return start
+}
+
+// putLeaf writes a leaf item with key k and value v at p.
+func (n *node) putLeaf(p int, k Key, v []byte) {
+	k.Encode(n.items[p:])
+	binary.LittleEndian.PutUint16(n.items[p+KeySize:], uint16(len(v)))
+	copy(n.items[p+leafItemHdr:], v)
+}
+
 func (n *node) insertLeaf(i int, k Key, v []byte) {
-	n.keys = insertAt(n.keys, i, k)
-	n.vals = insertAt(n.vals, i, v)
-	n.size += leafItemHdr + len(v)
+	n.putLeaf(n.resize(i, leafItemHdr+len(v), true), k, v)
+}
+
+// setVal replaces the value of leaf item i.
+func (n *node) setVal(i int, v []byte) {
+	k := n.key(i)
+	n.putLeaf(n.resize(i, leafItemHdr+len(v), false), k, v)
 }
 
 func (n *node) insertKid(i int, k Key, id NodeID) {
-	n.keys = insertAt(n.keys, i, k)
-	n.kids = insertAt(n.kids, i, id)
-	n.size += innerItemSize
+	p := n.resize(i, innerItemSize, true)
+	k.Encode(n.items[p:])
+	binary.LittleEndian.PutUint64(n.items[p+KeySize:], uint64(id))
 }
 
 func (n *node) removeAt(i int) {
-	n.size -= n.itemSize(i)
-	n.keys = removeAt(n.keys, i)
-	if n.leaf() {
-		n.vals = removeAt(n.vals, i)
-	} else {
-		n.kids = removeAt(n.kids, i)
-	}
-}
-
-func insertAt[T any](s []T, i int, v T) []T {
-	var zero T
-	s = append(s, zero)
-	copy(s[i+1:], s[i:])
-	s[i] = v
-	return s
-}
-
-func removeAt[T any](s []T, i int) []T {
-	copy(s[i:], s[i+1:])
-	var zero T
-	s[len(s)-1] = zero // drop the reference for the GC
-	return s[:len(s)-1]
+	n.resize(i, 0, false)
+	n.offs = slices.Delete(n.offs, i, i+1)
 }
 
 // splitPoint returns the index at which the items of n are best divided
 // into two nodes of similar encoded size; both sides get at least one
 // item. n must hold at least two items.
 func (n *node) splitPoint() int {
-	total := n.size - headerSize
+	total := len(n.items)
 	best, bestMax := 1, int(^uint(0)>>1)
-	left := 0
-	for i := 1; i < len(n.keys); i++ {
-		left += n.itemSize(i - 1)
+	for i := 1; i < len(n.offs); i++ {
+		left := int(n.offs[i])
 		if m := max(left, total-left); m < bestMax {
 			best, bestMax = i, m
 		}
@@ -257,36 +343,32 @@ func (n *node) splitPoint() int {
 }
 
 // splitOff moves the items from index i on into a new node with the same
-// level and returns it (without an ID).
-func (n *node) splitOff(i int) *node {
-	r := &node{level: n.level}
-	r.keys = append([]Key(nil), n.keys[i:]...)
-	clear(n.keys[i:])
-	n.keys = n.keys[:i]
-	if n.leaf() {
-		r.vals = append([][]byte(nil), n.vals[i:]...)
-		clear(n.vals[i:])
-		n.vals = n.vals[:i]
-	} else {
-		r.kids = append([]NodeID(nil), n.kids[i:]...)
-		n.kids = n.kids[:i]
+// level and returns it (without an ID). Both halves end with buffers of
+// blockSize bytes.
+func (n *node) splitOff(i, blockSize int) *node {
+	at := n.offs[i]
+	r := &node{level: n.level, items: newItems(n.items[at:], blockSize), offs: newOffs(n.offs[i:])}
+	for j := range r.offs {
+		r.offs[j] -= at
 	}
-	n.computeSize()
-	r.computeSize()
+	if cap(n.items) > blockSize {
+		n.items = newItems(n.items[:at], blockSize)
+	} else {
+		n.items = n.items[:at]
+	}
+	n.offs = newOffs(n.offs[:i])
 	return r
 }
 
 // appendFrom moves all items of r to the end of n. Their keys must sort
 // after those of n.
 func (n *node) appendFrom(r *node) {
-	n.keys = append(n.keys, r.keys...)
-	if n.leaf() {
-		n.vals = append(n.vals, r.vals...)
-	} else {
-		n.kids = append(n.kids, r.kids...)
+	base := uint32(len(n.items))
+	n.items = append(n.items, r.items...)
+	for _, o := range r.offs {
+		n.offs = append(n.offs, base+o)
 	}
-	n.size += r.size - headerSize
-	r.keys, r.vals, r.kids, r.size = nil, nil, nil, headerSize
+	r.items, r.offs = nil, nil
 }
 
 // encode appends the encoding of n to dst, naming each child through
@@ -297,17 +379,14 @@ func (n *node) encode(dst []byte, remap func(NodeID) NodeID) []byte {
 	binary.LittleEndian.PutUint16(h[0:2], nodeMagic)
 	h[2] = n.level
 	h[3] = 0 // flags
-	binary.LittleEndian.PutUint16(h[4:6], uint16(len(n.keys)))
+	binary.LittleEndian.PutUint16(h[4:6], uint16(len(n.offs)))
 	dst = append(dst, h[:]...)
-	var kb [KeySize]byte
-	for i, k := range n.keys {
-		k.Encode(kb[:])
-		dst = append(dst, kb[:]...)
-		if n.leaf() {
-			dst = binary.LittleEndian.AppendUint16(dst, uint16(len(n.vals[i])))
-			dst = append(dst, n.vals[i]...)
-		} else {
-			dst = binary.LittleEndian.AppendUint64(dst, uint64(remap(n.kids[i])))
+	start := len(dst)
+	dst = append(dst, n.items...)
+	if !n.leaf() {
+		for i, o := range n.offs {
+			p := start + int(o) + KeySize
+			binary.LittleEndian.PutUint64(dst[p:], uint64(remap(n.kid(i))))
 		}
 	}
 	return dst
@@ -347,52 +426,44 @@ func decodeNode(id NodeID, b []byte, blockSize int) (*node, error) {
 	if headerSize+count*minItem > len(b) || headerSize+count*minItem > blockSize {
 		return nil, bad("%d items do not fit in %d bytes", count, min(len(b), blockSize))
 	}
-	// One private copy backs all values, so the store may reuse b and the
-	// values stay immutable.
-	own := append([]byte(nil), b...)
-	n := &node{id: id, level: level, keys: make([]Key, count)}
-	if level == 0 {
-		n.vals = make([][]byte, count)
-	} else {
-		n.kids = make([]NodeID, count)
-	}
+	offs := make([]uint32, count, (count+offsStep-1)/offsStep*offsStep)
 	maxVal := MaxValueSize(blockSize)
 	p := headerSize
+	var prev []byte
 	for i := range count {
-		if p+minItem > len(own) || p+minItem > blockSize {
+		if p+minItem > len(b) || p+minItem > blockSize {
 			return nil, bad("item %d runs past the end", i)
 		}
-		k := DecodeKey(own[p:])
-		if i > 0 && !n.keys[i-1].Less(k) {
-			return nil, bad("key %d %v does not sort after %v", i, k, n.keys[i-1])
+		kb := b[p : p+KeySize]
+		if i > 0 && bytes.Compare(prev, kb) >= 0 {
+			return nil, bad("key %d %v does not sort after %v", i, DecodeKey(kb), DecodeKey(prev))
 		}
-		n.keys[i] = k
+		prev = kb
+		offs[i] = uint32(p - headerSize)
 		p += KeySize
 		if level == 0 {
-			vl := int(binary.LittleEndian.Uint16(own[p:]))
+			vl := int(binary.LittleEndian.Uint16(b[p:]))
 			p += 2
 			if vl > maxVal {
 				return nil, bad("value %d is %d bytes, more than the maximum %d", i, vl, maxVal)
 			}
-			if p+vl > len(own) || p+vl > blockSize {
+			if p+vl > len(b) || p+vl > blockSize {
 				return nil, bad("value %d of %d bytes runs past the end", i, vl)
 			}
-			n.vals[i] = own[p : p+vl : p+vl]
 			p += vl
 		} else {
-			c := NodeID(binary.LittleEndian.Uint64(own[p:]))
+			c := NodeID(binary.LittleEndian.Uint64(b[p:]))
 			if c == NilNode || c.isTemp() {
 				return nil, bad("child %d has invalid id %#x", i, uint64(c))
 			}
-			n.kids[i] = c
 			p += 8
 		}
 	}
-	for _, x := range own[p:] {
+	for _, x := range b[p:] {
 		if x != 0 {
 			return nil, bad("nonzero bytes after the last item at offset %d", p)
 		}
 	}
-	n.size = p
-	return n, nil
+	// A private copy of the items: the store may reuse b.
+	return &node{id: id, level: level, items: newItems(b[headerSize:p], blockSize), offs: offs}, nil
 }

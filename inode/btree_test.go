@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -146,23 +147,23 @@ func checkFlushed(t *testing.T, tr *Tree, s *memStore) {
 	}
 }
 
-// checkCache verifies the cache bookkeeping: node sizes, the byte counts,
-// the dirty set and the LRU list of clean nodes.
+// checkCache verifies the cache bookkeeping: item offsets, node sizes, the
+// byte counts (of memory), the dirty set and the LRU list of clean nodes.
 func checkCache(tr *Tree) error {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	var clean, dirty int64
 	nclean := 0
 	for id, n := range tr.nodes {
-		size := n.size
-		if n.computeSize(); n.size != size {
-			return fmt.Errorf("node %d: size %d, computed %d", id, size, n.size)
+		if err := checkOffsets(n); err != nil {
+			return fmt.Errorf("node %d: %v", id, err)
 		}
-		if size > tr.blockSize {
+		if size := n.size(); size > tr.blockSize {
 			return fmt.Errorf("node %d: size %d over the block size", id, size)
 		}
+		size := n.memSize()
 		if n.id != id || n.acct != size {
-			return fmt.Errorf("node %d: id %d, acct %d, size %d", id, n.id, n.acct, size)
+			return fmt.Errorf("node %d: id %d, acct %d, memory %d", id, n.id, n.acct, size)
 		}
 		if n.dirty {
 			dirty += int64(size)
@@ -188,6 +189,24 @@ func checkCache(tr *Tree) error {
 	}
 	if tr.cleanBytes > 0 && tr.cleanBytes+tr.dirtyBytes > tr.cacheBytes {
 		return fmt.Errorf("clean nodes kept over the cache bound")
+	}
+	return nil
+}
+
+// checkOffsets verifies that n's offsets name its items back to back.
+func checkOffsets(n *node) error {
+	p := 0
+	for i, o := range n.offs {
+		if int(o) != p || p+KeySize > len(n.items) {
+			return fmt.Errorf("item %d at %d, expected at %d of %d bytes", i, o, p, len(n.items))
+		}
+		p += innerItemSize
+		if n.leaf() {
+			p += leafItemHdr - innerItemSize + int(binary.LittleEndian.Uint16(n.items[o+KeySize:]))
+		}
+	}
+	if p != len(n.items) {
+		return fmt.Errorf("items end at %d, the buffer at %d", p, len(n.items))
 	}
 	return nil
 }
@@ -755,6 +774,74 @@ func TestCacheBounded(t *testing.T) {
 	}
 }
 
+// heapLive is the size of the objects alive after a full collection.
+func heapLive() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}
+
+// TestCacheBoundIsMemory: the cache bound counts what the nodes cost in
+// memory, clean ones loaded from the store and dirty ones built item by
+// item, not their size on disk.
+func TestCacheBoundIsMemory(t *testing.T) {
+	const (
+		bs    = 4096
+		cache = 8 << 20
+		n     = 400_000
+	)
+	s := newMemStore(bs)
+	tr := NewTree(s, NilNode, bs, 1<<30)
+	// Block map items (8-byte values) and inode-like items (100 bytes).
+	key := func(i int) Key { return Key{Ino: uint64(i / 64), Type: 5, Off: uint64(i % 64)} }
+	for i := range n {
+		v := binary.LittleEndian.AppendUint64(nil, uint64(i))
+		if i%64 == 0 {
+			v = bytes.Repeat([]byte{byte(i)}, 100)
+		}
+		if err := tr.Put(key(i), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.flush(tr); err != nil {
+		t.Fatal(err)
+	}
+	root := tr.Root()
+	tr = nil
+	base := heapLive()
+	// Clean nodes: everything read through a cache smaller than the tree.
+	tr = NewTree(s, root, bs, cache)
+	if err := tr.Ascend(Key{}, func(Key, []byte) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewSource(3))
+	for range 50_000 {
+		if _, _, err := tr.Get(key(r.Intn(n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := tr.Stats()
+	used := heapLive() - base
+	t.Logf("clean: %d nodes, counted %d bytes, using %d", st.CachedNodes, st.CachedBytes, used)
+	if st.CachedBytes > cache || used > st.CachedBytes*11/10+256<<10 {
+		t.Fatalf("clean nodes counted as %d bytes (bound %d) use %d bytes", st.CachedBytes, cache, used)
+	}
+	// Dirty nodes: items put one by one all over the tree.
+	for range 30_000 {
+		if err := tr.Put(key(r.Intn(n)), []byte("a new value")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st = tr.Stats()
+	used = heapLive() - base
+	t.Logf("dirty: %d of %d nodes, counted %d bytes, using %d", st.DirtyNodes, st.CachedNodes, st.CachedBytes, used)
+	if used > st.CachedBytes*11/10+256<<10 {
+		t.Fatalf("nodes counted as %d bytes (%d dirty) use %d bytes", st.CachedBytes, st.DirtyBytes, used)
+	}
+	runtime.KeepAlive(tr)
+}
+
 func TestConcurrentUse(t *testing.T) {
 	s := newMemStore(512)
 	tr := NewTree(s, NilNode, 512, 1<<14)
@@ -835,7 +922,14 @@ func (s badStore) LoadNode(id NodeID) ([]byte, error) {
 }
 
 func encodeTest(level uint8, keys []Key, vals [][]byte, kids []NodeID) []byte {
-	n := &node{level: level, keys: keys, vals: vals, kids: kids}
+	n := &node{level: level}
+	for i, k := range keys {
+		if level == 0 {
+			n.insertLeaf(i, k, vals[i])
+		} else {
+			n.insertKid(i, k, kids[i])
+		}
+	}
 	return n.encode(nil, func(id NodeID) NodeID { return id })
 }
 
@@ -981,8 +1075,8 @@ func FuzzDecodeNode(f *testing.F) {
 		}
 		// What decodes must encode back to the same bytes (minus padding).
 		enc := n.encode(nil, func(id NodeID) NodeID { return id })
-		if !bytes.Equal(enc, b[:len(enc)]) || n.size != len(enc) || len(enc) > bs {
-			t.Fatalf("round trip differs: size %d, %x vs %x", n.size, enc, b)
+		if !bytes.Equal(enc, b[:len(enc)]) || n.size() != len(enc) || len(enc) > bs {
+			t.Fatalf("round trip differs: size %d, %x vs %x", n.size(), enc, b)
 		}
 	})
 }

@@ -77,7 +77,8 @@
 // Every loaded or new node lives in one map keyed by ID. Nodes changed
 // since the last Flush are dirty and pinned; clean nodes form an LRU list
 // bounded, together with the dirty ones, by the cache size given to
-// NewTree, each node counted by its encoded size. Parents refer to
-// children by ID only, so a clean child can leave the cache while its
-// parent stays.
+// NewTree, each node counted by what it costs in memory: its items as
+// encoded, in a buffer of one block, their offsets and a fixed overhead.
+// Parents refer to children by ID only, so a clean child can leave the
+// cache while its parent stays.
 package inode

@@ -296,11 +296,13 @@ func BenchmarkEncodeBlock(b *testing.B) {
 	}
 }
 
-func TestTableGrowFlushReload(t *testing.T) {
-	dev := NewMemDevice(64 << 20)
+// tableDevice is a memory device for tables: read reads a block, put
+// writes one after the last.
+func tableDevice() (dev *MemDevice, read BlockReader, put TablePut) {
+	dev = NewMemDevice(64 << 20)
 	next := uint64(1 << 20)
-	read := func(addr uint64, buf []byte) error { _, err := dev.ReadAt(buf, int64(addr)); return err }
-	put := func(level int, index uint64, old BlockPtr, raw []byte) (BlockPtr, error) {
+	read = func(addr uint64, buf []byte) error { _, err := dev.ReadAt(buf, int64(addr)); return err }
+	put = func(level int, index uint64, old BlockPtr, raw []byte) (BlockPtr, error) {
 		addr := next
 		next += uint64(len(raw))
 		if _, err := dev.WriteAt(raw, int64(addr)); err != nil {
@@ -308,7 +310,12 @@ func TestTableGrowFlushReload(t *testing.T) {
 		}
 		return BlockPtr{Addr: addr, Sum: Checksum(raw)}, nil
 	}
-	tb := NewTable(TableDAT, 4096, 32, BlockPtr{}, 0, read, 4)
+	return dev, read, put
+}
+
+func TestTableGrowFlushReload(t *testing.T) {
+	dev, read, put := tableDevice()
+	tb := NewTable(TableDAT, 4096, 32, BlockPtr{}, 0, read, 0)
 	rng := rand.New(rand.NewSource(2))
 	want := map[uint64]byte{}
 	e := make([]byte, 32)
@@ -326,7 +333,7 @@ func TestTableGrowFlushReload(t *testing.T) {
 			t.Fatal(err)
 		}
 		root, depth := tb.Root()
-		tb = NewTable(TableDAT, 4096, 32, root, depth, read, 4)
+		tb = NewTable(TableDAT, 4096, 32, root, depth, read, 0)
 		for idx, b := range want {
 			if err := tb.Get(idx, e); err != nil || e[0] != b {
 				t.Fatalf("round %d entry %d: %d %v, want %d", round, idx, e[0], err, b)
@@ -336,7 +343,7 @@ func TestTableGrowFlushReload(t *testing.T) {
 	// A damaged table block is reported, not read as zeros.
 	root, depth := tb.Root()
 	dev.WriteAt([]byte{0xff}, int64(root.Addr)+10)
-	tb = NewTable(TableDAT, 4096, 32, root, depth, read, 4)
+	tb = NewTable(TableDAT, 4096, 32, root, depth, read, 0)
 	if err := tb.Get(1, e); !errors.Is(err, ErrChecksum) {
 		t.Fatalf("damaged root: %v", err)
 	}

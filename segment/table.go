@@ -43,52 +43,107 @@ type BlockReader func(addr uint64, buf []byte) error
 
 // TablePut writes a table block and returns where it went. old is where the
 // block was before (zero if never written), so the caller can account for
-// the space.
+// the space. raw is reused after the call: put copies what it keeps.
 type TablePut func(level int, index uint64, old BlockPtr, raw []byte) (BlockPtr, error)
 
-type tableLeaf struct {
+// tableBlock is what leaves and interior nodes share in the cache.
+type tableBlock struct {
+	level int // 0 for a leaf
 	index uint64
-	data  []byte
 	dirty bool
-	lru   *list.Element
+	lru   *list.Element // on the LRU list while clean
+}
+
+type tableLeaf struct {
+	tableBlock
+	data []byte
 }
 
 type tableNode struct {
-	ptrs  []BlockPtr
-	dirty bool
+	tableBlock
+	ptrs []BlockPtr
 }
 
-// Table is one table in memory: interior nodes stay loaded once read (they
-// are 1/256 of the leaves), leaves are cached up to a bound and dirty ones
-// are kept until Flush. Not safe for concurrent use.
+// blockOverhead is what a cached table block costs in memory beside its
+// BlockSize bytes: its struct, list element and map entry.
+const blockOverhead = 160
+
+// Table is one table in memory. Clean blocks, leaves and interior nodes
+// alike, are cached in an LRU bounded in bytes; dirty ones are kept until
+// Flush. Not safe for concurrent use.
 type Table struct {
-	id        uint8
-	bs        int
-	esize     int
-	perLeaf   uint64
-	fanout    uint64
-	depth     int
-	rootPtr   BlockPtr
-	read      BlockReader
-	nodes     []map[uint64]*tableNode // nodes[l-1] is interior level l
-	leaves    map[uint64]*tableLeaf
-	lru       *list.List // clean leaves, front = most recent
-	maxLeaves int
-	dirty     int // dirty leaves
+	id         uint8
+	bs         int
+	esize      int
+	perLeaf    uint64
+	fanout     uint64
+	depth      int
+	rootPtr    BlockPtr
+	read       BlockReader
+	nodes      []map[uint64]*tableNode // nodes[l-1] is interior level l
+	leaves     map[uint64]*tableLeaf
+	lru        *list.List // clean blocks, front = most recent
+	maxClean   int        // clean blocks kept
+	dirty      int        // dirty leaves
+	dirtyNodes int        // dirty interior nodes
+	flushBuf   []byte     // one block, for Flush to hand to put
 }
 
 // DirtyLeaves is the number of leaves waiting for Flush.
 func (t *Table) DirtyLeaves() int { return t.dirty }
 
-// NewTable opens a table of entrySize-byte entries from its root pointer.
-func NewTable(id uint8, blockSize, entrySize int, root BlockPtr, depth int, read BlockReader, maxCachedLeaves int) *Table {
+// BlockMemory is what one cached block costs in memory.
+func (t *Table) BlockMemory() int64 { return int64(t.bs) + blockOverhead }
+
+// DirtyMemory is what the blocks waiting for Flush cost in memory.
+func (t *Table) DirtyMemory() int64 { return int64(t.dirty+t.dirtyNodes) * t.BlockMemory() }
+
+// CleanMemory is what the clean cached blocks cost in memory: at most the
+// bound given to NewTable, or 8 blocks if that is less.
+func (t *Table) CleanMemory() int64 { return int64(t.lru.Len()) * t.BlockMemory() }
+
+// NewTable opens a table of entrySize-byte entries from its root pointer,
+// keeping up to cacheBytes of clean blocks in memory (at least 8 blocks).
+func NewTable(id uint8, blockSize, entrySize int, root BlockPtr, depth int, read BlockReader, cacheBytes int64) *Table {
 	t := &Table{id: id, bs: blockSize, esize: entrySize, perLeaf: uint64(blockSize / entrySize),
 		fanout: uint64(blockSize / BlockPtrSize), depth: depth, rootPtr: root, read: read,
-		leaves: map[uint64]*tableLeaf{}, lru: list.New(), maxLeaves: max(maxCachedLeaves, 8)}
+		leaves: map[uint64]*tableLeaf{}, lru: list.New()}
+	t.maxClean = int(max(8, min(cacheBytes/t.BlockMemory(), 1<<40)))
 	for i := 0; i < depth; i++ {
 		t.nodes = append(t.nodes, map[uint64]*tableNode{})
 	}
 	return t
+}
+
+// markDirty takes b off the LRU list: it stays until Flush.
+func (t *Table) markDirty(b *tableBlock) {
+	if b.dirty {
+		return
+	}
+	b.dirty = true
+	if b.level == 0 {
+		t.dirty++
+	} else {
+		t.dirtyNodes++
+	}
+	if b.lru != nil {
+		t.lru.Remove(b.lru)
+		b.lru = nil
+	}
+}
+
+// markClean puts node b, just written, on the LRU list as the most recent.
+func (t *Table) markClean(b *tableBlock) {
+	b.dirty = false
+	t.dirtyNodes--
+	b.lru = t.lru.PushFront(b)
+}
+
+// used moves a clean block to the front of the LRU list.
+func (t *Table) used(b *tableBlock) {
+	if b.lru != nil {
+		t.lru.MoveToFront(b.lru)
+	}
 }
 
 // FlushBound is the most blocks Flush would write if extra more leaves
@@ -96,15 +151,7 @@ func NewTable(id uint8, blockSize, entrySize int, root BlockPtr, depth int, read
 // the interior nodes above them (at most as many as exist on each level),
 // and the interior nodes already dirty.
 func (t *Table) FlushBound(extra int, entries uint64) int {
-	total := t.BlocksFor(t.dirty+extra, entries)
-	for _, lv := range t.nodes {
-		for _, nd := range lv {
-			if nd.dirty {
-				total++
-			}
-		}
-	}
-	return total
+	return t.BlocksFor(t.dirty+extra, entries) + t.dirtyNodes
 }
 
 // BlocksFor is the most blocks writing n leaves of a table of entries
@@ -147,7 +194,8 @@ func (t *Table) Grow(n uint64) {
 		// The old root becomes child 0 of a new root one level up.
 		t.depth++
 		t.nodes = append(t.nodes, map[uint64]*tableNode{})
-		root := &tableNode{ptrs: make([]BlockPtr, t.fanout), dirty: true}
+		root := &tableNode{tableBlock: tableBlock{level: t.depth, dirty: true}, ptrs: make([]BlockPtr, t.fanout)}
+		t.dirtyNodes++
 		root.ptrs[0] = t.rootPtr
 		t.nodes[t.depth-1][0] = root
 		t.rootPtr = BlockPtr{}
@@ -193,6 +241,7 @@ func (t *Table) node(level int, index uint64) (*tableNode, error) {
 		return nil, t.errorf("no level %d", level)
 	}
 	if n := t.nodes[level-1][index]; n != nil {
+		t.used(&n.tableBlock)
 		return n, nil
 	}
 	p, err := t.ptrOf(level, index)
@@ -203,19 +252,18 @@ func (t *Table) node(level int, index uint64) (*tableNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &tableNode{ptrs: make([]BlockPtr, t.fanout)}
+	n := &tableNode{tableBlock: tableBlock{level: level, index: index}, ptrs: make([]BlockPtr, t.fanout)}
 	for i := range n.ptrs {
 		n.ptrs[i] = GetBlockPtr(buf[i*BlockPtrSize:])
 	}
 	t.nodes[level-1][index] = n
+	n.lru = t.lru.PushFront(&n.tableBlock)
 	return n, nil
 }
 
 func (t *Table) leaf(index uint64) (*tableLeaf, error) {
 	if l := t.leaves[index]; l != nil {
-		if l.lru != nil {
-			t.lru.MoveToFront(l.lru)
-		}
+		t.used(&l.tableBlock)
 		return l, nil
 	}
 	p, err := t.ptrOf(0, index)
@@ -226,19 +274,26 @@ func (t *Table) leaf(index uint64) (*tableLeaf, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &tableLeaf{index: index, data: buf}
-	l.lru = t.lru.PushFront(l)
+	l := &tableLeaf{tableBlock: tableBlock{index: index}, data: buf}
+	l.lru = t.lru.PushFront(&l.tableBlock)
 	t.leaves[index] = l
 	t.evict()
 	return l, nil
 }
 
+// evict drops the least recently used clean blocks over the bound. A
+// clean interior node can go while blocks below it stay: it is read again
+// when one of them is written or its pointers are needed. Callers hold no
+// pointer to a clean block across it.
 func (t *Table) evict() {
-	for t.lru.Len() > t.maxLeaves {
-		e := t.lru.Back()
-		l := e.Value.(*tableLeaf)
-		t.lru.Remove(e)
-		delete(t.leaves, l.index)
+	for t.lru.Len() > t.maxClean {
+		b := t.lru.Remove(t.lru.Back()).(*tableBlock)
+		b.lru = nil
+		if b.level == 0 {
+			delete(t.leaves, b.index)
+		} else {
+			delete(t.nodes[b.level-1], b.index)
+		}
 	}
 }
 
@@ -277,20 +332,10 @@ func (t *Table) Set(i uint64, e []byte) error {
 	if err != nil {
 		return err
 	}
-	t.markLeaf(l)
+	t.markDirty(&l.tableBlock)
 	o := int(i%t.perLeaf) * t.esize
 	copy(l.data[o:o+t.esize], e)
 	return nil
-}
-
-// markLeaf keeps l, dirty, until the next Flush.
-func (t *Table) markLeaf(l *tableLeaf) {
-	if !l.dirty {
-		l.dirty = true
-		t.dirty++
-		t.lru.Remove(l.lru)
-		l.lru = nil
-	}
 }
 
 // MarkDirty makes the next Flush write block (level, index) again, at a
@@ -302,54 +347,45 @@ func (t *Table) MarkDirty(level int, index uint64) error {
 		if err != nil {
 			return err
 		}
-		n.dirty = true
+		t.markDirty(&n.tableBlock)
 		return nil
 	}
 	l, err := t.leaf(index)
 	if err != nil {
 		return err
 	}
-	t.markLeaf(l)
+	t.markDirty(&l.tableBlock)
 	return nil
 }
 
 // Dirty reports whether anything awaits Flush.
-func (t *Table) Dirty() bool {
-	for _, l := range t.leaves {
-		if l.dirty {
-			return true
-		}
-	}
-	for _, lv := range t.nodes {
-		for _, n := range lv {
-			if n.dirty {
-				return true
-			}
-		}
-	}
-	return false
-}
+func (t *Table) Dirty() bool { return t.dirty+t.dirtyNodes > 0 }
 
 // Flush writes every dirty block bottom-up through put and updates the root.
 func (t *Table) Flush(put TablePut) error {
+	if t.flushBuf == nil {
+		t.flushBuf = make([]byte, t.bs)
+	}
+	buf := t.flushBuf
 	for idx, l := range t.leaves {
 		if !l.dirty {
 			continue
 		}
 		// Clean before put: a change put itself causes (the log moving on
 		// touches the usage table) marks the leaf dirty again for the next
-		// flush instead of being lost.
+		// flush instead of being lost. It goes on the LRU list only once
+		// its parent points at the copy written: evicted before, it would
+		// be read again as it was.
 		l.dirty = false
 		t.dirty--
-		l.lru = t.lru.PushFront(l)
-		if err := t.flushBlock(0, idx, append([]byte(nil), l.data...), put); err != nil {
-			if !l.dirty {
-				l.dirty = true
-				t.dirty++
-				t.lru.Remove(l.lru)
-				l.lru = nil
-			}
+		// A copy: put may change the leaf (above).
+		copy(buf, l.data)
+		if err := t.flushBlock(0, idx, buf, put); err != nil {
+			t.markDirty(&l.tableBlock)
 			return err
+		}
+		if !l.dirty {
+			l.lru = t.lru.PushFront(&l.tableBlock)
 		}
 	}
 	for level := 1; level <= t.depth; level++ {
@@ -357,14 +393,13 @@ func (t *Table) Flush(put TablePut) error {
 			if !n.dirty {
 				continue
 			}
-			buf := make([]byte, t.bs)
 			for i, p := range n.ptrs {
 				PutBlockPtr(buf[i*BlockPtrSize:], p)
 			}
 			if err := t.flushBlock(level, idx, buf, put); err != nil {
 				return err
 			}
-			n.dirty = false
+			t.markClean(&n.tableBlock)
 		}
 	}
 	t.evict()
@@ -389,7 +424,7 @@ func (t *Table) flushBlock(level int, idx uint64, data []byte, put TablePut) err
 		return err
 	}
 	parent.ptrs[idx%t.fanout] = p
-	parent.dirty = true
+	t.markDirty(&parent.tableBlock)
 	return nil
 }
 
@@ -397,6 +432,7 @@ func (t *Table) flushBlock(level int, idx uint64, data []byte, put TablePut) err
 // leaves), loading interior nodes as needed. For checkers and for knowing
 // which segments hold the table.
 func (t *Table) Walk(fn func(level int, index uint64, p BlockPtr) error) error {
+	defer t.evict()
 	return t.walk(t.depth, 0, fn)
 }
 

@@ -3,6 +3,7 @@ package segment
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/pierrec/lz4/v4"
@@ -282,10 +283,66 @@ type UnitBuilder struct {
 	records   []byte
 }
 
-// MaxPooledUnit is the capacity of the unit buffers that are recycled.
-const MaxPooledUnit = 4 << 20
+// Unit buffers come in sizes of 8 and 12 KiB times powers of two, up to
+// MaxPooledUnit: a unit's buffer is at most half as long again as the
+// unit (or 8 KiB), whatever its size. Buffers given back are kept for the
+// next units, up to MaxFreeUnitBytes in all.
+const (
+	MaxPooledUnit    = 4 << 20
+	MaxFreeUnitBytes = 4 << 20
+	minPooledUnit    = 8 << 10
+)
 
-var unitBufs = sync.Pool{New: func() any { b := make([]byte, 0, MaxPooledUnit); return &b }}
+// unitSizes are the sizes of unit buffers, ascending.
+var unitSizes = func() []int {
+	var s []int
+	for size := minPooledUnit; size <= MaxPooledUnit; size *= 2 {
+		s = append(s, size)
+		if size*3/2 < MaxPooledUnit {
+			s = append(s, size*3/2)
+		}
+	}
+	return s
+}()
+
+// freeUnits keeps the buffers given back, the newest last; the oldest go
+// when they hold more than MaxFreeUnitBytes.
+var freeUnits struct {
+	sync.Mutex
+	bufs  [][]byte
+	bytes int
+}
+
+// unitClass is the index of the smallest size of buffer that holds n
+// bytes, -1 if none does.
+func unitClass(n int) int {
+	for c, size := range unitSizes {
+		if size >= n {
+			return c
+		}
+	}
+	return -1
+}
+
+// unitBuffer returns an empty buffer that holds at least n bytes: a
+// recycled one of its class if there is one.
+func unitBuffer(n int) []byte {
+	c := unitClass(n)
+	if c < 0 {
+		return make([]byte, 0, n)
+	}
+	f := &freeUnits
+	f.Lock()
+	defer f.Unlock()
+	for i := len(f.bufs) - 1; i >= 0; i-- {
+		if b := f.bufs[i]; cap(b) == unitSizes[c] {
+			f.bufs = slices.Delete(f.bufs, i, i+1)
+			f.bytes -= cap(b)
+			return b
+		}
+	}
+	return make([]byte, 0, unitSizes[c])
+}
 
 // NewUnitBuilder starts a unit at place that may grow to maxLen bytes; a
 // unit longer than place.Split continues at place.Next.
@@ -308,11 +365,39 @@ func (u *UnitBuilder) padRoom() int {
 // ReleaseUnitBuffer gives the buffer of a sealed unit back once it has been
 // written and nothing reads it any more.
 func ReleaseUnitBuffer(b []byte) {
-	if cap(b) == MaxPooledUnit {
-		b = b[:0]
-		unitBufs.Put(&b)
+	c := unitClass(cap(b))
+	if c < 0 || cap(b) != unitSizes[c] {
+		return
+	}
+	f := &freeUnits
+	f.Lock()
+	defer f.Unlock()
+	f.bufs = append(f.bufs, b[:0])
+	f.bytes += cap(b)
+	for f.bytes > MaxFreeUnitBytes {
+		f.bytes -= cap(f.bufs[0])
+		f.bufs = slices.Delete(f.bufs, 0, 1)
 	}
 }
+
+// grow makes room in the buffer for n more bytes after the header and
+// what is there, moving to the smallest buffer that holds them if needed.
+// A unit built block by block is copied at each size on its way to 4 MiB:
+// about two and a half times the bytes it holds.
+func (u *UnitBuilder) grow(n int) {
+	used := max(len(u.buf), UnitHeaderSize)
+	if u.buf != nil && used+n <= cap(u.buf) {
+		return
+	}
+	b := unitBuffer(used + n)[:used]
+	copy(b, u.buf)
+	ReleaseUnitBuffer(u.buf)
+	u.buf = b
+}
+
+// Reserve makes room for n more bytes of blocks at once, so that the unit
+// is not copied as a transaction adds them one by one.
+func (u *UnitBuilder) Reserve(n int) { u.grow(n) }
 
 func (u *UnitBuilder) blocksLen() int {
 	if u.buf == nil {
@@ -351,20 +436,17 @@ func (u *UnitBuilder) NumBlocks() int { return len(u.summary) }
 // address. The caller checked Fits. A block that would straddle the end of
 // the first segment is put after a padding entry, at the next segment.
 func (u *UnitBuilder) AddBlock(e SummaryEntry, stored []byte) (int, uint64) {
-	if u.buf == nil {
-		if u.maxLen <= MaxPooledUnit {
-			u.buf = (*unitBufs.Get().(*[]byte))[:UnitHeaderSize]
-		} else {
-			u.buf = make([]byte, UnitHeaderSize, u.maxLen)
-		}
-	}
+	u.grow(0)
 	off := uint32(len(u.buf))
 	if end := off + uint32(len(stored)); off < u.Place.Split && end > u.Place.Split {
 		pad := u.Place.Split - off
-		u.buf = append(u.buf, make([]byte, pad)...)
+		u.grow(int(pad))
+		u.buf = u.buf[:len(u.buf)+int(pad)]
+		clear(u.buf[off:])
 		u.summary = append(u.summary, SummaryEntry{Kind: SumPad, Len: pad})
 		off = u.Place.Split
 	}
+	u.grow(len(stored))
 	if off >= u.Place.Split {
 		u.padded = true
 	}
@@ -417,16 +499,9 @@ func (u *UnitBuilder) Seal(volumeID, seq, prev uint64, nextSeg uint32) (buf []by
 	}
 	blocksLen := u.blocksLen()
 	length := roundUp(uint32(UnitHeaderSize+blocksLen+len(u.summary)*SummarySize+len(rec)), u.blockSize)
+	u.grow(int(length) - max(len(u.buf), UnitHeaderSize))
 	buf = u.buf
-	if buf == nil {
-		buf = make([]byte, UnitHeaderSize, length)
-	}
 	u.buf = nil
-	if cap(buf) < int(length) {
-		nb := make([]byte, len(buf), length)
-		copy(nb, buf)
-		buf = nb
-	}
 	le := binary.LittleEndian
 	var e [SummarySize]byte
 	for _, s := range u.summary {

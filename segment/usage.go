@@ -3,6 +3,7 @@ package segment
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 )
 
 // Segment usage table entry (16 bytes, little-endian), entry s for segment s:
@@ -31,9 +32,10 @@ type Usage struct {
 	buf [UsageEntrySize]byte
 }
 
-// OpenUsage loads the usage table of nseg segments.
+// OpenUsage loads the usage table of nseg segments. It stays whole in
+// memory once read: 16 bytes a segment.
 func OpenUsage(nseg uint32, blockSize int, root BlockPtr, depth int, read BlockReader) *Usage {
-	return &Usage{t: NewTable(TableSUT, blockSize, UsageEntrySize, root, depth, read, 1<<20), n: nseg}
+	return &Usage{t: NewTable(TableSUT, blockSize, UsageEntrySize, root, depth, read, math.MaxInt64), n: nseg}
 }
 
 // Get returns the entry of segment s.
@@ -90,6 +92,9 @@ func (u *Usage) Touch(s uint32, seq uint64) error {
 // FlushBound is the most blocks the next Flush writes, however many
 // entries change before it: every leaf and interior node of the table.
 func (u *Usage) FlushBound() int { return u.t.FlushBound(u.t.Leaves(uint64(u.n)), uint64(u.n)) }
+
+// DirtyMemory is what the blocks the next Flush writes cost in memory.
+func (u *Usage) DirtyMemory() int64 { return u.t.DirtyMemory() }
 
 // Root returns the table's root pointer and depth (valid after Flush).
 func (u *Usage) Root() (BlockPtr, int) { return u.t.Root() }

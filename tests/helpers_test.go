@@ -279,10 +279,17 @@ func newSizedMount(t *testing.T, size string, opts ...string) *mounted {
 // newMountOn is newMount with the image path and an existing mount point.
 func newMountOn(t *testing.T, img, dir string, opts ...string) *mounted {
 	t.Helper()
+	return newMountSized(t, img, dir, "256M", opts...)
+}
+
+// newMountSized is newMountOn with an image of size bytes (mkfs.txfs
+// --size).
+func newMountSized(t *testing.T, img, dir, size string, opts ...string) *mounted {
+	t.Helper()
 	if skipReason != "" {
 		t.Skip("skipping: " + skipReason)
 	}
-	mkfs(t, img, "256M")
+	mkfs(t, img, size)
 	return mountExisting(t, img, dir, opts...)
 }
 

@@ -152,6 +152,8 @@ func TestMountFailuresLeaveNoMount(t *testing.T) {
 	}
 	prof := filepath.Join(base, "missing", "cpu.prof")
 	refused(t, dir, 1, []string{"--cpuprofile", prof}, nil, "mount", "--cpuprofile", prof, img, dir)
+	refused(t, dir, 1, []string{"--memprofile", prof}, nil, "mount", "--memprofile", prof, img, dir)
+	refused(t, dir, 2, []string{"cache=3M"}, nil, "mount", "-o", "cache=3M", img, dir)
 	refused(t, dir, 2, []string{"--ready-fd 9 is not an open file descriptor"}, nil, "mount", "--ready-fd", "9", img, dir)
 	devNull, err := os.Open(os.DevNull)
 	if err != nil {

@@ -11,11 +11,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/txfs/txfs"
+	"github.com/txfs/txfs/internal/bytesize"
 	"github.com/txfs/txfs/segment"
 	"github.com/urfave/cli/v2"
 )
@@ -88,17 +87,17 @@ func run(c *cli.Context) error {
 	var size int64
 	var err error
 	if s := c.String("size"); s != "" {
-		if size, err = ParseSize(s); err != nil {
+		if size, err = bytesize.Parse(s); err != nil {
 			return usageError{fmt.Errorf("--size: %w", err)}
 		}
 	}
-	bs, err := ParseSize(c.String("block-size"))
+	bs, err := bytesize.Parse(c.String("block-size"))
 	if err != nil {
 		return usageError{fmt.Errorf("--block-size: %w", err)}
 	}
 	o.BlockSize = uint32(bs)
 	if s := c.String("segment-size"); s != "" {
-		ss, err := ParseSize(s)
+		ss, err := bytesize.Parse(s)
 		if err != nil {
 			return usageError{fmt.Errorf("--segment-size: %w", err)}
 		}
@@ -260,33 +259,6 @@ type limitDevice struct {
 }
 
 func (d limitDevice) Size() int64 { return d.n }
-
-// ParseSize parses a byte count with an optional K, M, G or T suffix
-// (powers of 1024; "KiB" and "KB" spellings too).
-func ParseSize(s string) (int64, error) {
-	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
-	mult := int64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		case 'T':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			t = t[:n-1]
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n <= 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("bad size %q (a positive number with an optional K, M, G or T suffix)", s)
-	}
-	return n * mult, nil
-}
 
 // FormatSize renders a byte count with the largest exact binary suffix.
 func FormatSize(n int64) string {

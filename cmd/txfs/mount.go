@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/txfs/txfs"
 	txfuse "github.com/txfs/txfs/fuse"
+	"github.com/txfs/txfs/internal/bytesize"
 )
 
 // startCPUProfile profiles the daemon into path; stop writes the profile.
@@ -66,15 +69,25 @@ Options (-o, comma separated, repeatable):
                         already a mount point
    readahead=KB         kernel readahead of the mount in KiB (default 4096;
                         0 keeps the kernel's 128; needs root)
+   cache=SIZE           the daemon's memory budget, with K, M or G (default
+                        64M, from 4M to 1T): metadata caches, metadata not
+                        yet checkpointed, writes not yet on the image. The
+                        daemon stays within it plus about 40 MiB, and 350
+                        bytes for each inode the kernel keeps looked up
+
+--cpuprofile FILE writes a Go CPU profile of the daemon to FILE until it
+exits; --memprofile FILE writes a Go heap profile to FILE on SIGUSR1 and
+when it exits (go tool pprof bin/txfs FILE).
 
 Examples:
    txfs mount disk.img /mnt/txfs
    txfs mount -o ro,allow_other disk.img /mnt/txfs
+   txfs mount -o cache=16M disk.img /mnt/txfs
    txfs mount --ready-fd 3 disk.img /mnt/txfs 3>ready.pipe`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{
 				Name:  "o",
-				Usage: "mount options: ro, allow_other, default_permissions, noatime, debug, nonempty, readahead=KB",
+				Usage: "mount options: ro, allow_other, default_permissions, noatime, debug, nonempty, readahead=KB, cache=SIZE",
 			},
 			&cli.IntFlag{
 				Name:  "ready-fd",
@@ -85,15 +98,31 @@ Examples:
 				Name:  "cpuprofile",
 				Usage: "write a Go CPU profile of the daemon to `FILE` until it exits (for go tool pprof)",
 			},
+			&cli.StringFlag{
+				Name:  "memprofile",
+				Usage: "write a Go heap profile of the daemon to `FILE` on SIGUSR1 and at exit (for go tool pprof)",
+			},
 		},
 		OnUsageError: onUsageError,
 		Action:       runMount,
 	}
 }
 
-// mountOptions parses the -o options. nonEmpty is "-o nonempty": mount
-// even over a directory that is not empty or is already a mount point.
-func mountOptions(opts []string) (cfg txfuse.MountConfig, nonEmpty bool, err error) {
+// mountSettings is what the -o options ask for.
+type mountSettings struct {
+	fuse txfuse.MountConfig
+	// nonEmpty is "-o nonempty": mount even over a directory that is not
+	// empty or is already a mount point.
+	nonEmpty bool
+	// cacheBytes is "-o cache=SIZE", the engine's memory budget
+	// (txfs.Options.CacheBytes); 0 is its default.
+	cacheBytes int64
+}
+
+// mountOptions parses the -o options.
+func mountOptions(opts []string) (mountSettings, error) {
+	var m mountSettings
+	cfg := &m.fuse
 	for _, o := range opts {
 		o = strings.TrimSpace(o)
 		switch o {
@@ -113,12 +142,12 @@ func mountOptions(opts []string) (cfg txfuse.MountConfig, nonEmpty bool, err err
 		case "debug":
 			cfg.Debug = true
 		case "nonempty":
-			nonEmpty = true
+			m.nonEmpty = true
 		default:
 			if kb, ok := strings.CutPrefix(o, "readahead="); ok {
 				n, err := strconv.Atoi(kb)
 				if err != nil || n < 0 || n > 1<<20 {
-					return cfg, false, usagef("readahead=%s: want KiB from 0 to 1048576", kb)
+					return m, usagef("readahead=%s: want KiB from 0 to 1048576", kb)
 				}
 				cfg.ReadAheadKB = n
 				if n == 0 {
@@ -126,10 +155,78 @@ func mountOptions(opts []string) (cfg txfuse.MountConfig, nonEmpty bool, err err
 				}
 				continue
 			}
-			return cfg, false, usagef("unknown mount option %q", o)
+			if s, ok := strings.CutPrefix(o, "cache="); ok {
+				n, err := bytesize.Parse(s)
+				if err != nil || n < minCache || n > maxCache {
+					return m, usagef("cache=%s: want a size from 4M to 1T, such as 64M", s)
+				}
+				m.cacheBytes = n
+				continue
+			}
+			return m, usagef("unknown mount option %q", o)
 		}
 	}
-	return cfg, nonEmpty, nil
+	return m, nil
+}
+
+// The range of -o cache: the engine's smallest budget, and a bound that
+// keeps the memory limit below from overflowing.
+const (
+	minCache = txfs.MinCacheBytes
+	maxCache = 1 << 40
+)
+
+// memoryOverhead is what the daemon needs beside the engine's budget: the
+// Go runtime, FUSE request buffers, one unit being built, buffers waiting
+// for reuse. The Go heap is limited to the budget plus this, so that the
+// collector runs before garbage doubles the daemon's size.
+const memoryOverhead = 40 << 20
+
+// limitMemory tells the Go runtime how much the daemon may use with a
+// budget of cacheBytes (0: the engine's default).
+func limitMemory(cacheBytes int64) {
+	if cacheBytes == 0 {
+		cacheBytes = txfs.DefaultCacheBytes
+	}
+	debug.SetMemoryLimit(cacheBytes + memoryOverhead)
+}
+
+// startMemProfile writes a heap profile of the daemon to path on every
+// SIGUSR1; stop writes the last one.
+func startMemProfile(path string) (stop func()) {
+	write := func() {
+		runtime.GC() // the profile shows the heap as of the last collection
+		f, err := os.Create(path)
+		if err == nil {
+			err = pprof.WriteHeapProfile(f)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "txfs: --memprofile: %v\n", err)
+		}
+	}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		for {
+			select {
+			case <-usr1:
+				write()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(usr1)
+		close(done)
+		<-exited
+		write()
+	}
 }
 
 // readyFile is the --ready-fd descriptor, checked before anything is
@@ -151,10 +248,11 @@ func runMount(c *cli.Context) error {
 		return usagef("mount needs IMAGE and DIR (see 'txfs help mount')")
 	}
 	image, dir := c.Args().Get(0), c.Args().Get(1)
-	cfg, nonEmpty, err := mountOptions(c.StringSlice("o"))
+	set, err := mountOptions(c.StringSlice("o"))
 	if err != nil {
 		return err
 	}
+	cfg := set.fuse
 	readyFd := c.Int("ready-fd")
 	var ready *os.File
 	if readyFd >= 0 {
@@ -165,7 +263,7 @@ func runMount(c *cli.Context) error {
 	}
 	// Refuse a mount point the mount would fail on or hide before the
 	// image is touched.
-	if err := checkMountPoint(dir, nonEmpty); err != nil {
+	if err := checkMountPoint(dir, set.nonEmpty); err != nil {
 		return err
 	}
 	if path := c.String("cpuprofile"); path != "" {
@@ -175,6 +273,16 @@ func runMount(c *cli.Context) error {
 		}
 		defer stop()
 	}
+	if path := c.String("memprofile"); path != "" {
+		// Refused before the mount, as --cpuprofile is.
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("--memprofile: %w", err)
+		}
+		f.Close()
+		defer startMemProfile(path)()
+	}
+	limitMemory(set.cacheBytes)
 
 	if abs, err := filepath.Abs(image); err == nil {
 		image = abs
@@ -187,7 +295,7 @@ func runMount(c *cli.Context) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 
-	v, err := txfs.OpenPath(image, txfs.Options{ReadOnly: cfg.ReadOnly, NoAtime: cfg.NoAtime})
+	v, err := txfs.OpenPath(image, txfs.Options{ReadOnly: cfg.ReadOnly, NoAtime: cfg.NoAtime, CacheBytes: set.cacheBytes})
 	if err != nil {
 		return fmt.Errorf("open %s: %w", image, err)
 	}

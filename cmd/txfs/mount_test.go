@@ -15,21 +15,26 @@ import (
 )
 
 func TestMountOptions(t *testing.T) {
-	cfg, nonEmpty, err := mountOptions([]string{"ro", " noatime", "readahead=1024", "allow_other"})
+	m, err := mountOptions([]string{"ro", " noatime", "readahead=1024", "allow_other", "cache=16M"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.ReadOnly || !cfg.NoAtime || !cfg.AllowOther || cfg.ReadAheadKB != 1024 || nonEmpty {
-		t.Errorf("parsed %+v, nonempty %v", cfg, nonEmpty)
+	cfg := m.fuse
+	if !cfg.ReadOnly || !cfg.NoAtime || !cfg.AllowOther || cfg.ReadAheadKB != 1024 || m.nonEmpty || m.cacheBytes != 16<<20 {
+		t.Errorf("parsed %+v", m)
 	}
-	if cfg, _, err = mountOptions([]string{"readahead=0"}); err != nil || cfg.ReadAheadKB >= 0 {
-		t.Errorf("readahead=0 (the kernel's default): %+v, %v", cfg, err)
+	if m, err = mountOptions([]string{"readahead=0"}); err != nil || m.fuse.ReadAheadKB >= 0 || m.cacheBytes != 0 {
+		t.Errorf("readahead=0 (the kernel's default): %+v, %v", m, err)
 	}
-	if _, nonEmpty, err = mountOptions([]string{"nonempty"}); err != nil || !nonEmpty {
-		t.Errorf("nonempty: %v, %v", nonEmpty, err)
+	if m, err = mountOptions([]string{"nonempty"}); err != nil || !m.nonEmpty {
+		t.Errorf("nonempty: %+v, %v", m, err)
 	}
-	for _, bad := range []string{"readahead=", "readahead=-4", "readahead=1x", "readahead=2000000", "sync", "ro=1"} {
-		if _, _, err := mountOptions([]string{bad}); err == nil || !strings.Contains(err.Error(), strings.SplitN(bad, "=", 2)[0]) {
+	if m, err = mountOptions([]string{"cache=4m", "cache=1G"}); err != nil || m.cacheBytes != 1<<30 {
+		t.Errorf("cache=1G after cache=4m: %+v, %v", m, err)
+	}
+	for _, bad := range []string{"readahead=", "readahead=-4", "readahead=1x", "readahead=2000000", "sync", "ro=1",
+		"cache=", "cache=3M", "cache=2T", "cache=64X", "cache=-64M"} {
+		if _, err := mountOptions([]string{bad}); err == nil || !strings.Contains(err.Error(), strings.SplitN(bad, "=", 2)[0]) {
 			t.Errorf("option %q: error %v, want one naming it", bad, err)
 		}
 	}
@@ -146,5 +151,31 @@ func TestMountRefusesMountPoint(t *testing.T) {
 	if on := mountsOn(t, dir); len(on) > 0 {
 		t.Errorf("a refused --ready-fd left a mount: %s", on)
 		syscall.Unmount(dir, syscall.MNT_DETACH)
+	}
+}
+
+// TestMemProfile: --memprofile writes a heap profile on SIGUSR1 and again
+// when the daemon stops.
+func TestMemProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "heap.prof")
+	stop := startMemProfile(path)
+	isProfile := func() bool {
+		b, err := os.ReadFile(path)
+		return err == nil && len(b) > 2 && b[0] == 0x1f && b[1] == 0x8b // gzipped protobuf
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !isProfile(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no heap profile after SIGUSR1")
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if !isProfile() {
+		t.Fatal("no heap profile at exit")
 	}
 }
