@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -416,4 +417,99 @@ func TestRangeNotRegular(t *testing.T) {
 		err, _ = engineFallocate(v, 999, mode, 0, 4096)
 		mustErr(t, err, ErrNotExist)
 	}
+}
+
+// TestRangeBlockedByFullVolume stops every range operation after each of
+// its transactions in turn as a full volume would (ENOSPC before the
+// next), and requires that the file reads and seeks as the finished
+// operation leaves it meanwhile: a read must not fail with ENOSPC, nor
+// show the block map half changed. Once space comes back, a read
+// finishes the operation.
+func TestRangeBlockedByFullVolume(t *testing.T) {
+	defer func() { testRangeChunk, testHookRangeStep = 0, nil }()
+	for _, call := range rangeCalls(4096) {
+		for steps := 0; ; steps++ {
+			testRangeChunk, testHookRangeStep = 0, nil
+			x := newRangeFixture(t)
+			want := call.want(append([]byte{}, x.data...))
+			testRangeChunk = 2
+			full := false
+			left := steps
+			testHookRangeStep = func(*Volume, Ino) error {
+				if full || left == 0 {
+					full = true
+					return ErrNoSpace
+				}
+				left--
+				return nil
+			}
+			if err := call.run(x); err != nil {
+				t.Fatalf("%s, full after %d more steps: %v", call.name, steps, err)
+			}
+			if !full {
+				t.Logf("%s: read and seeks checked with the volume full after each of its %d transactions", call.name, steps)
+				break
+			}
+			if _, ok, _ := x.v.pendingRange(x.f); !ok {
+				t.Fatalf("%s: the hook stopped it but no range item is left", call.name)
+			}
+			if err := x.v.Check(); err != nil {
+				t.Fatalf("%s, stopped after %d more steps: check: %v", call.name, steps, err)
+			}
+			if got := readAll(t, x.v, x.f); !bytes.Equal(got, want) {
+				t.Fatalf("%s, stopped after %d more steps: the file reads as %s, want %s", call.name, steps, blockSummary(got), blockSummary(want))
+			}
+			seeks := seekTable(t, x.v, x.f, int64(len(want)))
+			if _, ok, _ := x.v.pendingRange(x.f); !ok {
+				t.Fatalf("%s: the range operation finished on a full volume", call.name)
+			}
+			testHookRangeStep = nil
+			if got := readAll(t, x.v, x.f); !bytes.Equal(got, want) {
+				t.Fatalf("%s, finished after %d steps: the file differs from the model", call.name, steps)
+			}
+			if _, ok, _ := x.v.pendingRange(x.f); ok {
+				t.Fatalf("%s: a read with space did not finish the range operation", call.name)
+			}
+			if after := seekTable(t, x.v, x.f, int64(len(want))); !slices.Equal(seeks, after) {
+				t.Fatalf("%s, stopped after %d more steps: seeks %v, once finished %v", call.name, steps, seeks, after)
+			}
+			if err := x.v.Check(); err != nil {
+				t.Fatalf("%s: check after it finished: %v", call.name, err)
+			}
+		}
+	}
+}
+
+// seekTable is SEEK_DATA and SEEK_HOLE from every block boundary of a
+// file of size bytes, and from the middle of each block (-1: ENXIO).
+func seekTable(t *testing.T, v *Volume, ino Ino, size int64) []int64 {
+	t.Helper()
+	var out []int64
+	for off := int64(0); off <= size; off += 2048 {
+		for _, hole := range []bool{false, true} {
+			got, err := v.Seek(ino, off, hole)
+			if errors.Is(err, ErrNoData) {
+				got = -1
+			} else if err != nil {
+				t.Fatalf("seek %d hole %v: %v", off, hole, err)
+			}
+			out = append(out, got)
+		}
+	}
+	return out
+}
+
+// blockSummary describes data block by block: the first byte of each
+// 4 KiB, or "0" for a block of zeros.
+func blockSummary(data []byte) string {
+	var b strings.Builder
+	for off := 0; off < len(data); off += 4096 {
+		blk := data[off:min(off+4096, len(data))]
+		if !slices.ContainsFunc(blk, func(c byte) bool { return c != 0 }) {
+			b.WriteString(" 0")
+		} else {
+			fmt.Fprintf(&b, " %02x", blk[0])
+		}
+	}
+	return b.String()
 }

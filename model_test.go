@@ -413,6 +413,9 @@ func (r *modelRun) op() {
 		size := 20 << 10
 		if r.full {
 			size = 48 << 10 // to fill the volume, in several transactions
+			if r.enospc == 0 {
+				size = 160 << 10 // until it is full for the first time
+			}
 		}
 		data := r.randData(rng.Intn(size))
 		want := syscall.Errno(0)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"syscall"
 
 	"github.com/txfs/txfs/inode"
@@ -18,7 +19,8 @@ import (
 // which removes the item. No one ever sees the block map half changed:
 // every access to the file's blocks finishes the operation first (reads,
 // seeks, writes, truncates, copies), and Open finishes one a crash
-// interrupted. A read-only volume finishes it in memory.
+// interrupted. A read-only volume finishes it in memory; a full volume
+// reads through it (fileView) until there is room to finish it.
 
 // Kinds of range operation, as the range item records them. Part of the
 // on-disk format (docs/FORMAT.md).
@@ -422,4 +424,102 @@ func (v *Volume) regularInode(ino Ino) (*inodeRec, error) {
 		err = fmt.Errorf("%w: inode %d is not a regular file", ErrInvalid, ino)
 	}
 	return r, err
+}
+
+// A fileView says where a reader finds each block of a file: block b is
+// the block map item b+shift of the piece holding b; blocks no piece
+// holds are holes. Pieces are in file order. Reads go through one so that
+// a range operation a full volume keeps from finishing (ENOSPC) reads as
+// finished; it finishes when space comes back.
+type fileView []viewPiece
+
+// viewPiece maps file blocks [from, to) to items [from+shift, to+shift).
+type viewPiece struct {
+	from, to uint64
+	shift    int64
+}
+
+// plainView is the view of a file with no range operation in progress.
+var plainView = fileView{{0, math.MaxUint64, 0}}
+
+// view is the file as o will leave it, seen in the block map as o has
+// left it so far (the cursor's meaning is at rangeOp).
+func (o rangeOp) view() fileView {
+	end := o.first + o.count
+	n := int64(o.count)
+	switch o.kind {
+	case rangeFree:
+		if o.cursor >= end {
+			return plainView
+		}
+		return fileView{{0, o.cursor, 0}, {end, math.MaxUint64, 0}}
+	case rangeCollapse:
+		// Below split the items are where they stay; above it each
+		// is count blocks further up than it will be.
+		split := o.first
+		if o.cursor >= end {
+			split = o.cursor - o.count
+		}
+		return fileView{{0, split, 0}, {split, math.MaxUint64 - o.count, n}}
+	default: // rangeInsert
+		// The items from cursor up have moved; those below it, from
+		// first on, have still to move count blocks up.
+		return fileView{{0, o.first, 0}, {end, o.cursor + o.count, -n}, {o.cursor + o.count, math.MaxUint64, 0}}
+	}
+}
+
+// readView finishes the range operation in progress on ino, if any, and
+// returns the view to read the file's blocks through: plainView, or, when
+// the volume has no room to finish it now, the operation seen as finished.
+// had says whether there was one (which changed the inode). Lock held;
+// finishRange may release it meanwhile.
+func (v *Volume) readView(ino Ino) (view fileView, had bool, err error) {
+	if _, pending, err := v.pendingRange(ino); err != nil || !pending {
+		return plainView, false, err
+	}
+	if err := v.finishRange(ino); err != nil && !errors.Is(err, ErrNoSpace) {
+		return nil, true, err
+	}
+	o, pending, err := v.pendingRange(ino)
+	if err != nil || !pending {
+		return plainView, true, err
+	}
+	return o.view(), true, nil
+}
+
+// mappedBlocks calls fn for the mapped blocks of ino in [first, last]
+// seen through view, in file order, until fn returns false.
+func (v *Volume) mappedBlocks(ino Ino, view fileView, first, last uint64, fn func(b, vb uint64) bool) error {
+	for _, p := range view {
+		lo, hi := max(p.from, first), min(p.to-1, last)
+		if p.to == 0 || lo > hi {
+			continue
+		}
+		if lo == hi { // one block: a lookup, not a scan
+			val, ok, err := v.tree.Get(blockKey(ino, uint64(int64(lo)+p.shift)))
+			if err != nil {
+				return v.fail(err)
+			}
+			if ok && !fn(lo, leUint64(val)) {
+				return nil
+			}
+			continue
+		}
+		more := true
+		err := v.tree.Ascend(blockKey(ino, uint64(int64(lo)+p.shift)), func(k inode.Key, val []byte) bool {
+			b := uint64(int64(k.Off) - p.shift)
+			if k.Ino != ino || k.Type != itemBlock || b > hi {
+				return false
+			}
+			more = fn(b, leUint64(val))
+			return more
+		})
+		if err != nil {
+			return v.fail(err)
+		}
+		if !more {
+			return nil
+		}
+	}
+	return nil
 }

@@ -2,8 +2,7 @@ package txfs
 
 import (
 	"fmt"
-
-	"github.com/txfs/txfs/inode"
+	"math"
 )
 
 // Seek finds data or holes, as lseek(2) SEEK_DATA (hole false) and
@@ -19,7 +18,8 @@ func (v *Volume) Seek(ino Ino, off int64, hole bool) (int64, error) {
 	if err := v.usable(); err != nil {
 		return 0, err
 	}
-	if err := v.finishRange(ino); err != nil {
+	view, _, err := v.readView(ino)
+	if err != nil {
 		return 0, err
 	}
 	r, err := v.fileInode(ino)
@@ -33,22 +33,19 @@ func (v *Volume) Seek(ino Ino, off int64, hole bool) (int64, error) {
 	bs := int64(v.bs)
 	next := off / bs // the block a hole search expects mapped next
 	found := int64(-1)
-	err = v.tree.Ascend(blockKey(ino, uint64(off/bs)), func(k inode.Key, _ []byte) bool {
-		if k.Ino != ino || k.Type != itemBlock {
-			return false
-		}
+	err = v.mappedBlocks(ino, view, uint64(off/bs), math.MaxUint64, func(b, _ uint64) bool {
 		if !hole {
-			found = max(off, int64(k.Off)*bs)
+			found = max(off, int64(b)*bs)
 			return false
 		}
-		if int64(k.Off) != next {
+		if int64(b) != next {
 			return false // a gap before this block
 		}
 		next++
 		return next*bs < size
 	})
 	if err != nil {
-		return 0, v.fail(err)
+		return 0, err
 	}
 	if hole {
 		return min(max(off, next*bs), size), nil

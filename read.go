@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"github.com/txfs/txfs/cow"
-	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -75,13 +74,12 @@ func (v *Volume) read(ino Ino, buf []byte, off int64, hold bool) (int, error) {
 		}
 	}
 	// A range operation in progress would show its block map half
-	// changed: finish it first.
-	if _, pending, err := v.pendingRange(ino); err != nil {
+	// changed: finish it first, or read through it.
+	view, had, err := v.readView(ino)
+	if err != nil {
 		return 0, err
-	} else if pending {
-		if err := v.finishRange(ino); err != nil {
-			return 0, err
-		}
+	}
+	if had {
 		if r, err = v.fileInode(ino); err != nil {
 			return 0, err
 		}
@@ -90,7 +88,7 @@ func (v *Volume) read(ino Ino, buf []byte, off int64, hold bool) (int, error) {
 		return 0, nil
 	}
 	n := int(min(uint64(len(buf)), r.Size-uint64(off)))
-	runs, err := v.planRead(ino, buf[:n], uint64(off))
+	runs, err := v.planRead(ino, view, buf[:n], uint64(off))
 	if err != nil {
 		return 0, err
 	}
@@ -126,7 +124,8 @@ func (v *Volume) read(ino Ino, buf []byte, off int64, hold bool) (int, error) {
 // planRead maps buf (file bytes from off) to runs of stored blocks that lie
 // next to each other in the log, so that each run is one device read.
 // Holes are zeroed here. Blocks still in memory form runs of their own.
-func (v *Volume) planRead(ino Ino, buf []byte, off uint64) ([][]readPiece, error) {
+// The file's blocks are seen through view.
+func (v *Volume) planRead(ino Ino, view fileView, buf []byte, off uint64) ([][]readPiece, error) {
 	bs := uint64(v.bs)
 	first, last := off/bs, (off+uint64(len(buf))-1)/bs
 	var runs [][]readPiece
@@ -153,23 +152,7 @@ func (v *Volume) planRead(ino Ino, buf []byte, off uint64) ([][]readPiece, error
 		run = append(run, readPiece{vb: vb, e: e, at: int(lo - off), len: int(hi - lo), off: int(lo - b*bs)})
 		return true
 	}
-	var err error
-	if first == last {
-		var val []byte
-		var ok bool
-		val, ok, err = v.tree.Get(blockKey(ino, first))
-		if ok {
-			visit(first, leUint64(val))
-		}
-	} else {
-		err = v.tree.Ascend(blockKey(ino, first), func(k inode.Key, val []byte) bool {
-			if k.Ino != ino || k.Type != itemBlock || k.Off > last {
-				return false
-			}
-			return visit(k.Off, leUint64(val))
-		})
-	}
-	if err = v.failIf(err); err != nil {
+	if err := v.mappedBlocks(ino, view, first, last, visit); err != nil {
 		return nil, err
 	}
 	if walkErr != nil {
