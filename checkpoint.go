@@ -405,9 +405,11 @@ func (v *Volume) checkpointer() {
 		n++
 		// Checkpoint when the log since the last one is long (recovery
 		// time), when dirty metadata grows (memory.go: begin forces one
-		// at twice this; space: it must fit in the reserve), or after a
+		// at twice this; on a nearly full volume only then, as each
+		// checkpoint spends room), or for space (space.go), or after a
 		// while.
-		due := v.logBytes >= v.opts.CheckpointBytes || v.dirtyMemory() >= v.mem.dirty/2 ||
+		dirty := v.dirtyMemory()
+		due := v.logBytes >= v.opts.CheckpointBytes || dirty >= v.mem.dirty/2 && v.roomy(v.ckptCost()) ||
 			v.spaceCheckpointDue(n) ||
 			(n%500 == 0 && v.logBytes > 0 && time.Since(v.lastCkpt) >= v.opts.CheckpointInterval)
 		v.mu.Unlock()

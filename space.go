@@ -195,7 +195,7 @@ func (v *Volume) reclaimable() (int, error) {
 //     then. So df shows the space a delete freed within a second.
 func (v *Volume) spaceCheckpointDue(tick int) bool {
 	c := v.ckptCost()
-	roomy := v.logRoom()-c >= 2*v.reserveBytes(false)
+	roomy := v.roomy(c)
 	if roomy && c >= v.reserveBytes(false)/4 {
 		return true
 	}
@@ -207,12 +207,22 @@ func (v *Volume) spaceCheckpointDue(tick int) bool {
 	return err == nil && n > 0 || moved > 0
 }
 
+// roomy says whether the log has room for twice the reserve beside the
+// next checkpoint, whose cost is c. On a volume that is not, a checkpoint
+// taken early only spends room: it rewrites metadata that a later one
+// would have written once. Lock held.
+func (v *Volume) roomy(c int64) bool {
+	return v.logRoom()-c >= 2*v.reserveBytes(false)
+}
+
 // checkpointHelps says whether a checkpoint now could admit more: it
 // writes the metadata changed since the last one, usually for less than
 // its bound, frees the segments that deletes emptied, and moves table
-// blocks out of segments that hold nothing else (tablemove.go).
+// blocks out of segments that hold nothing else (tablemove.go). One that
+// is running counts its whole bound against the room until it is done:
+// waiting for it (checkpoint does) helps.
 func (v *Volume) checkpointHelps() bool {
-	if v.changes > 0 {
+	if v.changes > 0 || v.ckptRunning {
 		return true
 	}
 	n, err := v.reclaimable()
