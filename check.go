@@ -6,7 +6,7 @@ import (
 	"sort"
 	"syscall"
 
-	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -83,7 +83,7 @@ func (v *Volume) CheckWithProgress(p Progress) (*CheckReport, error) {
 	count := v.dat.Count()
 	p(1, 0, count)
 	// Tree structure and nodes.
-	err := v.tree.Walk(func(id inode.NodeID, level int) error {
+	err := v.tree.Walk(func(id btree.NodeID, level int) error {
 		if uint64(id)&(1<<63) != 0 {
 			return nil // new in memory, not yet in the DAT
 		}
@@ -146,7 +146,7 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 	truncs := map[Ino]uint64{}
 	ranges := map[Ino]rangeOp{}
 	var rangeInos []Ino // in key order, for a stable report
-	err := v.tree.Ascend(inode.Key{}, func(k inode.Key, val []byte) bool {
+	err := v.tree.Ascend(btree.Key{}, func(k btree.Key, val []byte) bool {
 		switch k.Type {
 		case itemInode:
 			if k.Off != 0 {

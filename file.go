@@ -7,7 +7,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -30,7 +30,7 @@ func (v *Volume) blockMap(ino Ino, first, last uint64) (map[uint64]uint64, error
 		}
 		return m, v.failIf(err)
 	}
-	err := v.tree.Ascend(blockKey(ino, first), func(k inode.Key, val []byte) bool {
+	err := v.tree.Ascend(blockKey(ino, first), func(k btree.Key, val []byte) bool {
 		if k.Ino != ino || k.Type != itemBlock || k.Off > last {
 			return false
 		}
@@ -439,7 +439,7 @@ func (v *Volume) ListXattr(ino Ino) ([]string, error) {
 	}
 	var names []string
 	var derr error
-	err := v.tree.Ascend(xattrKey(ino, 0), func(k inode.Key, val []byte) bool {
+	err := v.tree.Ascend(xattrKey(ino, 0), func(k btree.Key, val []byte) bool {
 		if k.Ino != ino || k.Type != itemXattr {
 			return false
 		}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/journal"
 	"github.com/txfs/txfs/segment"
 )
@@ -215,8 +215,8 @@ func TestAscendOverMisorderedLeaves(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	err = v.tree.Ascend(inode.Key{}, func(inode.Key, []byte) bool { n++; return n < 100000 })
-	if n >= 100000 || !errors.Is(err, inode.ErrCorrupt) {
+	err = v.tree.Ascend(btree.Key{}, func(btree.Key, []byte) bool { n++; return n < 100000 })
+	if n >= 100000 || !errors.Is(err, btree.ErrCorrupt) {
 		t.Fatalf("the scan visited %d items and returned %v", n, err)
 	}
 	v.Close()
@@ -354,10 +354,10 @@ func TestCheckerSeesWhatReadsSee(t *testing.T) {
 					items[i].val = rec.encode()
 				}
 			}
-			return append(items, nodeItem{key: inode.Key{Ino: 5, Type: itemOrphan, Off: file10}})
+			return append(items, nodeItem{key: btree.Key{Ino: 5, Type: itemOrphan, Off: file10}})
 		}},
 		{"truncate mark outside the list", func(items []nodeItem) []nodeItem {
-			return append(items, nodeItem{key: inode.Key{Ino: 5, Type: itemTrunc, Off: big}, val: le64(0)})
+			return append(items, nodeItem{key: btree.Key{Ino: 5, Type: itemTrunc, Off: big}, val: le64(0)})
 		}},
 		{"truncate mark of a missing inode", func(items []nodeItem) []nodeItem {
 			return append(items, nodeItem{key: truncKey(9999), val: le64(0)})

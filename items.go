@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/btree"
 )
 
 // Item types of the metadata tree: every piece of metadata is an item keyed
@@ -81,13 +81,13 @@ func decodeInode(ino Ino, b []byte) (*inodeRec, error) {
 // xxhash64, so that readdir cookies (hash+1) stay below 1<<62.
 func nameHash(name string) uint64 { return xxhash.Sum64String(name) >> 2 }
 
-func inodeKey(ino Ino) inode.Key             { return inode.Key{Ino: ino, Type: itemInode} }
-func direntKey(dir Ino, h uint64) inode.Key  { return inode.Key{Ino: dir, Type: itemDirent, Off: h} }
-func xattrKey(ino Ino, h uint64) inode.Key   { return inode.Key{Ino: ino, Type: itemXattr, Off: h} }
-func blockKey(ino Ino, b uint64) inode.Key   { return inode.Key{Ino: ino, Type: itemBlock, Off: b} }
-func orphanKey(ino Ino) inode.Key            { return inode.Key{Ino: 0, Type: itemOrphan, Off: ino} }
-func truncKey(ino Ino) inode.Key             { return inode.Key{Ino: 0, Type: itemTrunc, Off: ino} }
-func symlinkKey(ino Ino, c uint64) inode.Key { return inode.Key{Ino: ino, Type: itemSymlink, Off: c} }
+func inodeKey(ino Ino) btree.Key             { return btree.Key{Ino: ino, Type: itemInode} }
+func direntKey(dir Ino, h uint64) btree.Key  { return btree.Key{Ino: dir, Type: itemDirent, Off: h} }
+func xattrKey(ino Ino, h uint64) btree.Key   { return btree.Key{Ino: ino, Type: itemXattr, Off: h} }
+func blockKey(ino Ino, b uint64) btree.Key   { return btree.Key{Ino: ino, Type: itemBlock, Off: b} }
+func orphanKey(ino Ino) btree.Key            { return btree.Key{Ino: 0, Type: itemOrphan, Off: ino} }
+func truncKey(ino Ino) btree.Key             { return btree.Key{Ino: 0, Type: itemTrunc, Off: ino} }
+func symlinkKey(ino Ino, c uint64) btree.Key { return btree.Key{Ino: ino, Type: itemSymlink, Off: c} }
 
 // dirent is one directory entry. A dirent item holds every entry whose name
 // has the item's hash (almost always one), each as:

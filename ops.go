@@ -6,7 +6,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/btree"
 )
 
 // Limits of the namespace.
@@ -24,7 +24,7 @@ func (v *Volume) unitPayload() int {
 	return int(min(int64(v.geo.SegmentSize), maxUnitBytes)) - 6*v.bs
 }
 
-func (v *Volume) maxValue() int { return inode.MaxValueSize(v.bs) }
+func (v *Volume) maxValue() int { return btree.MaxValueSize(v.bs) }
 
 func checkName(name string) error {
 	if len(name) == 0 || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
@@ -312,7 +312,7 @@ func (v *Volume) Readlink(ino Ino) (string, error) {
 		return "", ErrInvalid
 	}
 	var sb strings.Builder
-	err = v.tree.Ascend(symlinkKey(ino, 0), func(k inode.Key, val []byte) bool {
+	err = v.tree.Ascend(symlinkKey(ino, 0), func(k btree.Key, val []byte) bool {
 		if k.Ino != ino || k.Type != itemSymlink {
 			return false
 		}
@@ -553,12 +553,12 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 		return false, err
 	}
 	type item struct {
-		k  inode.Key
+		k  btree.Key
 		vb uint64
 	}
 	var items []item
 	more := false
-	err = v.tree.Ascend(blockKey(ino, from), func(k inode.Key, val []byte) bool {
+	err = v.tree.Ascend(blockKey(ino, from), func(k btree.Key, val []byte) bool {
 		if k.Ino != ino || k.Type != itemBlock {
 			return false
 		}
@@ -590,8 +590,8 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 		return false, nil
 	}
 	if whole {
-		var rest []inode.Key
-		err = v.tree.Ascend(inode.Key{Ino: ino}, func(k inode.Key, _ []byte) bool {
+		var rest []btree.Key
+		err = v.tree.Ascend(btree.Key{Ino: ino}, func(k btree.Key, _ []byte) bool {
 			if k.Ino != ino {
 				return false
 			}
@@ -640,7 +640,7 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 // references still held. Called with the lock held.
 func (v *Volume) freeOrphans() ([]string, error) {
 	var orphans, truncs, ranges []Ino
-	err := v.tree.Ascend(inode.Key{Ino: 0, Type: itemOrphan}, func(k inode.Key, _ []byte) bool {
+	err := v.tree.Ascend(btree.Key{Ino: 0, Type: itemOrphan}, func(k btree.Key, _ []byte) bool {
 		switch {
 		case k.Ino != 0:
 			return false
@@ -728,7 +728,7 @@ func (v *Volume) retryDeferred() error {
 
 func (v *Volume) dirEmpty(dir Ino) (bool, error) {
 	empty := true
-	err := v.tree.Ascend(direntKey(dir, 0), func(k inode.Key, _ []byte) bool {
+	err := v.tree.Ascend(direntKey(dir, 0), func(k btree.Key, _ []byte) bool {
 		empty = !(k.Ino == dir && k.Type == itemDirent)
 		return false
 	})
@@ -972,7 +972,7 @@ func (v *Volume) Readdir(dir Ino, cookie uint64, fn func(e DirEntry) bool) error
 			v.touchAtime(dir, now) // a listing from the start reads the directory
 		}
 		if err == nil {
-			err = v.tree.Ascend(direntKey(dir, cookie), func(k inode.Key, val []byte) bool {
+			err = v.tree.Ascend(direntKey(dir, cookie), func(k btree.Key, val []byte) bool {
 				if k.Ino != dir || k.Type != itemDirent {
 					return false
 				}

@@ -7,7 +7,7 @@ import (
 	"math"
 	"syscall"
 
-	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/btree"
 )
 
 // Range operations change the block map of a file over a range of whole
@@ -72,7 +72,7 @@ func decodeRangeOp(b []byte) (rangeOp, error) {
 	return o, nil
 }
 
-func rangeKey(ino Ino) inode.Key { return inode.Key{Ino: 0, Type: itemRange, Off: ino} }
+func rangeKey(ino Ino) btree.Key { return btree.Key{Ino: 0, Type: itemRange, Off: ino} }
 
 // rangeItemBytes bounds the records of one block map item a range
 // operation frees (a Del and a Ref record) or moves (a Del and a Put).
@@ -154,7 +154,7 @@ func (v *Volume) beginSettled(op int, f footprint, inos ...Ino) (*tx, error) {
 		}
 		settled := true
 		for _, ino := range inos {
-			for _, k := range []inode.Key{truncKey(ino), rangeKey(ino)} {
+			for _, k := range []btree.Key{truncKey(ino), rangeKey(ino)} {
 				_, ok, err := v.tree.Get(k)
 				if err != nil {
 					return nil, v.fail(err)
@@ -396,7 +396,7 @@ type blockItem struct{ off, vb uint64 }
 func (v *Volume) blockItems(ino Ino, from, to uint64, n int, down bool) ([]blockItem, bool, error) {
 	var items []blockItem
 	more := false
-	visit := func(k inode.Key, val []byte) bool {
+	visit := func(k btree.Key, val []byte) bool {
 		if k.Ino != ino || k.Type != itemBlock || k.Off < from || k.Off >= to {
 			return false
 		}
@@ -506,7 +506,7 @@ func (v *Volume) mappedBlocks(ino Ino, view fileView, first, last uint64, fn fun
 			continue
 		}
 		more := true
-		err := v.tree.Ascend(blockKey(ino, uint64(int64(lo)+p.shift)), func(k inode.Key, val []byte) bool {
+		err := v.tree.Ascend(blockKey(ino, uint64(int64(lo)+p.shift)), func(k btree.Key, val []byte) bool {
 			b := uint64(int64(k.Off) - p.shift)
 			if k.Ino != ino || k.Type != itemBlock || b > hi {
 				return false

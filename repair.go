@@ -6,7 +6,7 @@ import (
 	"sort"
 	"syscall"
 
-	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -201,7 +201,7 @@ func (v *Volume) namespaceFacts() (*nsFacts, error) {
 		return f.inodes[ino]
 	}
 	var derr error
-	err := v.tree.Ascend(inode.Key{}, func(k inode.Key, val []byte) bool {
+	err := v.tree.Ascend(btree.Key{}, func(k btree.Key, val []byte) bool {
 		switch k.Type {
 		case itemInode:
 			r, err := decodeInode(k.Ino, val)
@@ -272,7 +272,7 @@ func (v *Volume) RepairCounts() ([]string, error) {
 func (v *Volume) repairCountsLocked() ([]string, error) {
 	var changed []string
 	refs := map[uint64]uint32{}
-	err := v.tree.Walk(func(id inode.NodeID, level int) error {
+	err := v.tree.Walk(func(id btree.NodeID, level int) error {
 		if uint64(id)&(1<<63) == 0 {
 			refs[uint64(id)]++
 		}
@@ -287,7 +287,7 @@ func (v *Volume) repairCountsLocked() ([]string, error) {
 	for _, id := range v.ckptFreed {
 		refs[id]++
 	}
-	err = v.tree.Ascend(inode.Key{}, func(k inode.Key, val []byte) bool {
+	err = v.tree.Ascend(btree.Key{}, func(k btree.Key, val []byte) bool {
 		if k.Type == itemBlock && len(val) == 8 {
 			refs[leUint64(val)]++
 		}

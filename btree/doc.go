@@ -1,6 +1,11 @@
-// Package inode holds the metadata tree of txfs: one B+tree of key/value
-// items that stores every inode record, directory entry, extended
-// attribute and file block map, the way btrfs does.
+// Package btree is a B+tree of key/value items whose nodes are blocks,
+// bounded in memory by a node cache. It knows nothing of what the items
+// mean: txfs keeps all its metadata in one such tree, the way btrfs does,
+// and gives the items their meaning above it. The tree finds, inserts,
+// deletes and scans items by key, loads nodes through a Store and hands
+// the changed ones back at Flush; the block layer below makes those
+// writes copy-on-write. The on-disk structure it owns is the node format
+// below (docs/FORMAT.md, "The metadata tree").
 //
 // # Keys
 //
@@ -81,4 +86,4 @@
 // encoded, in a buffer of one block, their offsets and a fixed overhead.
 // Parents refer to children by ID only, so a clean child can leave the
 // cache while its parent stays.
-package inode
+package btree
