@@ -7,6 +7,7 @@ import (
 
 	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/cow"
+	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/journal"
 	"github.com/txfs/txfs/segment"
 )
@@ -88,7 +89,7 @@ func (m *imageModel) pools() *fuzzPools {
 		if !seen[k] {
 			seen[k] = true
 			p.keys = append(p.keys, k)
-			if k.Type == itemInode {
+			if k.Type == inode.TypeInode {
 				p.inos = append(p.inos, k.Ino)
 			}
 		}
@@ -255,7 +256,7 @@ func (f *fuzzInput) mutateValue(typ uint8, val []byte, p *fuzzPools) []byte {
 	val = append([]byte(nil), val...)
 	le := binary.LittleEndian
 	switch sel := f.byte() % 8; {
-	case sel < 4 && typ == itemInode && len(val) == inodeSize:
+	case sel < 4 && typ == inode.TypeInode && len(val) == inode.RecordSize:
 		fl := inodeFields[f.intn(len(inodeFields))]
 		pool := fl.pool
 		if fl.off == 80 {
@@ -266,8 +267,8 @@ func (f *fuzzInput) mutateValue(typ uint8, val []byte, p *fuzzPools) []byte {
 		} else {
 			le.PutUint64(val[fl.off:], f.value(le.Uint64(val[fl.off:]), pool))
 		}
-	case sel < 4 && typ == itemDirent:
-		es, err := decodeDirents(val)
+	case sel < 4 && typ == inode.TypeDirent:
+		es, err := inode.DecodeDirents(val)
 		if err != nil || len(es) == 0 {
 			break
 		}
@@ -284,10 +285,10 @@ func (f *fuzzInput) mutateValue(typ uint8, val []byte, p *fuzzPools) []byte {
 		case 4:
 			es = append(es[:i], es[i+1:]...)
 		default:
-			es = append(es, dirent{Name: "added", Ino: f.value(0, p.inos), Type: uint8(f.byte() % 16)})
+			es = append(es, inode.Dirent{Name: "added", Ino: f.value(0, p.inos), Type: uint8(f.byte() % 16)})
 		}
-		return encodeDirents(es)
-	case sel < 4 && (typ == itemBlock || typ == itemTrunc) && len(val) == 8:
+		return inode.EncodeDirents(es)
+	case sel < 4 && (typ == inode.TypeBlock || typ == inode.TypeTrunc) && len(val) == 8:
 		le.PutUint64(val, f.value(le.Uint64(val), append(p.vbs, p.nodes...)))
 	case sel == 4:
 		return val[:f.intn(len(val)+1)]
@@ -357,9 +358,9 @@ func (f *fuzzInput) mutateNode(m *imageModel, p *fuzzPools) {
 		// A new item: an inode, an orphan or truncate mark, an entry...
 		k := btree.Key{Ino: f.value(0, p.inos), Type: uint8(1 + f.byte()%7)}
 		switch k.Type {
-		case itemOrphan, itemTrunc:
+		case inode.TypeOrphan, inode.TypeTrunc:
 			k.Ino, k.Off = 0, f.value(0, p.inos)
-		case itemBlock:
+		case inode.TypeBlock:
 			k.Off = uint64(f.byte())
 		}
 		it := nodeItem{key: k, val: items[f.intn(len(items))].val, kid: f.value(0, p.nodes)}

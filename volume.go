@@ -5,7 +5,8 @@
 // goroutine packs the transactions that have arrived into units (group
 // commit); checkpoints write the metadata dirtied since the last one; Open
 // recovers from the newest checkpoint by replaying every whole unit after
-// it. See docs/DESIGN.md and docs/FORMAT.md.
+// it. The metadata are the items of package inode in the tree of package
+// btree. See docs/DESIGN.md and docs/FORMAT.md.
 package txfs
 
 import (
@@ -18,6 +19,7 @@ import (
 
 	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/cow"
+	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/journal"
 	"github.com/txfs/txfs/segment"
 )
@@ -182,8 +184,8 @@ func Format(dev segment.Device, o FormatOptions) error {
 	v.seq = 1
 	v.cur = v.newUnit(segment.UnitOps, uint64(geo.SegmentOffset(0)))
 	now := nowSpec()
-	root := &inodeRec{Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}
-	if err := v.tree.Put(inodeKey(RootIno), root.encode()); err != nil {
+	root := &inode.Record{Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}
+	if err := v.tree.Put(inode.InodeKey(RootIno), root.Encode()); err != nil {
 		return err
 	}
 	go v.writer()
@@ -559,7 +561,7 @@ func (v *Volume) applyPut(k btree.Key, val []byte) error {
 	if err := v.tree.Put(k, val); err != nil {
 		return v.fail(err)
 	}
-	if k.Type == itemInode && k.Ino >= v.nextIno {
+	if k.Type == inode.TypeInode && k.Ino >= v.nextIno {
 		v.nextIno = k.Ino + 1
 	}
 	return nil

@@ -1,11 +1,12 @@
 // Package btree is a B+tree of key/value items whose nodes are blocks,
 // bounded in memory by a node cache. It knows nothing of what the items
 // mean: txfs keeps all its metadata in one such tree, the way btrfs does,
-// and gives the items their meaning above it. The tree finds, inserts,
+// and package inode gives the items their meaning. The tree finds, inserts,
 // deletes and scans items by key, loads nodes through a Store and hands
-// the changed ones back at Flush; the block layer below makes those
-// writes copy-on-write. The on-disk structure it owns is the node format
-// below (docs/FORMAT.md, "The metadata tree").
+// the changed ones back at Flush; txfs names nodes by virtual block, so
+// the DAT (package cow) makes their writes copy-on-write. The on-disk
+// structure the tree owns is the node format below (docs/FORMAT.md, "The
+// metadata tree").
 //
 // # Keys
 //
