@@ -1,6 +1,10 @@
 package txfs
 
-import "time"
+import (
+	"time"
+
+	"github.com/txfs/txfs/inode"
+)
 
 // Access times follow relatime, as Linux mounts do by default: a read
 // updates atime only when it is not newer than mtime or ctime (so a
@@ -12,17 +16,18 @@ import "time"
 const relatimeAge = 24 * time.Hour
 
 // wantAtime reports whether a read of r now should update its atime.
-func (v *Volume) wantAtime(r *inodeRec, now Timespec) bool {
+func (v *Volume) wantAtime(r *inode.Record, now Timespec) bool {
 	if v.opts.NoAtime || v.ro || r.Flags&FlagNoAtime != 0 {
 		return false
 	}
-	if !r.Atime.after(r.Mtime) || !r.Atime.after(r.Ctime) {
+	if !after(r.Atime, r.Mtime) || !after(r.Atime, r.Ctime) {
 		return true
 	}
 	return now.Sec-r.Atime.Sec >= int64(relatimeAge/time.Second)
 }
 
-func (t Timespec) after(u Timespec) bool {
+// after reports whether t is later than u.
+func after(t, u Timespec) bool {
 	return t.Sec > u.Sec || (t.Sec == u.Sec && t.Nsec > u.Nsec)
 }
 

@@ -27,7 +27,7 @@ func TestRelatime(t *testing.T) {
 		return a.Atime
 	}
 	written, _ := v.GetAttr(f.Ino)
-	if written.Atime.after(written.Mtime) {
+	if after(written.Atime, written.Mtime) {
 		t.Fatalf("atime %v after mtime %v before any read", written.Atime, written.Mtime)
 	}
 	buf := make([]byte, 16)
@@ -36,7 +36,7 @@ func TestRelatime(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := atime(f.Ino)
-	if !first.after(written.Mtime) || !first.after(written.Ctime) {
+	if !after(first, written.Mtime) || !after(first, written.Ctime) {
 		t.Fatalf("first read after a write: atime %v, mtime %v, ctime %v", first, written.Mtime, written.Ctime)
 	}
 	time.Sleep(2 * time.Millisecond)
@@ -64,7 +64,7 @@ func TestRelatime(t *testing.T) {
 		t.Fatal(err)
 	}
 	dirAfter := atime(RootIno)
-	if !dirAfter.after(dirBefore) {
+	if !after(dirAfter, dirBefore) {
 		t.Fatalf("listing the root after a create left its atime at %v", dirAfter)
 	}
 	v = reopen(t, v, dev)

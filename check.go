@@ -6,6 +6,7 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/segment"
 )
@@ -83,7 +84,7 @@ func (v *Volume) CheckWithProgress(p Progress) (*CheckReport, error) {
 	count := v.dat.Count()
 	p(1, 0, count)
 	// Tree structure and nodes.
-	err := v.tree.Walk(func(id inode.NodeID, level int) error {
+	err := v.tree.Walk(func(id btree.NodeID, level int) error {
 		if uint64(id)&(1<<63) != 0 {
 			return nil // new in memory, not yet in the DAT
 		}
@@ -114,7 +115,7 @@ func (v *Volume) CheckWithProgress(p Progress) (*CheckReport, error) {
 }
 
 type inodeInfo struct {
-	rec      *inodeRec
+	rec      *inode.Record
 	names    uint32 // directory entries naming it
 	subdirs  uint32
 	parents  []Ino
@@ -135,7 +136,7 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 	}
 	type entry struct {
 		dir Ino
-		e   dirent
+		e   inode.Dirent
 	}
 	var entries []entry
 	var blocks []struct {
@@ -144,17 +145,17 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 		vb  uint64
 	}
 	truncs := map[Ino]uint64{}
-	ranges := map[Ino]rangeOp{}
+	ranges := map[Ino]inode.RangeOp{}
 	var rangeInos []Ino // in key order, for a stable report
-	err := v.tree.Ascend(inode.Key{}, func(k inode.Key, val []byte) bool {
+	err := v.tree.Ascend(btree.Key{}, func(k btree.Key, val []byte) bool {
 		switch k.Type {
-		case itemInode:
+		case inode.TypeInode:
 			if k.Off != 0 {
 				// Every lookup of an inode uses offset 0.
 				rep.addf("inode item %v is not at offset 0", k)
 				return true
 			}
-			r, err := decodeInode(k.Ino, val)
+			r, err := inode.DecodeRecord(k.Ino, val)
 			if err != nil {
 				rep.addf("inode %d: %v", k.Ino, err)
 				return true
@@ -166,15 +167,15 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 			if k.Ino >= v.nextIno {
 				rep.addf("inode %d at or above the next inode number %d", k.Ino, v.nextIno)
 			}
-		case itemDirent:
-			es, err := decodeDirents(val)
+		case inode.TypeDirent:
+			es, err := inode.DecodeDirents(val)
 			if err != nil {
 				rep.addf("directory %d entry item %d: %v", k.Ino, k.Off, err)
 				return true
 			}
 			names := map[string]bool{}
 			for _, e := range es {
-				if nameHash(e.Name) != k.Off {
+				if inode.NameHash(e.Name) != k.Off {
 					rep.addf("directory %d: entry %q filed under the wrong hash", k.Ino, e.Name)
 				}
 				if err := checkName(e.Name); err != nil {
@@ -186,14 +187,14 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 				names[e.Name] = true
 				entries = append(entries, entry{k.Ino, e})
 			}
-		case itemXattr:
-			es, err := decodeXattrs(val)
+		case inode.TypeXattr:
+			es, err := inode.DecodeXattrs(val)
 			if err != nil {
 				rep.addf("inode %d xattr item: %v", k.Ino, err)
 			}
 			names := map[string]bool{}
 			for _, e := range es {
-				if nameHash(e.Name) != k.Off {
+				if inode.NameHash(e.Name) != k.Off {
 					rep.addf("inode %d: attribute %q filed under the wrong hash", k.Ino, e.Name)
 				}
 				if err := v.checkXattrName(e.Name); err != nil {
@@ -205,9 +206,9 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 				names[e.Name] = true
 			}
 			get(k.Ino)
-		case itemSymlink:
+		case inode.TypeSymlink:
 			get(k.Ino).symBytes += uint64(len(val))
-		case itemBlock:
+		case inode.TypeBlock:
 			if len(val) != 8 {
 				rep.addf("inode %d block %d: mapping of %d bytes", k.Ino, k.Off, len(val))
 				return true
@@ -216,24 +217,24 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 				ino Ino
 				off uint64
 				vb  uint64
-			}{k.Ino, k.Off, leUint64(val)})
+			}{k.Ino, k.Off, inode.DecodeBlockItem(val)})
 			get(k.Ino).blocks++
-		case itemOrphan, itemTrunc:
+		case inode.TypeOrphan, inode.TypeTrunc:
 			// Open finds these marks among the items of inode 0 only.
 			if k.Ino != 0 {
-				rep.addf("%s mark %v outside the list of inode 0", map[uint8]string{itemOrphan: "orphan", itemTrunc: "truncate"}[k.Type], k)
+				rep.addf("%s mark %v outside the list of inode 0", map[uint8]string{inode.TypeOrphan: "orphan", inode.TypeTrunc: "truncate"}[k.Type], k)
 				return true
 			}
 			i := get(k.Off) // a mark of an inode that does not exist is a problem
-			if k.Type == itemOrphan {
+			if k.Type == inode.TypeOrphan {
 				i.orphan = true
 			} else if len(val) != 8 {
 				rep.addf("truncate mark of inode %d: value of %d bytes", k.Off, len(val))
 			} else {
-				truncs[k.Off] = leUint64(val)
+				truncs[k.Off] = inode.DecodeTruncItem(val)
 			}
-		case itemRange:
-			o, err := decodeRangeOp(val)
+		case inode.TypeRange:
+			o, err := inode.DecodeRangeOp(val)
 			if err != nil {
 				rep.addf("range operation of inode %d: %v", k.Off, err)
 				return true
@@ -284,9 +285,9 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 		if t, ok := truncs[b.ino]; ok {
 			limit = max(limit, t)
 		}
-		if o, ok := ranges[b.ino]; ok && o.kind == rangeCollapse {
+		if o, ok := ranges[b.ino]; ok && o.Kind == inode.RangeCollapse {
 			// The blocks not yet moved down lie past the new size.
-			limit += o.count * uint64(v.bs)
+			limit += o.Count * uint64(v.bs)
 		}
 		if _, ok := truncs[b.ino]; !ok && b.off*uint64(v.bs) >= limit {
 			rep.addf("inode %d maps block %d past its size %d", b.ino, b.off, i.rec.Size)

@@ -7,8 +7,8 @@ import (
 	"maps"
 	"time"
 
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/cow"
-	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -258,11 +258,11 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 	v.changes = 0
 	// Tree nodes are DAT-mapped blocks like file data.
 	err := v.tree.Flush(
-		func() (inode.NodeID, error) {
+		func() (btree.NodeID, error) {
 			vb, err := v.dat.Alloc()
-			return inode.NodeID(vb), err
+			return btree.NodeID(vb), err
 		},
-		func(id inode.NodeID, enc []byte) error {
+		func(id btree.NodeID, enc []byte) error {
 			stored, flags := v.encodeBlock(enc, v.compress)
 			if err := v.ensure(segment.UnitMeta, len(stored), 1, 0); err != nil {
 				return err
@@ -276,7 +276,7 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 		// one is durable: its virtual block must not be reused before.
 		// The checkpoint record lists these; they are freed once it is
 		// durable (or when recovery starts from it).
-		func(id inode.NodeID) error { v.ckptFreed = append(v.ckptFreed, uint64(id)); return nil })
+		func(id btree.NodeID) error { v.ckptFreed = append(v.ckptFreed, uint64(id)); return nil })
 	if err != nil {
 		return ref, 0, nil, v.fail(err)
 	}

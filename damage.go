@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/journal"
 	"github.com/txfs/txfs/segment"
@@ -201,7 +202,7 @@ func describeUnits(units []*segment.Unit) string {
 				}
 				ops[name]++
 			case journal.RecPut, journal.RecDel:
-				if k := inode.DecodeKey(r.Key[:]); k.Type == itemInode {
+				if k := btree.DecodeKey(r.Key[:]); k.Type == inode.TypeInode {
 					inos[k.Ino] = true
 				}
 			}

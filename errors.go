@@ -2,6 +2,7 @@ package txfs
 
 import (
 	"errors"
+	"fmt"
 	"syscall"
 )
 
@@ -62,4 +63,13 @@ func ToErrno(err error) syscall.Errno {
 		return en
 	}
 	return syscall.EIO
+}
+
+// corrupt reports an item of the metadata tree that does not decode (an
+// inode.ErrCorrupt) as the ErrIO it is to callers; nil stays nil.
+func corrupt(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrIO, err)
 }

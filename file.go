@@ -1,40 +1,31 @@
 package txfs
 
 import (
-	"encoding/binary"
 	"fmt"
 	"sort"
 	"strings"
 	"syscall"
 
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/segment"
 )
-
-func leUint64(b []byte) uint64 {
-	if len(b) != 8 {
-		return 0
-	}
-	return binary.LittleEndian.Uint64(b)
-}
-
-func le64(x uint64) []byte { return binary.LittleEndian.AppendUint64(nil, x) }
 
 // blockMap returns the virtual blocks of ino's file blocks [first, last].
 func (v *Volume) blockMap(ino Ino, first, last uint64) (map[uint64]uint64, error) {
 	m := make(map[uint64]uint64, min(last-first+1, 256))
 	if first == last {
-		val, ok, err := v.tree.Get(blockKey(ino, first))
+		val, ok, err := v.tree.Get(inode.BlockKey(ino, first))
 		if ok {
-			m[first] = leUint64(val)
+			m[first] = inode.DecodeBlockItem(val)
 		}
 		return m, v.failIf(err)
 	}
-	err := v.tree.Ascend(blockKey(ino, first), func(k inode.Key, val []byte) bool {
-		if k.Ino != ino || k.Type != itemBlock || k.Off > last {
+	err := v.tree.Ascend(inode.BlockKey(ino, first), func(k btree.Key, val []byte) bool {
+		if k.Ino != ino || k.Type != inode.TypeBlock || k.Off > last {
 			return false
 		}
-		m[k.Off] = leUint64(val)
+		m[k.Off] = inode.DecodeBlockItem(val)
 		return true
 	})
 	return m, v.failIf(err)
@@ -42,7 +33,7 @@ func (v *Volume) blockMap(ino Ino, first, last uint64) (map[uint64]uint64, error
 
 // fileInode returns the record of ino for an operation on its data, which
 // directories have none of.
-func (v *Volume) fileInode(ino Ino) (*inodeRec, error) {
+func (v *Volume) fileInode(ino Ino) (*inode.Record, error) {
 	r, err := v.getInode(ino)
 	if err == nil && isDir(r.Mode) {
 		err = ErrIsDir
@@ -162,7 +153,7 @@ func (v *Volume) writeChunk(ino Ino, data []byte, off int64) error {
 			if vb, err = t.allocBlock(); err != nil {
 				return err
 			}
-			if err := t.put(blockKey(ino, b), le64(vb)); err != nil {
+			if err := t.put(inode.BlockKey(ino, b), inode.EncodeBlockItem(vb)); err != nil {
 				return err
 			}
 			if _, had := m[b]; !had {
@@ -218,7 +209,7 @@ func (v *Volume) SetAttr(ino Ino, in *SetAttrIn) (Attr, error) {
 			if err := t.zeroTail(ino, in.Size); err != nil {
 				return Attr{}, err
 			}
-			if err := t.put(truncKey(ino), le64(in.Size)); err != nil {
+			if err := t.put(inode.TruncKey(ino), inode.EncodeTruncItem(in.Size)); err != nil {
 				return Attr{}, err
 			}
 		}
@@ -265,7 +256,7 @@ func (v *Volume) SetAttr(ino Ino, in *SetAttrIn) (Attr, error) {
 			return Attr{}, err
 		}
 	}
-	return r.attr(ino, v.bs), nil
+	return attrOf(r, ino, v.bs), nil
 }
 
 // zeroTail clears the bytes of the block that holds size past size, so a
@@ -287,11 +278,11 @@ func (v *Volume) finishTruncate(ino Ino) error {
 		return err
 	}
 	for {
-		val, ok, err := v.tree.Get(truncKey(ino))
+		val, ok, err := v.tree.Get(inode.TruncKey(ino))
 		if err != nil || !ok {
 			return v.failIf(err)
 		}
-		size := leUint64(val)
+		size := inode.DecodeTruncItem(val)
 		from := (size + uint64(v.bs) - 1) / uint64(v.bs)
 		done, err := v.freeChunk(ino, from, false)
 		if err != nil || done {
@@ -319,17 +310,18 @@ func (v *Volume) checkXattrName(name string) error {
 	return ErrNotSupported
 }
 
-func (v *Volume) xattrItem(ino Ino, name string) ([]xattrEntry, error) {
-	b, _, err := v.tree.Get(xattrKey(ino, nameHash(name)))
+func (v *Volume) xattrItem(ino Ino, name string) ([]inode.Xattr, error) {
+	b, _, err := v.tree.Get(inode.XattrKey(ino, inode.NameHash(name)))
 	if err != nil {
 		return nil, v.fail(err)
 	}
-	return decodeXattrs(b)
+	es, err := inode.DecodeXattrs(b)
+	return es, corrupt(err)
 }
 
 // beginXattr starts a transaction that changes ino's attribute name and
 // returns the inode and the attributes sharing name's item. Lock held.
-func (v *Volume) beginXattr(op int, ino Ino, name string, freesSpace bool) (*tx, *inodeRec, []xattrEntry, error) {
+func (v *Volume) beginXattr(op int, ino Ino, name string, freesSpace bool) (*tx, *inode.Record, []inode.Xattr, error) {
 	t, err := v.begin(op, v.metaOp(2, freesSpace))
 	if err != nil {
 		return nil, nil, nil, err
@@ -405,17 +397,17 @@ func (v *Volume) SetXattr(ino Ino, name string, value []byte, flags uint32) erro
 	if found < 0 && flags&XattrReplace != 0 {
 		return ErrNoAttr
 	}
-	e := xattrEntry{Name: name, Value: append([]byte(nil), value...)}
+	e := inode.Xattr{Name: name, Value: append([]byte(nil), value...)}
 	if found >= 0 {
 		es[found] = e
 	} else {
 		es = append(es, e)
 	}
-	enc := encodeXattrs(es)
+	enc := inode.EncodeXattrs(es)
 	if len(enc) > v.maxValue() {
 		return ErrNoSpace // names colliding on one hash filled the item
 	}
-	if err := t.put(xattrKey(ino, nameHash(name)), enc); err != nil {
+	if err := t.put(inode.XattrKey(ino, inode.NameHash(name)), enc); err != nil {
 		return err
 	}
 	r.Ctime = nowSpec()
@@ -439,13 +431,13 @@ func (v *Volume) ListXattr(ino Ino) ([]string, error) {
 	}
 	var names []string
 	var derr error
-	err := v.tree.Ascend(xattrKey(ino, 0), func(k inode.Key, val []byte) bool {
-		if k.Ino != ino || k.Type != itemXattr {
+	err := v.tree.Ascend(inode.XattrKey(ino, 0), func(k btree.Key, val []byte) bool {
+		if k.Ino != ino || k.Type != inode.TypeXattr {
 			return false
 		}
-		es, err := decodeXattrs(val)
+		es, err := inode.DecodeXattrs(val)
 		if err != nil {
-			derr = err
+			derr = corrupt(err)
 			return false
 		}
 		for _, e := range es {
@@ -498,14 +490,14 @@ func (v *Volume) RemoveXattr(ino Ino, name string) error {
 // there.
 func (t *tx) removeXattr(ino Ino, name string) (bool, error) {
 	v := t.v
-	k := xattrKey(ino, nameHash(name))
+	k := inode.XattrKey(ino, inode.NameHash(name))
 	b, ok, err := v.tree.Get(k)
 	if err != nil || !ok {
 		return false, v.failIf(err)
 	}
-	es, err := decodeXattrs(b)
+	es, err := inode.DecodeXattrs(b)
 	if err != nil {
-		return false, err
+		return false, corrupt(err)
 	}
 	out := es[:0]
 	for _, e := range es {
@@ -519,7 +511,7 @@ func (t *tx) removeXattr(ino Ino, name string) (bool, error) {
 	if len(out) == 0 {
 		return true, t.del(k)
 	}
-	return true, t.put(k, encodeXattrs(out))
+	return true, t.put(k, inode.EncodeXattrs(out))
 }
 
 // capabilityXattr holds a program's file capabilities (setcap). Linux

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -64,8 +65,8 @@ func TestWriteFixtures(t *testing.T) {
 		}
 	}
 	v.mu.Lock()
-	val, _, _ := v.tree.Get(blockKey(a.Ino, 1))
-	dataEntry, _ := v.dat.Get(leUint64(val))
+	val, _, _ := v.tree.Get(inode.BlockKey(a.Ino, 1))
+	dataEntry, _ := v.dat.Get(inode.DecodeBlockItem(val))
 	rootEntry, _ := v.dat.Get(uint64(v.tree.Root()))
 	ckpt := v.sb.Checkpoint
 	v.mu.Unlock()

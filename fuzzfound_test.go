@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/journal"
 	"github.com/txfs/txfs/segment"
@@ -156,9 +157,9 @@ func TestDATEntryOfAHugeLength(t *testing.T) {
 		for _, n := range m.nodes {
 			_, items, _ := parseNodeItems(n.raw)
 			for _, it := range items {
-				if it.key.Type == itemBlock {
+				if it.key.Type == inode.TypeBlock {
 					if blocks[it.key.Ino]++; it.key.Off == 0 {
-						first[it.key.Ino] = leUint64(it.val)
+						first[it.key.Ino] = inode.DecodeBlockItem(it.val)
 					}
 				}
 			}
@@ -215,8 +216,8 @@ func TestAscendOverMisorderedLeaves(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	err = v.tree.Ascend(inode.Key{}, func(inode.Key, []byte) bool { n++; return n < 100000 })
-	if n >= 100000 || !errors.Is(err, inode.ErrCorrupt) {
+	err = v.tree.Ascend(btree.Key{}, func(btree.Key, []byte) bool { n++; return n < 100000 })
+	if n >= 100000 || !errors.Is(err, btree.ErrCorrupt) {
 		t.Fatalf("the scan visited %d items and returned %v", n, err)
 	}
 	v.Close()
@@ -246,11 +247,11 @@ func TestAscendOverAnUnsortedLeaf(t *testing.T) {
 		for _, n := range m.nodes {
 			level, items, _ := parseNodeItems(n.raw)
 			for _, it := range items {
-				if it.key == blockKey(big, 0) {
+				if it.key == inode.BlockKey(big, 0) {
 					block0 = it
 				}
 			}
-			if level == 0 && items[0].key == blockKey(big, 7) {
+			if level == 0 && items[0].key == inode.BlockKey(big, 7) {
 				// Small enough for replay's deletes to merge it.
 				raw, _ := encodeNodeItems(len(n.raw), 0, append([]nodeItem{block0}, items[:16]...))
 				n.raw, n.dirty = raw, true
@@ -307,10 +308,10 @@ func TestCheckerSeesWhatReadsSee(t *testing.T) {
 	// names (all in one item).
 	renameEntry := func(items []nodeItem, to ...string) []nodeItem {
 		var out []nodeItem
-		var moved []dirent
+		var moved []inode.Dirent
 		for _, it := range items {
-			if it.key.Type == itemDirent && it.key.Ino == 2 {
-				es, _ := decodeDirents(it.val)
+			if it.key.Type == inode.TypeDirent && it.key.Ino == 2 {
+				es, _ := inode.DecodeDirents(it.val)
 				if len(es) == 1 && (es[0].Name == "file10" || es[0].Name == "file11") && len(moved) < len(to) {
 					es[0].Name = to[len(moved)]
 					moved = append(moved, es[0])
@@ -319,13 +320,13 @@ func TestCheckerSeesWhatReadsSee(t *testing.T) {
 			}
 			out = append(out, it)
 		}
-		return append(out, nodeItem{key: direntKey(2, nameHash(to[0])), val: encodeDirents(moved)})
+		return append(out, nodeItem{key: inode.DirentKey(2, inode.NameHash(to[0])), val: inode.EncodeDirents(moved)})
 	}
 	renameXattr := func(items []nodeItem, name string, hash uint64) []nodeItem {
 		for i, it := range items {
-			if it.key.Type == itemXattr && it.key.Ino == big {
+			if it.key.Type == inode.TypeXattr && it.key.Ino == big {
 				items[i].key.Off = hash
-				items[i].val = encodeXattrs([]xattrEntry{{Name: name, Value: []byte("a note")}})
+				items[i].val = inode.EncodeXattrs([]inode.Xattr{{Name: name, Value: []byte("a note")}})
 			}
 		}
 		return items
@@ -336,7 +337,7 @@ func TestCheckerSeesWhatReadsSee(t *testing.T) {
 	}{
 		{"inode item at an offset", func(items []nodeItem) []nodeItem {
 			for i := range items {
-				if items[i].key == inodeKey(file10) {
+				if items[i].key == inode.InodeKey(file10) {
 					items[i].key.Off = 5
 				}
 			}
@@ -348,25 +349,25 @@ func TestCheckerSeesWhatReadsSee(t *testing.T) {
 			items = renameEntry(items, "gone")
 			items = items[:len(items)-1]
 			for i := range items {
-				if items[i].key == inodeKey(file10) {
-					rec, _ := decodeInode(file10, items[i].val)
+				if items[i].key == inode.InodeKey(file10) {
+					rec, _ := inode.DecodeRecord(file10, items[i].val)
 					rec.Nlink = 0
-					items[i].val = rec.encode()
+					items[i].val = rec.Encode()
 				}
 			}
-			return append(items, nodeItem{key: inode.Key{Ino: 5, Type: itemOrphan, Off: file10}})
+			return append(items, nodeItem{key: btree.Key{Ino: 5, Type: inode.TypeOrphan, Off: file10}})
 		}},
 		{"truncate mark outside the list", func(items []nodeItem) []nodeItem {
-			return append(items, nodeItem{key: inode.Key{Ino: 5, Type: itemTrunc, Off: big}, val: le64(0)})
+			return append(items, nodeItem{key: btree.Key{Ino: 5, Type: inode.TypeTrunc, Off: big}, val: inode.EncodeTruncItem(0)})
 		}},
 		{"truncate mark of a missing inode", func(items []nodeItem) []nodeItem {
-			return append(items, nodeItem{key: truncKey(9999), val: le64(0)})
+			return append(items, nodeItem{key: inode.TruncKey(9999), val: inode.EncodeTruncItem(0)})
 		}},
 		{"entry with a slash", func(items []nodeItem) []nodeItem { return renameEntry(items, "a/b") }},
 		{"entry named dot-dot", func(items []nodeItem) []nodeItem { return renameEntry(items, "..") }},
 		{"two entries of one name", func(items []nodeItem) []nodeItem { return renameEntry(items, "twice", "twice") }},
 		{"attribute under another name's hash", func(items []nodeItem) []nodeItem { return renameXattr(items, "user.note", 7) }},
-		{"attribute outside the namespaces", func(items []nodeItem) []nodeItem { return renameXattr(items, "bogus", nameHash("bogus")) }},
+		{"attribute outside the namespaces", func(items []nodeItem) []nodeItem { return renameXattr(items, "bogus", inode.NameHash("bogus")) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rep := checkReadOnly(t, damagedImage(t, func(m *imageModel) { editTree(t, m, c.edit) }))
@@ -479,7 +480,7 @@ func TestFreeingAnInodeDropsItsTruncateMark(t *testing.T) {
 	v.mu.Lock()
 	tx, err := v.begin(opSetAttr, v.metaOp(2, true))
 	if err == nil {
-		err = tx.put(truncKey(a.Ino), le64(4096))
+		err = tx.put(inode.TruncKey(a.Ino), inode.EncodeTruncItem(4096))
 		tx.commit()
 	}
 	v.mu.Unlock()
@@ -516,7 +517,7 @@ func TestRootDirectoryMissing(t *testing.T) {
 		endLog(m)
 		editTree(t, m, func(items []nodeItem) []nodeItem {
 			for i, it := range items {
-				if it.key == inodeKey(RootIno) {
+				if it.key == inode.InodeKey(RootIno) {
 					return append(items[:i], items[i+1:]...)
 				}
 			}
@@ -635,14 +636,14 @@ func TestBlockInUseWithNoReferences(t *testing.T) {
 			var out []nodeItem
 			for _, it := range items {
 				switch {
-				case it.key == blockKey(big, 149):
-					binary.LittleEndian.PutUint32(m.datEntry(leUint64(it.val))[24:], 0)
+				case it.key == inode.BlockKey(big, 149):
+					binary.LittleEndian.PutUint32(m.datEntry(inode.DecodeBlockItem(it.val))[24:], 0)
 					continue
-				case it.key == inodeKey(big):
-					rec, _ := decodeInode(big, it.val)
+				case it.key == inode.InodeKey(big):
+					rec, _ := inode.DecodeRecord(big, it.val)
 					rec.NBlocks--
 					rec.Size = 149 * 4096
-					it.val = rec.encode()
+					it.val = rec.Encode()
 				}
 				out = append(out, it)
 			}
@@ -811,7 +812,7 @@ func TestEmptyRangeItem(t *testing.T) {
 	const big = 43 // inode of /big in the base image
 	dev := damagedImage(t, func(m *imageModel) {
 		editTree(t, m, func(items []nodeItem) []nodeItem {
-			return append(items, nodeItem{key: rangeKey(big)})
+			return append(items, nodeItem{key: inode.RangeKey(big)})
 		})
 	})
 	rep := checkReadOnly(t, dev)

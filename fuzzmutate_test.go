@@ -5,6 +5,7 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/cow"
 	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/journal"
@@ -76,19 +77,19 @@ func (f *fuzzInput) value(old uint64, pool []uint64) uint64 {
 type fuzzPools struct {
 	inos, vbs, nodes, segs, addrs, types []uint64
 	tables                               []uint64 // addresses of table blocks
-	keys                                 []inode.Key
+	keys                                 []btree.Key
 	seqs                                 []uint64 // sequence numbers of the log after the checkpoint and around it
 	freeSegs                             []uint32 // segments no unit lies in
 }
 
 func (m *imageModel) pools() *fuzzPools {
 	p := &fuzzPools{types: []uint64{0, 1, 2, 3, 4, 5, 6, 7, 8, 255}}
-	seen := map[inode.Key]bool{}
-	addKey := func(k inode.Key) {
+	seen := map[btree.Key]bool{}
+	addKey := func(k btree.Key) {
 		if !seen[k] {
 			seen[k] = true
 			p.keys = append(p.keys, k)
-			if k.Type == itemInode {
+			if k.Type == inode.TypeInode {
 				p.inos = append(p.inos, k.Ino)
 			}
 		}
@@ -105,7 +106,7 @@ func (m *imageModel) pools() *fuzzPools {
 		rs, _ := u.decodeRecords()
 		for _, r := range rs {
 			if r.Type == journal.RecPut || r.Type == journal.RecDel {
-				addKey(inode.DecodeKey(r.Key[:]))
+				addKey(btree.DecodeKey(r.Key[:]))
 			}
 		}
 	}
@@ -150,7 +151,7 @@ func (m *imageModel) pools() *fuzzPools {
 // --- metadata tree nodes ---------------------------------------------------
 
 type nodeItem struct {
-	key inode.Key
+	key btree.Key
 	val []byte
 	kid uint64
 }
@@ -162,11 +163,11 @@ func parseNodeItems(raw []byte) (level int, items []nodeItem, ok bool) {
 	level, count := int(raw[2]), int(le.Uint16(raw[4:]))
 	p := 8
 	for i := 0; i < count; i++ {
-		if p+inode.KeySize+2 > len(raw) {
+		if p+btree.KeySize+2 > len(raw) {
 			return level, items, false
 		}
-		it := nodeItem{key: inode.DecodeKey(raw[p:])}
-		p += inode.KeySize
+		it := nodeItem{key: btree.DecodeKey(raw[p:])}
+		p += btree.KeySize
 		if level == 0 {
 			n := int(le.Uint16(raw[p:]))
 			p += 2
@@ -194,7 +195,7 @@ func encodeNodeItems(bs int, level int, items []nodeItem) ([]byte, bool) {
 	le.PutUint16(b, 0x544E)
 	b[2] = byte(level)
 	le.PutUint16(b[4:], uint16(len(items)))
-	var kb [inode.KeySize]byte
+	var kb [btree.KeySize]byte
 	for _, it := range items {
 		it.key.Encode(kb[:])
 		b = append(b, kb[:]...)
@@ -216,7 +217,7 @@ func sortItems(items []nodeItem) {
 }
 
 // mutateKey changes one field of a key.
-func (f *fuzzInput) mutateKey(k inode.Key, p *fuzzPools) inode.Key {
+func (f *fuzzInput) mutateKey(k btree.Key, p *fuzzPools) btree.Key {
 	switch f.byte() % 4 {
 	case 0:
 		k.Ino = f.value(k.Ino, p.inos)
@@ -255,7 +256,7 @@ func (f *fuzzInput) mutateValue(typ uint8, val []byte, p *fuzzPools) []byte {
 	val = append([]byte(nil), val...)
 	le := binary.LittleEndian
 	switch sel := f.byte() % 8; {
-	case sel < 4 && typ == itemInode && len(val) == inodeSize:
+	case sel < 4 && typ == inode.TypeInode && len(val) == inode.RecordSize:
 		fl := inodeFields[f.intn(len(inodeFields))]
 		pool := fl.pool
 		if fl.off == 80 {
@@ -266,8 +267,8 @@ func (f *fuzzInput) mutateValue(typ uint8, val []byte, p *fuzzPools) []byte {
 		} else {
 			le.PutUint64(val[fl.off:], f.value(le.Uint64(val[fl.off:]), pool))
 		}
-	case sel < 4 && typ == itemDirent:
-		es, err := decodeDirents(val)
+	case sel < 4 && typ == inode.TypeDirent:
+		es, err := inode.DecodeDirents(val)
 		if err != nil || len(es) == 0 {
 			break
 		}
@@ -284,10 +285,10 @@ func (f *fuzzInput) mutateValue(typ uint8, val []byte, p *fuzzPools) []byte {
 		case 4:
 			es = append(es[:i], es[i+1:]...)
 		default:
-			es = append(es, dirent{Name: "added", Ino: f.value(0, p.inos), Type: uint8(f.byte() % 16)})
+			es = append(es, inode.Dirent{Name: "added", Ino: f.value(0, p.inos), Type: uint8(f.byte() % 16)})
 		}
-		return encodeDirents(es)
-	case sel < 4 && (typ == itemBlock || typ == itemTrunc) && len(val) == 8:
+		return inode.EncodeDirents(es)
+	case sel < 4 && (typ == inode.TypeBlock || typ == inode.TypeTrunc) && len(val) == 8:
 		le.PutUint64(val, f.value(le.Uint64(val), append(p.vbs, p.nodes...)))
 	case sel == 4:
 		return val[:f.intn(len(val)+1)]
@@ -355,11 +356,11 @@ func (f *fuzzInput) mutateNode(m *imageModel, p *fuzzPools) {
 		}
 	case 8, 9:
 		// A new item: an inode, an orphan or truncate mark, an entry...
-		k := inode.Key{Ino: f.value(0, p.inos), Type: uint8(1 + f.byte()%7)}
+		k := btree.Key{Ino: f.value(0, p.inos), Type: uint8(1 + f.byte()%7)}
 		switch k.Type {
-		case itemOrphan, itemTrunc:
+		case inode.TypeOrphan, inode.TypeTrunc:
 			k.Ino, k.Off = 0, f.value(0, p.inos)
-		case itemBlock:
+		case inode.TypeBlock:
 			k.Off = uint64(f.byte())
 		}
 		it := nodeItem{key: k, val: items[f.intn(len(items))].val, kid: f.value(0, p.nodes)}
@@ -415,14 +416,14 @@ func (f *fuzzInput) mutateReplay(m *imageModel, p *fuzzPools) {
 		r := &rs[i]
 		switch r.Type {
 		case journal.RecPut:
-			k := inode.DecodeKey(r.Key[:])
+			k := btree.DecodeKey(r.Key[:])
 			if f.byte()%2 == 0 {
 				r.Value = f.mutateValue(k.Type, r.Value, p)
 				break
 			}
 			f.mutateKey(k, p).Encode(r.Key[:])
 		case journal.RecDel:
-			f.mutateKey(inode.DecodeKey(r.Key[:]), p).Encode(r.Key[:])
+			f.mutateKey(btree.DecodeKey(r.Key[:]), p).Encode(r.Key[:])
 		case journal.RecAlloc, journal.RecWrite:
 			r.V = f.value(r.V, vbPool)
 		case journal.RecRef:

@@ -3,6 +3,8 @@ package txfs
 import (
 	"fmt"
 	"syscall"
+
+	"github.com/txfs/txfs/inode"
 )
 
 // Inode flags, as chattr(1) and lsattr(1) see them through the
@@ -32,17 +34,17 @@ const (
 // them to it, and a FUSE filesystem does not.
 
 // immutable reports whether r may not change at all.
-func (r *inodeRec) immutable() bool { return r.Flags&FlagImmutable != 0 }
+func immutable(r *inode.Record) bool { return r.Flags&FlagImmutable != 0 }
 
 // fixed reports whether r may neither lose a name nor change its content
 // or attributes other than by appending: immutable or append-only.
-func (r *inodeRec) fixed() bool { return r.Flags&(FlagImmutable|FlagAppend) != 0 }
+func fixed(r *inode.Record) bool { return r.Flags&(FlagImmutable|FlagAppend) != 0 }
 
 // checkWrite refuses a write of n bytes at off to r: none to an
 // immutable file (even of nothing, as ext4), and only at the end of an
 // append-only one.
-func checkWrite(r *inodeRec, off int64, n int) error {
-	if r.immutable() {
+func checkWrite(r *inode.Record, off int64, n int) error {
+	if immutable(r) {
 		return fmt.Errorf("%w: the file is immutable", ErrPermission)
 	}
 	if r.Flags&FlagAppend != 0 && n > 0 && uint64(off) != r.Size {
@@ -53,8 +55,8 @@ func checkWrite(r *inodeRec, off int64, n int) error {
 
 // checkChange refuses any change to r but an append: hole punches,
 // truncates, xattr changes.
-func checkChange(r *inodeRec) error {
-	if r.fixed() {
+func checkChange(r *inode.Record) error {
+	if fixed(r) {
 		return fmt.Errorf("%w: the inode is immutable or append-only", ErrPermission)
 	}
 	return nil
@@ -64,8 +66,8 @@ func checkChange(r *inodeRec) error {
 // immutable inode; on an append-only one everything but setting both
 // times to now (touch, utimes with no times), which the VFS tells apart
 // from explicit times.
-func checkSetAttr(r *inodeRec, in *SetAttrIn) error {
-	if r.immutable() {
+func checkSetAttr(r *inode.Record, in *SetAttrIn) error {
+	if immutable(r) {
 		return fmt.Errorf("%w: the inode is immutable", ErrPermission)
 	}
 	const touch = SetAtimeNow | SetMtimeNow
@@ -76,8 +78,8 @@ func checkSetAttr(r *inodeRec, in *SetAttrIn) error {
 }
 
 // checkAddName refuses a new name in directory dir, which is immutable.
-func checkAddName(dir *inodeRec) error {
-	if dir.immutable() {
+func checkAddName(dir *inode.Record) error {
+	if immutable(dir) {
 		return fmt.Errorf("%w: the directory is immutable", ErrPermission)
 	}
 	return nil
@@ -85,11 +87,11 @@ func checkAddName(dir *inodeRec) error {
 
 // checkRemoveName refuses to take the name of r away from dir: neither
 // may be immutable or append-only.
-func checkRemoveName(dir, r *inodeRec) error {
-	if dir.fixed() {
+func checkRemoveName(dir, r *inode.Record) error {
+	if fixed(dir) {
 		return fmt.Errorf("%w: the directory is immutable or append-only", ErrPermission)
 	}
-	if r.fixed() {
+	if fixed(r) {
 		return fmt.Errorf("%w: the inode is immutable or append-only", ErrPermission)
 	}
 	return nil
@@ -98,10 +100,10 @@ func checkRemoveName(dir, r *inodeRec) error {
 // checkOpen refuses what may_open refuses for open(2) flags: writing to an
 // immutable file, writing to an append-only file without O_APPEND, and
 // O_TRUNC on either.
-func checkOpen(r *inodeRec, flags int) error {
+func checkOpen(r *inode.Record, flags int) error {
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
 	switch {
-	case r.immutable() && (write || flags&syscall.O_TRUNC != 0):
+	case immutable(r) && (write || flags&syscall.O_TRUNC != 0):
 		return fmt.Errorf("%w: the file is immutable", ErrPermission)
 	case r.Flags&FlagAppend != 0 && (write && flags&syscall.O_APPEND == 0 || flags&syscall.O_TRUNC != 0):
 		return fmt.Errorf("%w: the file is append-only: open it with O_APPEND, without O_TRUNC", ErrPermission)
@@ -159,7 +161,7 @@ func (v *Volume) SetFlags(ino Ino, flags uint32, by Owner) error {
 	if by.Uid != 0 && (r.Flags^flags)&(FlagImmutable|FlagAppend) != 0 {
 		return fmt.Errorf("%w: only root sets or clears the immutable and append-only flags", ErrPermission)
 	}
-	if r.immutable() && flags&FlagImmutable != 0 && flags != r.Flags {
+	if immutable(r) && flags&FlagImmutable != 0 && flags != r.Flags {
 		return fmt.Errorf("%w: the inode is immutable: clear that flag first", ErrPermission)
 	}
 	r.Flags = flags
@@ -175,7 +177,7 @@ func (v *Volume) SetFlags(ino Ino, flags uint32, by Owner) error {
 // checkRenameFlags refuses a rename that takes the name of sr away from
 // op, where it is, and gives a name in np (replacing dr's, when dr is
 // not nil): as ext4, it may_delete both names and may_create the new one.
-func checkRenameFlags(op, sr, np, dr *inodeRec) error {
+func checkRenameFlags(op, sr, np, dr *inode.Record) error {
 	if err := checkRemoveName(op, sr); err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"syscall"
 	"testing"
+
+	"github.com/txfs/txfs/inode"
 )
 
 // TestSetFlags: who may set which inode flags, as on ext4, and that they
@@ -38,7 +40,7 @@ func TestSetFlags(t *testing.T) {
 	if err := v.SetFlags(f.Ino, FlagNoDump|FlagNoAtime, alice); err != nil {
 		t.Fatal(err)
 	}
-	if a, _ := v.GetAttr(f.Ino); a.Flags != FlagNoDump|FlagNoAtime || !a.Ctime.after(before.Ctime) {
+	if a, _ := v.GetAttr(f.Ino); a.Flags != FlagNoDump|FlagNoAtime || !after(a.Ctime, before.Ctime) {
 		t.Fatalf("after chattr +dA: flags %#x, ctime %v (was %v)", a.Flags, a.Ctime, before.Ctime)
 	}
 	// Only root sets or clears i and a.
@@ -339,7 +341,7 @@ func TestCheckUnknownFlags(t *testing.T) {
 	r, err := v.getInode(f.Ino)
 	if err == nil {
 		r.Flags = 0x1000
-		err = v.tree.Put(inodeKey(f.Ino), r.encode())
+		err = v.tree.Put(inode.InodeKey(f.Ino), r.Encode())
 	}
 	v.mu.Unlock()
 	if err != nil {
@@ -351,7 +353,7 @@ func TestCheckUnknownFlags(t *testing.T) {
 	}
 	v.mu.Lock()
 	r.Flags = 0
-	err = v.tree.Put(inodeKey(f.Ino), r.encode())
+	err = v.tree.Put(inode.InodeKey(f.Ino), r.Encode())
 	v.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)

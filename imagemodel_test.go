@@ -11,8 +11,8 @@ import (
 	"sort"
 
 	"github.com/pierrec/lz4/v4"
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/cow"
-	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/journal"
 	"github.com/txfs/txfs/segment"
 )
@@ -363,7 +363,7 @@ func (m *imageModel) decodeNodes(vb uint64, want int) error {
 		return nil
 	}
 	for i := 0; i < count; i++ {
-		o := 8 + i*(inode.KeySize+8) + inode.KeySize
+		o := 8 + i*(btree.KeySize+8) + btree.KeySize
 		if err := m.decodeNodes(le.Uint64(raw[o:]), level-1); err != nil {
 			return err
 		}

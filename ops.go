@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/inode"
 )
 
@@ -24,7 +25,7 @@ func (v *Volume) unitPayload() int {
 	return int(min(int64(v.geo.SegmentSize), maxUnitBytes)) - 6*v.bs
 }
 
-func (v *Volume) maxValue() int { return inode.MaxValueSize(v.bs) }
+func (v *Volume) maxValue() int { return btree.MaxValueSize(v.bs) }
 
 func checkName(name string) error {
 	if len(name) == 0 || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
@@ -36,18 +37,19 @@ func checkName(name string) error {
 	return nil
 }
 
-func (v *Volume) getInode(ino Ino) (*inodeRec, error) {
-	b, ok, err := v.tree.Get(inodeKey(ino))
+func (v *Volume) getInode(ino Ino) (*inode.Record, error) {
+	b, ok, err := v.tree.Get(inode.InodeKey(ino))
 	if err != nil {
 		return nil, v.fail(err)
 	}
 	if !ok {
 		return nil, fmt.Errorf("%w: inode %d", ErrNotExist, ino)
 	}
-	return decodeInode(ino, b)
+	r, err := inode.DecodeRecord(ino, b)
+	return r, corrupt(err)
 }
 
-func (v *Volume) getDir(ino Ino) (*inodeRec, error) {
+func (v *Volume) getDir(ino Ino) (*inode.Record, error) {
 	r, err := v.getInode(ino)
 	if err != nil {
 		return nil, err
@@ -58,21 +60,21 @@ func (v *Volume) getDir(ino Ino) (*inodeRec, error) {
 	return r, nil
 }
 
-func (v *Volume) lookupEntry(dir Ino, name string) (dirent, bool, error) {
-	b, ok, err := v.tree.Get(direntKey(dir, nameHash(name)))
+func (v *Volume) lookupEntry(dir Ino, name string) (inode.Dirent, bool, error) {
+	b, ok, err := v.tree.Get(inode.DirentKey(dir, inode.NameHash(name)))
 	if err != nil || !ok {
-		return dirent{}, false, v.failIf(err)
+		return inode.Dirent{}, false, v.failIf(err)
 	}
-	es, err := decodeDirents(b)
+	es, err := inode.DecodeDirents(b)
 	if err != nil {
-		return dirent{}, false, err
+		return inode.Dirent{}, false, corrupt(err)
 	}
 	for _, e := range es {
 		if e.Name == name {
 			return e, true, nil
 		}
 	}
-	return dirent{}, false, nil
+	return inode.Dirent{}, false, nil
 }
 
 func (v *Volume) failIf(err error) error {
@@ -82,30 +84,30 @@ func (v *Volume) failIf(err error) error {
 	return v.fail(err)
 }
 
-func (t *tx) putInode(ino Ino, r *inodeRec) error { return t.put(inodeKey(ino), r.encode()) }
+func (t *tx) putInode(ino Ino, r *inode.Record) error { return t.put(inode.InodeKey(ino), r.Encode()) }
 
-func (t *tx) addEntry(dir Ino, e dirent) error {
-	k := direntKey(dir, nameHash(e.Name))
+func (t *tx) addEntry(dir Ino, e inode.Dirent) error {
+	k := inode.DirentKey(dir, inode.NameHash(e.Name))
 	b, _, err := t.v.tree.Get(k)
 	if err != nil {
 		return t.v.fail(err)
 	}
-	es, err := decodeDirents(b)
+	es, err := inode.DecodeDirents(b)
 	if err != nil {
-		return err
+		return corrupt(err)
 	}
-	return t.put(k, encodeDirents(append(es, e)))
+	return t.put(k, inode.EncodeDirents(append(es, e)))
 }
 
 func (t *tx) removeEntry(dir Ino, name string) error {
-	k := direntKey(dir, nameHash(name))
+	k := inode.DirentKey(dir, inode.NameHash(name))
 	b, _, err := t.v.tree.Get(k)
 	if err != nil {
 		return t.v.fail(err)
 	}
-	es, err := decodeDirents(b)
+	es, err := inode.DecodeDirents(b)
 	if err != nil {
-		return err
+		return corrupt(err)
 	}
 	out := es[:0]
 	for _, e := range es {
@@ -116,10 +118,10 @@ func (t *tx) removeEntry(dir Ino, name string) error {
 	if len(out) == 0 {
 		return t.del(k)
 	}
-	return t.put(k, encodeDirents(out))
+	return t.put(k, inode.EncodeDirents(out))
 }
 
-func (r *inodeRec) attr(ino Ino, bs int) Attr {
+func attrOf(r *inode.Record, ino Ino, bs int) Attr {
 	return Attr{Ino: ino, Gen: 1, Mode: r.Mode, Nlink: r.Nlink, Uid: r.Uid, Gid: r.Gid, Size: r.Size,
 		Blocks: r.NBlocks * uint64(bs) / 512, Rdev: r.Rdev, Atime: r.Atime, Mtime: r.Mtime, Ctime: r.Ctime, Flags: r.Flags}
 }
@@ -150,7 +152,7 @@ func (v *Volume) Lookup(dir Ino, name string) (Attr, error) {
 	if err != nil {
 		return Attr{}, v.fail(fmt.Errorf("entry %q of directory %d names missing inode %d", name, dir, e.Ino))
 	}
-	return r.attr(e.Ino, v.bs), nil
+	return attrOf(r, e.Ino, v.bs), nil
 }
 
 // GetAttr returns the attributes of ino.
@@ -164,7 +166,7 @@ func (v *Volume) GetAttr(ino Ino) (Attr, error) {
 	if err != nil {
 		return Attr{}, err
 	}
-	return r.attr(ino, v.bs), nil
+	return attrOf(r, ino, v.bs), nil
 }
 
 // Create makes a regular file.
@@ -197,11 +199,11 @@ func (v *Volume) Tmpfile(dir Ino, mode uint32, o Owner) (Attr, error) {
 	ino := v.nextIno
 	now := nowSpec()
 	// Parent stays 0: only directories record theirs.
-	r := &inodeRec{Mode: syscall.S_IFREG | mode&^syscall.S_IFMT, Uid: o.Uid, Gid: o.Gid, Atime: now, Mtime: now, Ctime: now}
+	r := &inode.Record{Mode: syscall.S_IFREG | mode&^syscall.S_IFMT, Uid: o.Uid, Gid: o.Gid, Atime: now, Mtime: now, Ctime: now}
 	if err := t.putInode(ino, r); err != nil {
 		return Attr{}, err
 	}
-	if err := t.put(orphanKey(ino), nil); err != nil {
+	if err := t.put(inode.OrphanKey(ino), nil); err != nil {
 		return Attr{}, err
 	}
 	t.touch(ino)
@@ -209,7 +211,7 @@ func (v *Volume) Tmpfile(dir Ino, mode uint32, o Owner) (Attr, error) {
 	// Counted under the same lock as the commit, so no Release or
 	// finishFree can see the orphan unopened.
 	v.opens[ino]++
-	return r.attr(ino, v.bs), nil
+	return attrOf(r, ino, v.bs), nil
 }
 
 // Mkdir makes a directory.
@@ -268,16 +270,15 @@ func (v *Volume) mknod(op int, dir Ino, name string, mode uint32, rdev uint64, o
 	}
 	ino := v.nextIno
 	now := nowSpec()
-	r := &inodeRec{Mode: mode, Nlink: 1, Uid: o.Uid, Gid: o.Gid, Rdev: rdev, Atime: now, Mtime: now, Ctime: now}
+	r := &inode.Record{Mode: mode, Nlink: 1, Uid: o.Uid, Gid: o.Gid, Rdev: rdev, Atime: now, Mtime: now, Ctime: now}
 	if isDir(mode) {
 		r.Nlink, r.Parent = 2, dir
 		parent.Nlink++
 	}
 	if target != "" {
 		r.Size = uint64(len(target))
-		chunk := v.maxValue()
-		for c := 0; c*chunk < len(target); c++ {
-			if err := t.put(symlinkKey(ino, uint64(c)), []byte(target[c*chunk:min(len(target), (c+1)*chunk)])); err != nil {
+		for c, piece := range inode.SplitSymlink(target, v.maxValue()) {
+			if err := t.put(inode.SymlinkKey(ino, uint64(c)), piece); err != nil {
 				return Attr{}, err
 			}
 		}
@@ -286,7 +287,7 @@ func (v *Volume) mknod(op int, dir Ino, name string, mode uint32, rdev uint64, o
 	if err := t.putInode(ino, r); err != nil {
 		return Attr{}, err
 	}
-	if err := t.addEntry(dir, dirent{Name: name, Ino: ino, Type: uint8(mode >> 12)}); err != nil {
+	if err := t.addEntry(dir, inode.Dirent{Name: name, Ino: ino, Type: uint8(mode >> 12)}); err != nil {
 		return Attr{}, err
 	}
 	if err := t.putInode(dir, parent); err != nil {
@@ -294,7 +295,7 @@ func (v *Volume) mknod(op int, dir Ino, name string, mode uint32, rdev uint64, o
 	}
 	t.touch(ino, dir)
 	t.commit()
-	return r.attr(ino, v.bs), nil
+	return attrOf(r, ino, v.bs), nil
 }
 
 // Readlink returns the target of a symbolic link.
@@ -312,8 +313,8 @@ func (v *Volume) Readlink(ino Ino) (string, error) {
 		return "", ErrInvalid
 	}
 	var sb strings.Builder
-	err = v.tree.Ascend(symlinkKey(ino, 0), func(k inode.Key, val []byte) bool {
-		if k.Ino != ino || k.Type != itemSymlink {
+	err = v.tree.Ascend(inode.SymlinkKey(ino, 0), func(k btree.Key, val []byte) bool {
+		if k.Ino != ino || k.Type != inode.TypeSymlink {
 			return false
 		}
 		sb.Write(val)
@@ -369,11 +370,11 @@ func (v *Volume) Link(ino Ino, newDir Ino, newName string) (Attr, error) {
 	if err := checkAddName(parent); err != nil {
 		return Attr{}, err
 	}
-	if r.fixed() {
+	if fixed(r) {
 		return Attr{}, fmt.Errorf("%w: an immutable or append-only file gets no new name", ErrPermission)
 	}
 	if r.Nlink == 0 {
-		if err := t.del(orphanKey(ino)); err != nil {
+		if err := t.del(inode.OrphanKey(ino)); err != nil {
 			return Attr{}, err
 		}
 	}
@@ -381,7 +382,7 @@ func (v *Volume) Link(ino Ino, newDir Ino, newName string) (Attr, error) {
 	r.Nlink++
 	r.Ctime = now
 	parent.Mtime, parent.Ctime = now, now
-	if err := t.addEntry(newDir, dirent{Name: newName, Ino: ino, Type: uint8(r.Mode >> 12)}); err != nil {
+	if err := t.addEntry(newDir, inode.Dirent{Name: newName, Ino: ino, Type: uint8(r.Mode >> 12)}); err != nil {
 		return Attr{}, err
 	}
 	if err := t.putInode(ino, r); err != nil {
@@ -392,7 +393,7 @@ func (v *Volume) Link(ino Ino, newDir Ino, newName string) (Attr, error) {
 	}
 	t.touch(ino, newDir)
 	t.commit()
-	return r.attr(ino, v.bs), nil
+	return attrOf(r, ino, v.bs), nil
 }
 
 // Unlink removes a name that is not a directory.
@@ -472,7 +473,7 @@ func (v *Volume) remove(dir Ino, name string, wantDir bool) error {
 
 // dropLink takes one name away from ino (all of a directory's). An inode
 // left with no name becomes an orphan, freed when its last user is gone.
-func (t *tx) dropLink(ino Ino, r *inodeRec, now Timespec) error {
+func (t *tx) dropLink(ino Ino, r *inode.Record, now Timespec) error {
 	if isDir(r.Mode) {
 		r.Nlink = 0
 	} else {
@@ -483,7 +484,7 @@ func (t *tx) dropLink(ino Ino, r *inodeRec, now Timespec) error {
 		return err
 	}
 	if r.Nlink == 0 {
-		return t.put(orphanKey(ino), nil)
+		return t.put(inode.OrphanKey(ino), nil)
 	}
 	return nil
 }
@@ -494,7 +495,7 @@ func (v *Volume) finishFree(ino Ino) error {
 	if v.opens[ino] > 0 {
 		return nil
 	}
-	if _, ok, err := v.tree.Get(orphanKey(ino)); err != nil || !ok {
+	if _, ok, err := v.tree.Get(inode.OrphanKey(ino)); err != nil || !ok {
 		return v.failIf(err)
 	}
 	for {
@@ -553,20 +554,20 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 		return false, err
 	}
 	type item struct {
-		k  inode.Key
+		k  btree.Key
 		vb uint64
 	}
 	var items []item
 	more := false
-	err = v.tree.Ascend(blockKey(ino, from), func(k inode.Key, val []byte) bool {
-		if k.Ino != ino || k.Type != itemBlock {
+	err = v.tree.Ascend(inode.BlockKey(ino, from), func(k btree.Key, val []byte) bool {
+		if k.Ino != ino || k.Type != inode.TypeBlock {
 			return false
 		}
 		if len(items) == chunk {
 			more = true
 			return false
 		}
-		items = append(items, item{k, leUint64(val)})
+		items = append(items, item{k, inode.DecodeBlockItem(val)})
 		return true
 	})
 	if err != nil {
@@ -590,8 +591,8 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 		return false, nil
 	}
 	if whole {
-		var rest []inode.Key
-		err = v.tree.Ascend(inode.Key{Ino: ino}, func(k inode.Key, _ []byte) bool {
+		var rest []btree.Key
+		err = v.tree.Ascend(btree.Key{Ino: ino}, func(k btree.Key, _ []byte) bool {
 			if k.Ino != ino {
 				return false
 			}
@@ -607,14 +608,14 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 			}
 		}
 		// A truncate left for lack of space goes with the inode.
-		if _, ok, err := v.tree.Get(truncKey(ino)); err != nil {
+		if _, ok, err := v.tree.Get(inode.TruncKey(ino)); err != nil {
 			return false, v.fail(err)
 		} else if ok {
-			if err := t.del(truncKey(ino)); err != nil {
+			if err := t.del(inode.TruncKey(ino)); err != nil {
 				return false, err
 			}
 		}
-		if err := t.del(orphanKey(ino)); err != nil {
+		if err := t.del(inode.OrphanKey(ino)); err != nil {
 			return false, err
 		}
 		if err := t.dropRange(ino); err != nil {
@@ -624,7 +625,7 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 		if err := t.putInode(ino, r); err != nil {
 			return false, err
 		}
-		if err := t.del(truncKey(ino)); err != nil {
+		if err := t.del(inode.TruncKey(ino)); err != nil {
 			return false, err
 		}
 	}
@@ -640,15 +641,15 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 // references still held. Called with the lock held.
 func (v *Volume) freeOrphans() ([]string, error) {
 	var orphans, truncs, ranges []Ino
-	err := v.tree.Ascend(inode.Key{Ino: 0, Type: itemOrphan}, func(k inode.Key, _ []byte) bool {
+	err := v.tree.Ascend(btree.Key{Ino: 0, Type: inode.TypeOrphan}, func(k btree.Key, _ []byte) bool {
 		switch {
 		case k.Ino != 0:
 			return false
-		case k.Type == itemOrphan:
+		case k.Type == inode.TypeOrphan:
 			orphans = append(orphans, k.Off)
-		case k.Type == itemTrunc:
+		case k.Type == inode.TypeTrunc:
 			truncs = append(truncs, k.Off)
-		case k.Type == itemRange:
+		case k.Type == inode.TypeRange:
 			ranges = append(ranges, k.Off)
 		}
 		return true
@@ -728,8 +729,8 @@ func (v *Volume) retryDeferred() error {
 
 func (v *Volume) dirEmpty(dir Ino) (bool, error) {
 	empty := true
-	err := v.tree.Ascend(direntKey(dir, 0), func(k inode.Key, _ []byte) bool {
-		empty = !(k.Ino == dir && k.Type == itemDirent)
+	err := v.tree.Ascend(inode.DirentKey(dir, 0), func(k btree.Key, _ []byte) bool {
+		empty = !(k.Ino == dir && k.Type == inode.TypeDirent)
 		return false
 	})
 	return empty, v.failIf(err)
@@ -827,7 +828,7 @@ func (v *Volume) RenameAs(oldDir Ino, oldName string, newDir Ino, newName string
 			return err
 		}
 	}
-	var dr *inodeRec
+	var dr *inode.Record
 	if dstOK {
 		if dr, err = v.getInode(dst.Ino); err != nil {
 			return err
@@ -853,10 +854,10 @@ func (v *Volume) RenameAs(oldDir Ino, oldName string, newDir Ino, newName string
 		if err := t.removeEntry(newDir, newName); err != nil {
 			return err
 		}
-		if err := t.addEntry(oldDir, dirent{Name: oldName, Ino: dst.Ino, Type: dst.Type}); err != nil {
+		if err := t.addEntry(oldDir, inode.Dirent{Name: oldName, Ino: dst.Ino, Type: dst.Type}); err != nil {
 			return err
 		}
-		if err := t.addEntry(newDir, dirent{Name: newName, Ino: src.Ino, Type: src.Type}); err != nil {
+		if err := t.addEntry(newDir, inode.Dirent{Name: newName, Ino: src.Ino, Type: src.Type}); err != nil {
 			return err
 		}
 		if newDir != oldDir {
@@ -901,7 +902,7 @@ func (v *Volume) RenameAs(oldDir Ino, oldName string, newDir Ino, newName string
 		if err := t.removeEntry(oldDir, oldName); err != nil {
 			return err
 		}
-		if err := t.addEntry(newDir, dirent{Name: newName, Ino: src.Ino, Type: src.Type}); err != nil {
+		if err := t.addEntry(newDir, inode.Dirent{Name: newName, Ino: src.Ino, Type: src.Type}); err != nil {
 			return err
 		}
 		if isDir(sr.Mode) && newDir != oldDir {
@@ -964,7 +965,7 @@ func (v *Volume) Readdir(dir Ino, cookie uint64, fn func(e DirEntry) bool) error
 		var batch []DirEntry
 		v.mu.Lock()
 		err := v.usable()
-		var r *inodeRec
+		var r *inode.Record
 		if err == nil {
 			r, err = v.getDir(dir)
 		}
@@ -972,13 +973,13 @@ func (v *Volume) Readdir(dir Ino, cookie uint64, fn func(e DirEntry) bool) error
 			v.touchAtime(dir, now) // a listing from the start reads the directory
 		}
 		if err == nil {
-			err = v.tree.Ascend(direntKey(dir, cookie), func(k inode.Key, val []byte) bool {
-				if k.Ino != dir || k.Type != itemDirent {
+			err = v.tree.Ascend(inode.DirentKey(dir, cookie), func(k btree.Key, val []byte) bool {
+				if k.Ino != dir || k.Type != inode.TypeDirent {
 					return false
 				}
-				es, derr := decodeDirents(val)
+				es, derr := inode.DecodeDirents(val)
 				if derr != nil {
-					err = derr
+					err = corrupt(derr)
 					return false
 				}
 				for _, e := range es {

@@ -1,12 +1,12 @@
 package txfs
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"syscall"
 
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/inode"
 )
 
@@ -21,58 +21,6 @@ import (
 // seeks, writes, truncates, copies), and Open finishes one a crash
 // interrupted. A read-only volume finishes it in memory; a full volume
 // reads through it (fileView) until there is room to finish it.
-
-// Kinds of range operation, as the range item records them. Part of the
-// on-disk format (docs/FORMAT.md).
-const (
-	rangeFree     = 1 // free the whole blocks [first, first+count)
-	rangeCollapse = 2 // free them, then move every block after them count blocks down
-	rangeInsert   = 3 // move every block at or after first count blocks up
-)
-
-// rangeOpSize is the encoded size of a range item's value.
-const rangeOpSize = 25
-
-// rangeOp is what a range operation still has to do (25 bytes,
-// little-endian):
-//
-//	0 1 kind  1 8 first block  9 8 count of blocks  17 8 cursor
-//
-// The cursor says how far it got. rangeFree: the next block to free.
-// rangeCollapse: below first+count, the next block to free; from there
-// on, the next block to move down. rangeInsert: the blocks at and above
-// it have moved up; the next to move is the highest below it.
-type rangeOp struct {
-	kind         uint8
-	first, count uint64
-	cursor       uint64
-}
-
-func (o rangeOp) encode() []byte {
-	b := make([]byte, rangeOpSize)
-	b[0] = o.kind
-	binary.LittleEndian.PutUint64(b[1:], o.first)
-	binary.LittleEndian.PutUint64(b[9:], o.count)
-	binary.LittleEndian.PutUint64(b[17:], o.cursor)
-	return b
-}
-
-func decodeRangeOp(b []byte) (rangeOp, error) {
-	le := binary.LittleEndian
-	if len(b) != rangeOpSize {
-		return rangeOp{}, fmt.Errorf("%w: range item of %d bytes", ErrIO, len(b))
-	}
-	if b[0] < rangeFree || b[0] > rangeInsert {
-		return rangeOp{}, fmt.Errorf("%w: range item of kind %d", ErrIO, b[0])
-	}
-	o := rangeOp{kind: b[0], first: le.Uint64(b[1:]), count: le.Uint64(b[9:]), cursor: le.Uint64(b[17:])}
-	if o.count == 0 || o.first+o.count < o.first {
-		return rangeOp{}, fmt.Errorf("%w: range item of blocks [%d, +%d)", ErrIO, o.first, o.count)
-	}
-	return o, nil
-}
-
-func rangeKey(ino Ino) inode.Key { return inode.Key{Ino: 0, Type: itemRange, Off: ino} }
 
 // rangeItemBytes bounds the records of one block map item a range
 // operation frees (a Del and a Ref record) or moves (a Del and a Put).
@@ -120,7 +68,7 @@ func (v *Volume) rangeChunk() int {
 // which removes its security.capability first, as the kernel's
 // file_modified does. An immutable file, or an append-only one unless
 // appendOK, is refused first (ErrPermission), as the VFS does. Lock held.
-func (v *Volume) beginChange(op int, ino Ino, f footprint, appendOK bool) (*tx, *inodeRec, error) {
+func (v *Volume) beginChange(op int, ino Ino, f footprint, appendOK bool) (*tx, *inode.Record, error) {
 	t, err := v.beginSettled(op, f, ino)
 	if err != nil {
 		return nil, nil, err
@@ -129,7 +77,7 @@ func (v *Volume) beginChange(op int, ino Ino, f footprint, appendOK bool) (*tx, 
 	if err != nil {
 		return nil, nil, err
 	}
-	if r.immutable() || !appendOK {
+	if immutable(r) || !appendOK {
 		if err := checkChange(r); err != nil {
 			return nil, nil, err
 		}
@@ -154,7 +102,7 @@ func (v *Volume) beginSettled(op int, f footprint, inos ...Ino) (*tx, error) {
 		}
 		settled := true
 		for _, ino := range inos {
-			for _, k := range []inode.Key{truncKey(ino), rangeKey(ino)} {
+			for _, k := range []btree.Key{inode.TruncKey(ino), inode.RangeKey(ino)} {
 				_, ok, err := v.tree.Get(k)
 				if err != nil {
 					return nil, v.fail(err)
@@ -170,14 +118,14 @@ func (v *Volume) beginSettled(op int, f footprint, inos ...Ino) (*tx, error) {
 }
 
 // pendingRange returns the range operation in progress on ino, if any.
-func (v *Volume) pendingRange(ino Ino) (rangeOp, bool, error) {
-	val, ok, err := v.tree.Get(rangeKey(ino))
+func (v *Volume) pendingRange(ino Ino) (inode.RangeOp, bool, error) {
+	val, ok, err := v.tree.Get(inode.RangeKey(ino))
 	if err != nil || !ok {
-		return rangeOp{}, false, v.failIf(err)
+		return inode.RangeOp{}, false, v.failIf(err)
 	}
-	o, err := decodeRangeOp(val)
+	o, err := inode.DecodeRangeOp(val)
 	if err != nil {
-		return rangeOp{}, false, v.fail(err)
+		return inode.RangeOp{}, false, v.fail(err)
 	}
 	return o, true, nil
 }
@@ -185,7 +133,7 @@ func (v *Volume) pendingRange(ino Ino) (rangeOp, bool, error) {
 // runRange does as much of o as t holds (chunk items, as it was begun
 // with), which changes r, and records what is left in the range item; it
 // then commits t and finishes o in further transactions.
-func (v *Volume) runRange(t *tx, ino Ino, r *inodeRec, o rangeOp, chunk int) error {
+func (v *Volume) runRange(t *tx, ino Ino, r *inode.Record, o inode.RangeOp, chunk int) error {
 	done, err := t.rangeStep(ino, r, &o, chunk)
 	if err != nil {
 		return err
@@ -201,13 +149,13 @@ func (v *Volume) runRange(t *tx, ino Ino, r *inodeRec, o rangeOp, chunk int) err
 // endStep ends a transaction of range operation o on ino, whose inode is
 // now r: it records what is left of o in the range item, or removes the
 // item (which exists if had) when o is done, and commits.
-func (t *tx) endStep(ino Ino, r *inodeRec, o rangeOp, done, had bool) error {
+func (t *tx) endStep(ino Ino, r *inode.Record, o inode.RangeOp, done, had bool) error {
 	var err error
 	switch {
 	case !done:
-		err = t.put(rangeKey(ino), o.encode())
+		err = t.put(inode.RangeKey(ino), o.Encode())
 	case had:
-		err = t.del(rangeKey(ino))
+		err = t.del(inode.RangeKey(ino))
 	}
 	if err != nil {
 		return err
@@ -263,7 +211,7 @@ func (v *Volume) finishRange(ino Ino) (err error) {
 		r, err := v.getInode(ino)
 		if errors.Is(err, ErrNotExist) {
 			// Nothing left to change (the item outlived its inode).
-			if err := t.del(rangeKey(ino)); err != nil {
+			if err := t.del(inode.RangeKey(ino)); err != nil {
 				return err
 			}
 			t.commit()
@@ -286,10 +234,10 @@ func (v *Volume) finishRange(ino Ino) (err error) {
 // has one: a range operation that stopped (the volume was full, say)
 // has nothing left to do once the blocks are gone.
 func (t *tx) dropRange(ino Ino) error {
-	if _, ok, err := t.v.tree.Get(rangeKey(ino)); err != nil || !ok {
+	if _, ok, err := t.v.tree.Get(inode.RangeKey(ino)); err != nil || !ok {
 		return t.v.failIf(err)
 	}
-	return t.del(rangeKey(ino))
+	return t.del(inode.RangeKey(ino))
 }
 
 // finishRangeInMemory finishes a range operation on a read-only volume,
@@ -316,22 +264,22 @@ func (v *Volume) finishRangeInMemory(ino Ino) error {
 	if err != nil {
 		return err
 	}
-	return t.del(rangeKey(ino))
+	return t.del(inode.RangeKey(ino))
 }
 
 // rangeStep frees or moves up to budget block map items of o's work in
 // t, moves o's cursor past them, and reports whether o is done. r is the
 // inode, whose block count it keeps.
-func (t *tx) rangeStep(ino Ino, r *inodeRec, o *rangeOp, budget int) (bool, error) {
+func (t *tx) rangeStep(ino Ino, r *inode.Record, o *inode.RangeOp, budget int) (bool, error) {
 	v := t.v
-	end := o.first + o.count
-	if o.kind != rangeInsert && o.cursor < end {
-		items, more, err := v.blockItems(ino, o.cursor, end, budget, false)
+	end := o.First + o.Count
+	if o.Kind != inode.RangeInsert && o.Cursor < end {
+		items, more, err := v.blockItems(ino, o.Cursor, end, budget, false)
 		if err != nil {
 			return false, err
 		}
 		for _, it := range items {
-			if err := t.del(blockKey(ino, it.off)); err != nil {
+			if err := t.del(inode.BlockKey(ino, it.off)); err != nil {
 				return false, err
 			}
 			if err := t.ref(it.vb, -1); err != nil {
@@ -340,22 +288,22 @@ func (t *tx) rangeStep(ino Ino, r *inodeRec, o *rangeOp, budget int) (bool, erro
 			r.NBlocks--
 		}
 		if more {
-			o.cursor = items[len(items)-1].off + 1
+			o.Cursor = items[len(items)-1].off + 1
 			return false, nil
 		}
-		o.cursor = end
+		o.Cursor = end
 		budget -= len(items)
 	}
-	if o.kind == rangeFree {
+	if o.Kind == inode.RangeFree {
 		return true, nil
 	}
 	var items []blockItem
 	var more bool
 	var err error
-	if o.kind == rangeCollapse {
-		items, more, err = v.blockItems(ino, o.cursor, ^uint64(0), budget, false)
+	if o.Kind == inode.RangeCollapse {
+		items, more, err = v.blockItems(ino, o.Cursor, ^uint64(0), budget, false)
 	} else {
-		items, more, err = v.blockItems(ino, o.first, o.cursor, budget, true)
+		items, more, err = v.blockItems(ino, o.First, o.Cursor, budget, true)
 	}
 	if err != nil || len(items) == 0 {
 		return !more, err // with no budget left, whether anything remains
@@ -365,24 +313,24 @@ func (t *tx) rangeStep(ino Ino, r *inodeRec, o *rangeOp, budget int) (bool, erro
 	// insert moves them up past the old end or onto places whose items
 	// moved up before.
 	for _, it := range items {
-		to := it.off + o.count
-		if o.kind == rangeCollapse {
-			to = it.off - o.count
+		to := it.off + o.Count
+		if o.Kind == inode.RangeCollapse {
+			to = it.off - o.Count
 		}
-		if err := t.del(blockKey(ino, it.off)); err != nil {
+		if err := t.del(inode.BlockKey(ino, it.off)); err != nil {
 			return false, err
 		}
-		if err := t.put(blockKey(ino, to), le64(it.vb)); err != nil {
+		if err := t.put(inode.BlockKey(ino, to), inode.EncodeBlockItem(it.vb)); err != nil {
 			return false, err
 		}
 	}
 	if !more {
 		return true, nil
 	}
-	if last := items[len(items)-1].off; o.kind == rangeCollapse {
-		o.cursor = last + 1
+	if last := items[len(items)-1].off; o.Kind == inode.RangeCollapse {
+		o.Cursor = last + 1
 	} else {
-		o.cursor = last
+		o.Cursor = last
 	}
 	return false, nil
 }
@@ -396,29 +344,29 @@ type blockItem struct{ off, vb uint64 }
 func (v *Volume) blockItems(ino Ino, from, to uint64, n int, down bool) ([]blockItem, bool, error) {
 	var items []blockItem
 	more := false
-	visit := func(k inode.Key, val []byte) bool {
-		if k.Ino != ino || k.Type != itemBlock || k.Off < from || k.Off >= to {
+	visit := func(k btree.Key, val []byte) bool {
+		if k.Ino != ino || k.Type != inode.TypeBlock || k.Off < from || k.Off >= to {
 			return false
 		}
 		if len(items) >= n {
 			more = true
 			return false
 		}
-		items = append(items, blockItem{k.Off, leUint64(val)})
+		items = append(items, blockItem{k.Off, inode.DecodeBlockItem(val)})
 		return true
 	}
 	var err error
 	if down {
-		err = v.tree.Descend(blockKey(ino, to), visit)
+		err = v.tree.Descend(inode.BlockKey(ino, to), visit)
 	} else {
-		err = v.tree.Ascend(blockKey(ino, from), visit)
+		err = v.tree.Ascend(inode.BlockKey(ino, from), visit)
 	}
 	return items, more, v.failIf(err)
 }
 
 // regularInode returns the record of ino for an operation on the data of
 // a regular file.
-func (v *Volume) regularInode(ino Ino) (*inodeRec, error) {
+func (v *Volume) regularInode(ino Ino) (*inode.Record, error) {
 	r, err := v.fileInode(ino)
 	if err == nil && r.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		err = fmt.Errorf("%w: inode %d is not a regular file", ErrInvalid, ino)
@@ -442,29 +390,29 @@ type viewPiece struct {
 // plainView is the view of a file with no range operation in progress.
 var plainView = fileView{{0, math.MaxUint64, 0}}
 
-// view is the file as o will leave it, seen in the block map as o has
-// left it so far (the cursor's meaning is at rangeOp).
-func (o rangeOp) view() fileView {
-	end := o.first + o.count
-	n := int64(o.count)
-	switch o.kind {
-	case rangeFree:
-		if o.cursor >= end {
+// rangeView is the file as o will leave it, seen in the block map as o has
+// left it so far (the cursor's meaning is at inode.RangeOp).
+func rangeView(o inode.RangeOp) fileView {
+	end := o.First + o.Count
+	n := int64(o.Count)
+	switch o.Kind {
+	case inode.RangeFree:
+		if o.Cursor >= end {
 			return plainView
 		}
-		return fileView{{0, o.cursor, 0}, {end, math.MaxUint64, 0}}
-	case rangeCollapse:
+		return fileView{{0, o.Cursor, 0}, {end, math.MaxUint64, 0}}
+	case inode.RangeCollapse:
 		// Below split the items are where they stay; above it each
 		// is count blocks further up than it will be.
-		split := o.first
-		if o.cursor >= end {
-			split = o.cursor - o.count
+		split := o.First
+		if o.Cursor >= end {
+			split = o.Cursor - o.Count
 		}
-		return fileView{{0, split, 0}, {split, math.MaxUint64 - o.count, n}}
-	default: // rangeInsert
+		return fileView{{0, split, 0}, {split, math.MaxUint64 - o.Count, n}}
+	default: // inode.RangeInsert
 		// The items from cursor up have moved; those below it, from
 		// first on, have still to move count blocks up.
-		return fileView{{0, o.first, 0}, {end, o.cursor + o.count, -n}, {o.cursor + o.count, math.MaxUint64, 0}}
+		return fileView{{0, o.First, 0}, {end, o.Cursor + o.Count, -n}, {o.Cursor + o.Count, math.MaxUint64, 0}}
 	}
 }
 
@@ -484,7 +432,7 @@ func (v *Volume) readView(ino Ino) (view fileView, had bool, err error) {
 	if err != nil || !pending {
 		return plainView, true, err
 	}
-	return o.view(), true, nil
+	return rangeView(o), true, nil
 }
 
 // mappedBlocks calls fn for the mapped blocks of ino in [first, last]
@@ -496,22 +444,22 @@ func (v *Volume) mappedBlocks(ino Ino, view fileView, first, last uint64, fn fun
 			continue
 		}
 		if lo == hi { // one block: a lookup, not a scan
-			val, ok, err := v.tree.Get(blockKey(ino, uint64(int64(lo)+p.shift)))
+			val, ok, err := v.tree.Get(inode.BlockKey(ino, uint64(int64(lo)+p.shift)))
 			if err != nil {
 				return v.fail(err)
 			}
-			if ok && !fn(lo, leUint64(val)) {
+			if ok && !fn(lo, inode.DecodeBlockItem(val)) {
 				return nil
 			}
 			continue
 		}
 		more := true
-		err := v.tree.Ascend(blockKey(ino, uint64(int64(lo)+p.shift)), func(k inode.Key, val []byte) bool {
+		err := v.tree.Ascend(inode.BlockKey(ino, uint64(int64(lo)+p.shift)), func(k btree.Key, val []byte) bool {
 			b := uint64(int64(k.Off) - p.shift)
-			if k.Ino != ino || k.Type != itemBlock || b > hi {
+			if k.Ino != ino || k.Type != inode.TypeBlock || b > hi {
 				return false
 			}
-			more = fn(b, leUint64(val))
+			more = fn(b, inode.DecodeBlockItem(val))
 			return more
 		})
 		if err != nil {

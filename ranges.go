@@ -3,6 +3,8 @@ package txfs
 import (
 	"fmt"
 	"math"
+
+	"github.com/txfs/txfs/inode"
 )
 
 // Seek finds data or holes, as lseek(2) SEEK_DATA (hole false) and
@@ -95,7 +97,7 @@ func (v *Volume) zeroRange(op int, ino Ino, off, length int64, keepSize bool) er
 	if zend >= int64(r.Size) {
 		zend = (int64(r.Size) + bs - 1) / bs * bs
 	}
-	o := rangeOp{kind: rangeFree}
+	o := inode.RangeOp{Kind: inode.RangeFree}
 	if off < zend {
 		first, last := (off+bs-1)/bs, zend/bs // the whole blocks: [first, last)
 		if first > last {
@@ -116,7 +118,7 @@ func (v *Volume) zeroRange(op int, ino Ino, off, length int64, keepSize bool) er
 			}
 		}
 		if first < last {
-			o = rangeOp{kind: rangeFree, first: uint64(first), count: uint64(last - first), cursor: uint64(first)}
+			o = inode.RangeOp{Kind: inode.RangeFree, First: uint64(first), Count: uint64(last - first), Cursor: uint64(first)}
 		}
 	}
 	if !keepSize && end > int64(r.Size) {
@@ -135,7 +137,7 @@ func (v *Volume) zeroRange(op int, ino Ino, off, length int64, keepSize bool) er
 // map items, not a copy; blocks shared with other files stay shared. One
 // atomic operation, however big the file (see rangeop.go).
 func (v *Volume) CollapseRange(ino Ino, off, length int64) error {
-	return v.shiftRange(opCollapseRange, rangeCollapse, ino, off, length)
+	return v.shiftRange(opCollapseRange, inode.RangeCollapse, ino, off, length)
 }
 
 // InsertRange inserts a hole of length bytes at off into a regular file,
@@ -146,10 +148,10 @@ func (v *Volume) CollapseRange(ino Ino, off, length int64) error {
 // ErrFileTooBig. Blocks move by a change of their block map items, not a
 // copy. One atomic operation, however big the file (see rangeop.go).
 func (v *Volume) InsertRange(ino Ino, off, length int64) error {
-	return v.shiftRange(opInsertRange, rangeInsert, ino, off, length)
+	return v.shiftRange(opInsertRange, inode.RangeInsert, ino, off, length)
 }
 
-// shiftRange collapses (kind rangeCollapse) or inserts (rangeInsert)
+// shiftRange collapses (kind inode.RangeCollapse) or inserts (inode.RangeInsert)
 // [off, off+length), checking the arguments in ext4's order.
 func (v *Volume) shiftRange(op int, kind uint8, ino Ino, off, length int64) error {
 	if err := checkRange(off, length); err != nil {
@@ -159,7 +161,7 @@ func (v *Volume) shiftRange(op int, kind uint8, ino Ino, off, length int64) erro
 	defer v.mu.Unlock()
 	chunk := v.rangeChunk()
 	f := v.rangeStepOp(chunk)
-	f.frees = kind == rangeCollapse
+	f.frees = kind == inode.RangeCollapse
 	t, err := v.beginSettled(op, f, ino)
 	if err != nil {
 		return err
@@ -176,12 +178,12 @@ func (v *Volume) shiftRange(op int, kind uint8, ino Ino, off, length int64) erro
 	if off%bs != 0 || length%bs != 0 {
 		return fmt.Errorf("%w: range [%d, +%d) is not aligned to the block size %d", ErrInvalid, off, length, bs)
 	}
-	o := rangeOp{kind: kind, first: uint64(off / bs), count: uint64(length / bs)}
-	if kind == rangeCollapse {
+	o := inode.RangeOp{Kind: kind, First: uint64(off / bs), Count: uint64(length / bs)}
+	if kind == inode.RangeCollapse {
 		if off+length >= size {
 			return fmt.Errorf("%w: collapse of [%d, +%d) reaches the end of the file (%d)", ErrInvalid, off, length, size)
 		}
-		o.cursor = o.first
+		o.Cursor = o.First
 		r.Size -= uint64(length)
 	} else {
 		if length > MaxFileSize-size {
@@ -190,7 +192,7 @@ func (v *Volume) shiftRange(op int, kind uint8, ino Ino, off, length int64) erro
 		if off >= size {
 			return fmt.Errorf("%w: insert at %d, at or past the end of the file (%d)", ErrInvalid, off, size)
 		}
-		o.cursor = uint64((size + bs - 1) / bs)
+		o.Cursor = uint64((size + bs - 1) / bs)
 		r.Size += uint64(length)
 	}
 	if err := t.dropCapabilities(ino); err != nil {
@@ -255,11 +257,11 @@ func checkRange(off, length int64) error {
 // zeroPart zeroes bytes [from, to) of file block b, if it is mapped.
 func (t *tx) zeroPart(ino Ino, b, from, to int64) error {
 	v := t.v
-	val, ok, err := v.tree.Get(blockKey(ino, uint64(b)))
+	val, ok, err := v.tree.Get(inode.BlockKey(ino, uint64(b)))
 	if err != nil || !ok {
 		return v.failIf(err)
 	}
-	vb := leUint64(val)
+	vb := inode.DecodeBlockItem(val)
 	raw, err := v.readBlock(vb, nil)
 	if err != nil {
 		return err
@@ -283,7 +285,7 @@ func (t *tx) rewriteBlock(ino Ino, b, vb uint64, block []byte) error {
 		if vb, err = t.allocBlock(); err != nil {
 			return err
 		}
-		if err := t.put(blockKey(ino, b), le64(vb)); err != nil {
+		if err := t.put(inode.BlockKey(ino, b), inode.EncodeBlockItem(vb)); err != nil {
 			return err
 		}
 	}
@@ -424,7 +426,7 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes
 		}
 		if !sok {
 			if dok {
-				if err := t.del(blockKey(dst, db+i)); err != nil {
+				if err := t.del(inode.BlockKey(dst, db+i)); err != nil {
 					return 0, err
 				}
 			}
@@ -433,7 +435,7 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes
 		if err := t.ref(svb, 1); err != nil {
 			return 0, err
 		}
-		if err := t.put(blockKey(dst, db+i), le64(svb)); err != nil {
+		if err := t.put(inode.BlockKey(dst, db+i), inode.EncodeBlockItem(svb)); err != nil {
 			return 0, err
 		}
 		dr.NBlocks++
@@ -464,7 +466,7 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes
 			if err != nil {
 				return 0, err
 			}
-			if err := t.put(blockKey(dst, db+i), le64(vb)); err != nil {
+			if err := t.put(inode.BlockKey(dst, db+i), inode.EncodeBlockItem(vb)); err != nil {
 				return 0, err
 			}
 			if err := t.writeBlock(vb, block, dst, db+i); err != nil {

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/cow"
-	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/journal"
 	"github.com/txfs/txfs/segment"
 )
@@ -34,7 +34,7 @@ func (v *Volume) recover() (int, error) {
 		}
 	}
 	v.sut = segment.OpenUsage(v.geo.Segments, v.bs, c.SUTRoot, c.SUTDepth, v.readRaw)
-	v.tree = inode.NewTree(v, inode.NodeID(c.TreeRoot), v.bs, v.mem.tree)
+	v.tree = btree.NewTree(v, btree.NodeID(c.TreeRoot), v.bs, v.mem.tree)
 	if err := v.freeCheckpointNodes(c.FreedNodes); err != nil {
 		return 0, fmt.Errorf("%w: checkpoint %d: %v", ErrIO, c.Number, err)
 	}
@@ -325,9 +325,9 @@ func (v *Volume) replayUnit(u *segment.Unit, skippedNodes *uint64) error {
 		}
 		switch r.Type {
 		case journal.RecPut:
-			return v.applyPut(inode.DecodeKey(r.Key[:]), append([]byte(nil), r.Value...))
+			return v.applyPut(btree.DecodeKey(r.Key[:]), append([]byte(nil), r.Value...))
 		case journal.RecDel:
-			_, err := v.tree.Delete(inode.DecodeKey(r.Key[:]))
+			_, err := v.tree.Delete(btree.DecodeKey(r.Key[:]))
 			return err
 		case journal.RecAlloc:
 			if end := v.dat.Count() + *skippedNodes; r.V > end {

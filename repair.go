@@ -6,6 +6,7 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/segment"
 )
@@ -38,7 +39,7 @@ func (v *Volume) Repair() ([]string, error) {
 	// which gives the entries it still has their names back.
 	if r := facts.inodes[RootIno]; r == nil || r.rec == nil {
 		now := nowSpec()
-		root := &inodeRec{Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}
+		root := &inode.Record{Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}
 		if err := v.repairTx(func(tx *tx) error { return tx.putInode(RootIno, root) }); err != nil {
 			return changed, err
 		}
@@ -57,7 +58,7 @@ func (v *Volume) Repair() ([]string, error) {
 			}
 			say("removed entry %q of directory %d: it named missing inode %d", e.e.Name, e.dir, e.e.Ino)
 		case uint32(e.e.Type) != t.rec.Mode>>12:
-			fixed := dirent{Name: e.e.Name, Ino: e.e.Ino, Type: uint8(t.rec.Mode >> 12)}
+			fixed := inode.Dirent{Name: e.e.Name, Ino: e.e.Ino, Type: uint8(t.rec.Mode >> 12)}
 			if err := v.repairTx(func(tx *tx) error {
 				if err := tx.removeEntry(e.dir, e.e.Name); err != nil {
 					return err
@@ -96,7 +97,7 @@ func (v *Volume) Repair() ([]string, error) {
 				if err := tx.putInode(ino, rec); err != nil {
 					return err
 				}
-				return tx.addEntry(lf.Ino, dirent{Name: name, Ino: ino, Type: uint8(rec.Mode >> 12)})
+				return tx.addEntry(lf.Ino, inode.Dirent{Name: name, Ino: ino, Type: uint8(rec.Mode >> 12)})
 			}); err != nil {
 				return changed, err
 			}
@@ -121,7 +122,7 @@ func (v *Volume) Repair() ([]string, error) {
 			parent = i.parents[0]
 		}
 		if i.orphan && facts.names[ino] > 0 {
-			if err := v.repairTx(func(tx *tx) error { return tx.del(orphanKey(ino)) }); err != nil {
+			if err := v.repairTx(func(tx *tx) error { return tx.del(inode.OrphanKey(ino)) }); err != nil {
 				return changed, err
 			}
 			say("inode %d is named but was marked as an orphan: mark removed", ino)
@@ -161,11 +162,11 @@ func (v *Volume) repairTx(fn func(*tx) error) error {
 
 type nsEntry struct {
 	dir Ino
-	e   dirent
+	e   inode.Dirent
 }
 
 type nsInode struct {
-	rec     *inodeRec
+	rec     *inode.Record
 	subdirs uint32
 	parents []Ino
 	orphan  bool
@@ -201,17 +202,17 @@ func (v *Volume) namespaceFacts() (*nsFacts, error) {
 		return f.inodes[ino]
 	}
 	var derr error
-	err := v.tree.Ascend(inode.Key{}, func(k inode.Key, val []byte) bool {
+	err := v.tree.Ascend(btree.Key{}, func(k btree.Key, val []byte) bool {
 		switch k.Type {
-		case itemInode:
-			r, err := decodeInode(k.Ino, val)
+		case inode.TypeInode:
+			r, err := inode.DecodeRecord(k.Ino, val)
 			if err != nil {
 				derr = err
 				return false
 			}
 			get(k.Ino).rec = r
-		case itemDirent:
-			es, err := decodeDirents(val)
+		case inode.TypeDirent:
+			es, err := inode.DecodeDirents(val)
 			if err != nil {
 				derr = err
 				return false
@@ -219,7 +220,7 @@ func (v *Volume) namespaceFacts() (*nsFacts, error) {
 			for _, e := range es {
 				f.entries = append(f.entries, nsEntry{k.Ino, e})
 			}
-		case itemOrphan:
+		case inode.TypeOrphan:
 			get(k.Off).orphan = true
 		}
 		return true
@@ -272,7 +273,7 @@ func (v *Volume) RepairCounts() ([]string, error) {
 func (v *Volume) repairCountsLocked() ([]string, error) {
 	var changed []string
 	refs := map[uint64]uint32{}
-	err := v.tree.Walk(func(id inode.NodeID, level int) error {
+	err := v.tree.Walk(func(id btree.NodeID, level int) error {
 		if uint64(id)&(1<<63) == 0 {
 			refs[uint64(id)]++
 		}
@@ -287,9 +288,9 @@ func (v *Volume) repairCountsLocked() ([]string, error) {
 	for _, id := range v.ckptFreed {
 		refs[id]++
 	}
-	err = v.tree.Ascend(inode.Key{}, func(k inode.Key, val []byte) bool {
-		if k.Type == itemBlock && len(val) == 8 {
-			refs[leUint64(val)]++
+	err = v.tree.Ascend(btree.Key{}, func(k btree.Key, val []byte) bool {
+		if k.Type == inode.TypeBlock && len(val) == 8 {
+			refs[inode.DecodeBlockItem(val)]++
 		}
 		return true
 	})

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/txfs/txfs/inode"
 )
 
 // damage breaks the namespace behind the transactions' back, as a bug or
@@ -19,11 +21,11 @@ func damage(t *testing.T, v *Volume) (lost Ino) {
 	defer v.mu.Unlock()
 	r, _ := v.getInode(a.Ino)
 	r.Nlink = 7
-	v.tree.Put(inodeKey(a.Ino), r.encode())
-	k := direntKey(RootIno, nameHash("b"))
+	v.tree.Put(inode.InodeKey(a.Ino), r.Encode())
+	k := inode.DirentKey(RootIno, inode.NameHash("b"))
 	v.tree.Delete(k)
-	v.tree.Put(direntKey(d.Ino, nameHash("ghost")), encodeDirents([]dirent{{Name: "ghost", Ino: 9999, Type: 8}}))
-	v.tree.Put(direntKey(RootIno, nameHash("c")), encodeDirents([]dirent{{Name: "c", Ino: c.Ino, Type: 4}}))
+	v.tree.Put(inode.DirentKey(d.Ino, inode.NameHash("ghost")), inode.EncodeDirents([]inode.Dirent{{Name: "ghost", Ino: 9999, Type: 8}}))
+	v.tree.Put(inode.DirentKey(RootIno, inode.NameHash("c")), inode.EncodeDirents([]inode.Dirent{{Name: "c", Ino: c.Ino, Type: 4}}))
 	return b.Ino
 }
 
@@ -70,10 +72,10 @@ func TestRepairCounts(t *testing.T) {
 	v.Write(a.Ino, make([]byte, 20000), 0)
 	v.Sync()
 	v.mu.Lock()
-	val, _, _ := v.tree.Get(blockKey(a.Ino, 0))
-	v.dat.AddRef(leUint64(val), 2) // too many references
-	leak, _ := v.dat.Alloc()       // a block nothing references
-	v.sut.Add(3, 12345, 0)         // wrong usage
+	val, _, _ := v.tree.Get(inode.BlockKey(a.Ino, 0))
+	v.dat.AddRef(inode.DecodeBlockItem(val), 2) // too many references
+	leak, _ := v.dat.Alloc()                    // a block nothing references
+	v.sut.Add(3, 12345, 0)                      // wrong usage
 	v.mu.Unlock()
 	if err := v.Check(); err == nil {
 		t.Fatal("the checker missed the damage")

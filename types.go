@@ -1,10 +1,14 @@
 package txfs
 
-import "syscall"
+import (
+	"syscall"
+
+	"github.com/txfs/txfs/inode"
+)
 
 // Ino is an inode number. Inode numbers are never reused, so the
 // generation of every inode is 1.
-type Ino = uint64
+type Ino = inode.Ino
 
 // RootIno is the inode of the root directory.
 const RootIno Ino = 1
@@ -12,11 +16,8 @@ const RootIno Ino = 1
 // MaxNameLen is the longest name of a directory entry, in bytes.
 const MaxNameLen = 255
 
-// Timespec is a timestamp with nanoseconds.
-type Timespec struct {
-	Sec  int64
-	Nsec uint32
-}
+// Timespec is a timestamp with nanoseconds, as the inode record keeps it.
+type Timespec = inode.Timespec
 
 // Attr is what GetAttr reports of an inode. Mode holds the Linux file type
 // bits (syscall.S_IFREG...) and the permission bits.

@@ -5,7 +5,8 @@
 // goroutine packs the transactions that have arrived into units (group
 // commit); checkpoints write the metadata dirtied since the last one; Open
 // recovers from the newest checkpoint by replaying every whole unit after
-// it. See docs/DESIGN.md and docs/FORMAT.md.
+// it. The metadata are the items of package inode in the tree of package
+// btree. See docs/DESIGN.md and docs/FORMAT.md.
 package txfs
 
 import (
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/cow"
 	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/journal"
@@ -83,7 +85,7 @@ type Volume struct {
 	changed *sync.Cond // durable progress, queue space, checkpoint done
 	wake    *sync.Cond // wakes the writer
 
-	tree    *inode.Tree
+	tree    *btree.Tree
 	dat     *cow.DAT
 	sut     *segment.Usage
 	nextIno uint64
@@ -171,7 +173,7 @@ func Format(dev segment.Device, o FormatOptions) error {
 		return err
 	}
 	v := newVolume(dev, sb, 1, Options{})
-	v.tree = inode.NewTree(v, inode.NilNode, v.bs, v.mem.tree)
+	v.tree = btree.NewTree(v, btree.NilNode, v.bs, v.mem.tree)
 	v.dat = cow.Open(cow.State{}, v.bs, v.readRaw, v.mem.tables)
 	v.sut = segment.OpenUsage(geo.Segments, v.bs, segment.BlockPtr{}, 0, v.readRaw)
 	v.nextIno = RootIno + 1
@@ -182,8 +184,8 @@ func Format(dev segment.Device, o FormatOptions) error {
 	v.seq = 1
 	v.cur = v.newUnit(segment.UnitOps, uint64(geo.SegmentOffset(0)))
 	now := nowSpec()
-	root := &inodeRec{Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}
-	if err := v.tree.Put(inodeKey(RootIno), root.encode()); err != nil {
+	root := &inode.Record{Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}
+	if err := v.tree.Put(inode.InodeKey(RootIno), root.Encode()); err != nil {
 		return err
 	}
 	go v.writer()
@@ -373,8 +375,8 @@ func (v *Volume) readBlock(vb uint64, dst []byte) ([]byte, error) {
 	return raw, nil
 }
 
-// LoadNode gives the metadata tree its nodes (inode.Store).
-func (v *Volume) LoadNode(id inode.NodeID) ([]byte, error) {
+// LoadNode gives the metadata tree its nodes (btree.Store).
+func (v *Volume) LoadNode(id btree.NodeID) ([]byte, error) {
 	return v.readBlock(uint64(id), nil)
 }
 
@@ -479,23 +481,23 @@ func (v *Volume) checkAbandoned() error {
 
 func (t *tx) touch(inos ...Ino) { t.touched = append(t.touched, inos...) }
 
-func (t *tx) put(k inode.Key, val []byte) error {
+func (t *tx) put(k btree.Key, val []byte) error {
 	t.changed = true
 	if err := t.v.applyPut(k, val); err != nil {
 		return err
 	}
-	var kb [inode.KeySize]byte
+	var kb [btree.KeySize]byte
 	k.Encode(kb[:])
 	t.rec.Put(kb[:], val)
 	return nil
 }
 
-func (t *tx) del(k inode.Key) error {
+func (t *tx) del(k btree.Key) error {
 	t.changed = true
 	if _, err := t.v.tree.Delete(k); err != nil {
 		return t.v.fail(err)
 	}
-	var kb [inode.KeySize]byte
+	var kb [btree.KeySize]byte
 	k.Encode(kb[:])
 	t.rec.Del(kb[:])
 	return nil
@@ -555,11 +557,11 @@ func (t *tx) commit() {
 
 // The state changes shared by live transactions and replay.
 
-func (v *Volume) applyPut(k inode.Key, val []byte) error {
+func (v *Volume) applyPut(k btree.Key, val []byte) error {
 	if err := v.tree.Put(k, val); err != nil {
 		return v.fail(err)
 	}
-	if k.Type == itemInode && k.Ino >= v.nextIno {
+	if k.Type == inode.TypeInode && k.Ino >= v.nextIno {
 		v.nextIno = k.Ino + 1
 	}
 	return nil

@@ -1,6 +1,10 @@
 package txfs
 
-import "syscall"
+import (
+	"syscall"
+
+	"github.com/txfs/txfs/inode"
+)
 
 // A whiteout is what overlayfs leaves in its upper directory where a name
 // of a lower layer was deleted: a character device with device number 0/0
@@ -11,10 +15,10 @@ const whiteoutMode = syscall.S_IFCHR
 // The caller updates dir's times.
 func (t *tx) addWhiteout(dir Ino, name string, o Owner, now Timespec) error {
 	ino := t.v.nextIno
-	r := &inodeRec{Mode: whiteoutMode, Nlink: 1, Uid: o.Uid, Gid: o.Gid, Atime: now, Mtime: now, Ctime: now}
+	r := &inode.Record{Mode: whiteoutMode, Nlink: 1, Uid: o.Uid, Gid: o.Gid, Atime: now, Mtime: now, Ctime: now}
 	if err := t.putInode(ino, r); err != nil {
 		return err
 	}
 	t.touch(ino)
-	return t.addEntry(dir, dirent{Name: name, Ino: ino, Type: uint8(whiteoutMode >> 12)})
+	return t.addEntry(dir, inode.Dirent{Name: name, Ino: ino, Type: uint8(whiteoutMode >> 12)})
 }

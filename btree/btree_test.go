@@ -1,4 +1,4 @@
-package inode
+package btree
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package inode
+package btree
 
 import (
 	"bytes"
@@ -98,10 +98,10 @@ func (id NodeID) isTemp() bool { return id&tempBit != 0 }
 
 // ErrCorrupt is wrapped by every error about node bytes or tree structure
 // that cannot be right.
-var ErrCorrupt = errors.New("inode: corrupt tree node")
+var ErrCorrupt = errors.New("btree: corrupt tree node")
 
 // ErrValueTooLarge is returned by Put for values longer than MaxValueSize.
-var ErrValueTooLarge = errors.New("inode: value too large")
+var ErrValueTooLarge = errors.New("btree: value too large")
 
 // Node format constants. These constants are part of the on-disk format.
 const (

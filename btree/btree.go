@@ -1,4 +1,4 @@
-package inode
+package btree
 
 import (
 	"bytes"
@@ -65,7 +65,7 @@ type Tree struct {
 // otherwise, as that is a programming error.
 func NewTree(store Store, root NodeID, blockSize int, cacheBytes int64) *Tree {
 	if blockSize < minBlockSize || blockSize > maxBlockSize {
-		panic(fmt.Sprintf("inode: block size %d out of range [%d, %d]", blockSize, minBlockSize, maxBlockSize))
+		panic(fmt.Sprintf("btree: block size %d out of range [%d, %d]", blockSize, minBlockSize, maxBlockSize))
 	}
 	return &Tree{
 		store:      store,
@@ -115,7 +115,7 @@ func (t *Tree) load(id NodeID, want int) (*node, error) {
 		}
 		b, err := t.store.LoadNode(id)
 		if err != nil {
-			return nil, fmt.Errorf("inode: loading node %d: %w", id, err)
+			return nil, fmt.Errorf("btree: loading node %d: %w", id, err)
 		}
 		if n, err = decodeNode(id, b, t.blockSize); err != nil {
 			return nil, err
@@ -660,10 +660,10 @@ func (t *Tree) Flush(alloc func() (NodeID, error), write func(id NodeID, encoded
 		if n.id.isTemp() && t.pending[n.id] == NilNode {
 			id, err := alloc()
 			if err != nil {
-				return fmt.Errorf("inode: allocating a node: %w", err)
+				return fmt.Errorf("btree: allocating a node: %w", err)
 			}
 			if id == NilNode || id.isTemp() {
-				return fmt.Errorf("inode: allocator returned invalid node id %#x", uint64(id))
+				return fmt.Errorf("btree: allocator returned invalid node id %#x", uint64(id))
 			}
 			t.pending[n.id] = id
 		}
@@ -671,17 +671,17 @@ func (t *Tree) Flush(alloc func() (NodeID, error), write func(id NodeID, encoded
 		if len(enc) > t.blockSize {
 			// Cannot happen while MaxValueSize holds; refuse rather than
 			// write a node no reader accepts.
-			return fmt.Errorf("inode: node %d encodes to %d bytes, more than the block size %d", n.id, len(enc), t.blockSize)
+			return fmt.Errorf("btree: node %d encodes to %d bytes, more than the block size %d", n.id, len(enc), t.blockSize)
 		}
 		enc = enc[:t.blockSize]
 		clear(enc[n.size():]) // zero padding
 		if err := write(remap(n.id), enc); err != nil {
-			return fmt.Errorf("inode: writing node %d: %w", remap(n.id), err)
+			return fmt.Errorf("btree: writing node %d: %w", remap(n.id), err)
 		}
 	}
 	for len(t.freed) > 0 {
 		if err := free(t.freed[0]); err != nil {
-			return fmt.Errorf("inode: freeing node %d: %w", t.freed[0], err)
+			return fmt.Errorf("btree: freeing node %d: %w", t.freed[0], err)
 		}
 		t.freed = t.freed[1:]
 	}

@@ -1,4 +1,4 @@
-package inode
+package btree
 
 // PendingFree lists the permanent node IDs that are no longer part of the
 // tree but stay allocated until the next Flush frees them (and IDs a failed
