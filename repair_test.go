@@ -71,8 +71,8 @@ func TestRepairCounts(t *testing.T) {
 	v.Sync()
 	v.mu.Lock()
 	val, _, _ := v.tree.Get(blockKey(a.Ino, 0))
-	v.dat.AddRef(leUint64(val), 2) // too many references
-	leak, _ := v.dat.Alloc()       // a block nothing references
+	v.blocks.Ref(leUint64(val), 2) // too many references
+	leak, _ := v.blocks.Alloc()    // a block nothing references
 	v.sut.Add(3, 12345, 0)         // wrong usage
 	v.mu.Unlock()
 	if err := v.Check(); err == nil {

@@ -83,7 +83,11 @@ type Volume struct {
 	changed *sync.Cond // durable progress, queue space, checkpoint done
 	wake    *sync.Cond // wakes the writer
 
-	tree    *inode.Tree
+	tree *inode.Tree
+	// blocks owns the accounting of virtual blocks: every change to the
+	// DAT and to the segments' live bytes goes through it. dat and sut
+	// are its tables, read directly.
+	blocks  *cow.Blocks
 	dat     *cow.DAT
 	sut     *segment.Usage
 	nextIno uint64
@@ -106,7 +110,6 @@ type Volume struct {
 	usedSince   []uint32 // segments taken since the running checkpoint began
 	ckptRunning bool
 	logBytes    int64 // log written since the last checkpoint began
-	deadBytes   int64 // stored bytes that died since the last checkpoint began
 	lastCkpt    time.Time
 	// ckptInflight bounds what the checkpoint being written would cost
 	// recovery to write again (space.go).
@@ -174,6 +177,7 @@ func Format(dev segment.Device, o FormatOptions) error {
 	v.tree = inode.NewTree(v, inode.NilNode, v.bs, v.mem.tree)
 	v.dat = cow.Open(cow.State{}, v.bs, v.readRaw, v.mem.tables)
 	v.sut = segment.OpenUsage(geo.Segments, v.bs, segment.BlockPtr{}, 0, v.readRaw)
+	v.blocks = cow.NewBlocks(geo, v.dat, v.sut)
 	v.nextIno = RootIno + 1
 	for s := geo.Segments; s > 2; s-- {
 		v.free = append(v.free, s-1)
@@ -504,7 +508,7 @@ func (t *tx) del(k inode.Key) error {
 // allocBlock takes a new virtual block.
 func (t *tx) allocBlock() (uint64, error) {
 	t.changed = true
-	vb, err := t.v.dat.Alloc()
+	vb, err := t.v.blocks.Alloc()
 	if err != nil {
 		return 0, t.v.fail(err)
 	}
@@ -566,41 +570,11 @@ func (v *Volume) applyPut(k inode.Key, val []byte) error {
 }
 
 func (v *Volume) applyWrite(vb, addr uint64, length uint32, flags uint16, sum uint64) error {
-	old, err := v.dat.SetLoc(vb, addr, length, flags, sum)
-	if err != nil {
-		return v.fail(err)
-	}
-	if old.Addr != 0 {
-		if err := v.addLive(old.Addr, -int64(old.Len)); err != nil {
-			return err
-		}
-	}
-	return v.addLive(addr, int64(length))
+	return v.failIf(v.blocks.Write(vb, addr, length, flags, sum))
 }
 
 func (v *Volume) applyRef(vb uint64, delta int64) error {
-	old, freed, err := v.dat.AddRef(vb, delta)
-	if err != nil {
-		return v.fail(err)
-	}
-	if freed && old.Addr != 0 {
-		return v.addLive(old.Addr, -int64(old.Len))
-	}
-	return nil
-}
-
-func (v *Volume) addLive(addr uint64, delta int64) error {
-	s, ok := v.geo.SegmentOf(addr)
-	if !ok {
-		return v.fail(fmt.Errorf("address %d is outside the segments", addr))
-	}
-	if err := v.sut.Add(s, delta, 0); err != nil {
-		return v.fail(err)
-	}
-	if delta < 0 {
-		v.deadBytes -= delta
-	}
-	return nil
+	return v.failIf(v.blocks.Ref(vb, delta))
 }
 
 func nowSpec() Timespec {
