@@ -540,6 +540,14 @@ func (t *tx) ref(vb uint64, delta int64) error {
 	return nil
 }
 
+// mustCopy reports whether vb is shared, so that its new content must go
+// to a block of this file's own. No tree node is shared yet, so the path
+// to a file's blocks is always the volume's own.
+func (t *tx) mustCopy(vb uint64) (bool, error) {
+	shared, err := t.v.blocks.MustCopy(vb, cow.OwnPath)
+	return shared, t.v.failIf(err)
+}
+
 // commit hands the records to cur. The operation is then atomic: it is in
 // the log with its blocks, and reaches the device with the unit.
 func (t *tx) commit() {
