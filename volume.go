@@ -83,13 +83,10 @@ type Volume struct {
 	changed *sync.Cond // durable progress, queue space, checkpoint done
 	wake    *sync.Cond // wakes the writer
 
-	tree *inode.Tree
-	// blocks owns the accounting of virtual blocks: every change to the
-	// DAT and to the segments' live bytes goes through it. dat and sut
-	// are its tables, read directly.
-	blocks  *cow.Blocks
+	tree    *inode.Tree
 	dat     *cow.DAT
 	sut     *segment.Usage
+	blocks  *cow.Blocks // block accounting: DAT entries and live bytes change only through it
 	nextIno uint64
 	ckptNo  uint64
 
