@@ -8,7 +8,6 @@ import (
 
 	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/inode"
-	"github.com/txfs/txfs/segment"
 )
 
 // ErrCheck is wrapped by every problem Check finds.
@@ -412,48 +411,28 @@ func (v *Volume) checkDAT(rep *CheckReport, refs map[uint64]uint32, progress fun
 	}
 }
 
+// checkUsage compares every segment's usage with what the DAT says it
+// holds: the invariant of block accounting (cow.Blocks).
 func (v *Volume) checkUsage(rep *CheckReport, progress func(uint64)) {
-	live := make([]int64, v.geo.Segments)
-	tables := make([]int64, v.geo.Segments)
-	st := v.dat.State()
-	for vb := uint64(1); vb < st.Count; vb++ {
-		if vb%4096 == 0 {
-			progress(vb)
-		}
-		e, err := v.dat.Get(vb)
-		if err != nil {
-			return
-		}
-		if e.Free() || e.Addr == 0 {
-			continue
-		}
-		s, ok := v.geo.SegmentOf(e.Addr)
-		if !ok {
-			rep.addf("virtual block %d at %d is outside the segments", vb, e.Addr)
-			continue
-		}
-		live[s] += int64(e.Len)
+	live, err := v.blocks.LiveBySegment(progress, func(vb, addr uint64) {
+		rep.addf("virtual block %d at %d is outside the segments", vb, addr)
+	})
+	if err != nil {
+		return // checkDAT reported it
 	}
-	err := v.dat.Walk(func(level int, index uint64, p segment.BlockPtr) error {
-		if s, ok := v.geo.SegmentOf(p.Addr); ok {
-			tables[s]++
-		} else {
-			rep.addf("DAT block %d/%d at %d is outside the segments", level, index, p.Addr)
-		}
-		return nil
+	tables, err := v.blocks.TablesBySegment(func(level int, index uint64, addr uint64) {
+		rep.addf("DAT block %d/%d at %d is outside the segments", level, index, addr)
 	})
 	if err != nil {
 		rep.addf("DAT table: %v", err)
 	}
-	for s := uint32(0); s < v.geo.Segments; s++ {
-		e, err := v.sut.Get(s)
-		if err != nil {
-			rep.addf("usage of segment %d: %v", s, err)
-			return
-		}
-		if int64(e.Live) != live[s] || int64(e.Tables) != tables[s] {
-			rep.addf("segment %d usage says %d live bytes and %d table blocks, has %d and %d", s, e.Live, e.Tables, live[s], tables[s])
-		}
+	bad, err := v.blocks.Mismatches(nil, live, tables)
+	for _, m := range bad {
+		rep.addf("%s", m)
+	}
+	if err != nil {
+		rep.addf("%v", err)
+		return
 	}
 	for _, s := range v.free {
 		if live[s] != 0 || tables[s] != 0 {

@@ -254,12 +254,13 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 	if err := v.sealLocked(); err != nil {
 		return ref, 0, nil, err
 	}
-	v.logBytes, v.deadBytes = 0, 0
+	v.logBytes = 0
+	v.blocks.ResetDeadBytes()
 	v.changes = 0
 	// Tree nodes are DAT-mapped blocks like file data.
 	err := v.tree.Flush(
 		func() (btree.NodeID, error) {
-			vb, err := v.dat.Alloc()
+			vb, err := v.blocks.Alloc()
 			return btree.NodeID(vb), err
 		},
 		func(id btree.NodeID, enc []byte) error {
@@ -280,8 +281,8 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 	if err != nil {
 		return ref, 0, nil, v.fail(err)
 	}
-	// DAT blocks are counted in the usage table; usage blocks are not.
-	putTable := func(table uint64, count bool) segment.TablePut {
+	// Blocks counts the DAT blocks in the usage table.
+	putTable := func(table uint64) segment.TablePut {
 		return func(level int, index uint64, old segment.BlockPtr, raw []byte) (segment.BlockPtr, error) {
 			if err := v.ensure(segment.UnitMeta, len(raw), 1, 0); err != nil {
 				return old, err
@@ -289,25 +290,10 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 			sum := segment.Checksum(raw)
 			e := segment.SummaryEntry{Kind: segment.SumTable, ID: index, Owner: table, Offset: uint64(level), Sum: sum}
 			_, addr := v.cur.AddBlock(e, raw)
-			if count {
-				if old.Addr != 0 {
-					s, _ := v.geo.SegmentOf(old.Addr)
-					if err := v.sut.Add(s, 0, -1); err != nil {
-						return old, err
-					}
-				}
-				s, _ := v.geo.SegmentOf(addr)
-				if err := v.sut.Add(s, 0, 1); err != nil {
-					return old, err
-				}
-			}
 			return segment.BlockPtr{Addr: addr, Sum: sum}, nil
 		}
 	}
-	if err := v.dat.Flush(putTable(segment.TableDAT, true)); err != nil {
-		return ref, 0, nil, v.fail(err)
-	}
-	if err := v.sut.Flush(putTable(segment.TableSUT, false)); err != nil {
+	if err := v.blocks.Flush(putTable(segment.TableDAT), putTable(segment.TableSUT)); err != nil {
 		return ref, 0, nil, v.fail(err)
 	}
 	v.ckptNo++

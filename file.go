@@ -137,11 +137,11 @@ func (v *Volume) writeChunk(ino Ino, data []byte, off int64) error {
 		}
 		copy(block[lo-bstart:], data[lo-uint64(off):hi-uint64(off)])
 		if mapped {
-			e, err := v.dat.Live(vb)
+			shared, err := t.mustCopy(vb)
 			if err != nil {
-				return v.fail(err)
+				return err
 			}
-			if e.Refs > 1 {
+			if shared {
 				// Shared with a snapshot or a clone: this file gets its own copy.
 				if err := t.ref(vb, -1); err != nil {
 					return err

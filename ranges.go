@@ -274,11 +274,11 @@ func (t *tx) zeroPart(ino Ino, b, from, to int64) error {
 // rewriteBlock stores new content for file block b, which maps to vb: in
 // place when vb is the file's own, in a new block when vb is shared.
 func (t *tx) rewriteBlock(ino Ino, b, vb uint64, block []byte) error {
-	e, err := t.v.dat.Live(vb)
+	shared, err := t.mustCopy(vb)
 	if err != nil {
-		return t.v.fail(err)
+		return err
 	}
-	if e.Refs > 1 {
+	if shared {
 		if err := t.ref(vb, -1); err != nil {
 			return err
 		}

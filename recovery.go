@@ -34,6 +34,7 @@ func (v *Volume) recover() (int, error) {
 		}
 	}
 	v.sut = segment.OpenUsage(v.geo.Segments, v.bs, c.SUTRoot, c.SUTDepth, v.readRaw)
+	v.blocks = cow.NewBlocks(v.geo, v.dat, v.sut)
 	v.tree = btree.NewTree(v, btree.NodeID(c.TreeRoot), v.bs, v.mem.tree)
 	if err := v.freeCheckpointNodes(c.FreedNodes); err != nil {
 		return 0, fmt.Errorf("%w: checkpoint %d: %v", ErrIO, c.Number, err)
@@ -333,7 +334,7 @@ func (v *Volume) replayUnit(u *segment.Unit, skippedNodes *uint64) error {
 			if end := v.dat.Count() + *skippedNodes; r.V > end {
 				return fmt.Errorf("allocation of virtual block %d, past the %d the log can have made", r.V, end)
 			}
-			return v.dat.AllocExact(r.V)
+			return v.blocks.AllocExact(r.V)
 		case journal.RecWrite:
 			if next >= len(u.Summary) {
 				return fmt.Errorf("write record of block %d beyond the summary", r.V)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/inode"
-	"github.com/txfs/txfs/segment"
 )
 
 // LostFound is the directory Repair puts inodes that have no name into.
@@ -270,6 +269,8 @@ func (v *Volume) RepairCounts() ([]string, error) {
 	return changed, err
 }
 
+// repairCountsLocked sets every block's reference count to the references
+// that exist, and every segment's usage to what the DAT then says.
 func (v *Volume) repairCountsLocked() ([]string, error) {
 	var changed []string
 	refs := map[uint64]uint32{}
@@ -297,58 +298,6 @@ func (v *Volume) repairCountsLocked() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for vb := uint64(1); vb < v.dat.Count(); vb++ {
-		e, err := v.dat.Get(vb)
-		if err != nil {
-			return changed, err
-		}
-		want := refs[vb]
-		if e.Free() || (e.Refs == want && want != 0) {
-			continue
-		}
-		if _, _, err := v.dat.AddRef(vb, int64(want)-int64(e.Refs)); err != nil {
-			return changed, err
-		}
-		if want == 0 {
-			changed = append(changed, fmt.Sprintf("virtual block %d had %d references and none exist: freed", vb, e.Refs))
-		} else {
-			changed = append(changed, fmt.Sprintf("virtual block %d: reference count %d set to %d", vb, e.Refs, want))
-		}
-	}
-	// Usage from what the DAT and its table say.
-	live := make([]int64, v.geo.Segments)
-	tables := make([]int64, v.geo.Segments)
-	for vb := uint64(1); vb < v.dat.Count(); vb++ {
-		e, err := v.dat.Get(vb)
-		if err != nil {
-			return changed, err
-		}
-		if s, ok := v.geo.SegmentOf(e.Addr); ok && !e.Free() && e.Addr != 0 {
-			live[s] += int64(e.Len)
-		}
-	}
-	err = v.dat.Walk(func(level int, index uint64, p segment.BlockPtr) error {
-		if s, ok := v.geo.SegmentOf(p.Addr); ok {
-			tables[s]++
-		}
-		return nil
-	})
-	if err != nil {
-		return changed, err
-	}
-	for s := uint32(0); s < v.geo.Segments; s++ {
-		e, err := v.sut.Get(s)
-		if err != nil {
-			return changed, err
-		}
-		if int64(e.Live) == live[s] && int64(e.Tables) == tables[s] {
-			continue
-		}
-		changed = append(changed, fmt.Sprintf("segment %d usage: %d live bytes and %d table blocks set to %d and %d", s, e.Live, e.Tables, live[s], tables[s]))
-		e.Live, e.Tables = uint32(live[s]), uint32(tables[s])
-		if err := v.sut.Set(s, e); err != nil {
-			return changed, err
-		}
-	}
-	return changed, nil
+	err = v.blocks.Repair(func(vb uint64) uint32 { return refs[vb] }, func(c string) { changed = append(changed, c) })
+	return changed, err
 }

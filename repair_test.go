@@ -73,8 +73,8 @@ func TestRepairCounts(t *testing.T) {
 	v.Sync()
 	v.mu.Lock()
 	val, _, _ := v.tree.Get(inode.BlockKey(a.Ino, 0))
-	v.dat.AddRef(inode.DecodeBlockItem(val), 2) // too many references
-	leak, _ := v.dat.Alloc()                    // a block nothing references
+	v.blocks.Ref(inode.DecodeBlockItem(val), 2) // too many references
+	leak, _ := v.blocks.Alloc()                 // a block nothing references
 	v.sut.Add(3, 12345, 0)                      // wrong usage
 	v.mu.Unlock()
 	if err := v.Check(); err == nil {

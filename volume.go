@@ -88,6 +88,7 @@ type Volume struct {
 	tree    *btree.Tree
 	dat     *cow.DAT
 	sut     *segment.Usage
+	blocks  *cow.Blocks // block accounting: DAT entries and live bytes change only through it
 	nextIno uint64
 	ckptNo  uint64
 
@@ -108,7 +109,6 @@ type Volume struct {
 	usedSince   []uint32 // segments taken since the running checkpoint began
 	ckptRunning bool
 	logBytes    int64 // log written since the last checkpoint began
-	deadBytes   int64 // stored bytes that died since the last checkpoint began
 	lastCkpt    time.Time
 	// ckptInflight bounds what the checkpoint being written would cost
 	// recovery to write again (space.go).
@@ -176,6 +176,7 @@ func Format(dev segment.Device, o FormatOptions) error {
 	v.tree = btree.NewTree(v, btree.NilNode, v.bs, v.mem.tree)
 	v.dat = cow.Open(cow.State{}, v.bs, v.readRaw, v.mem.tables)
 	v.sut = segment.OpenUsage(geo.Segments, v.bs, segment.BlockPtr{}, 0, v.readRaw)
+	v.blocks = cow.NewBlocks(geo, v.dat, v.sut)
 	v.nextIno = RootIno + 1
 	for s := geo.Segments; s > 2; s-- {
 		v.free = append(v.free, s-1)
@@ -506,7 +507,7 @@ func (t *tx) del(k btree.Key) error {
 // allocBlock takes a new virtual block.
 func (t *tx) allocBlock() (uint64, error) {
 	t.changed = true
-	vb, err := t.v.dat.Alloc()
+	vb, err := t.v.blocks.Alloc()
 	if err != nil {
 		return 0, t.v.fail(err)
 	}
@@ -536,6 +537,14 @@ func (t *tx) ref(vb uint64, delta int64) error {
 	}
 	t.rec.Ref(vb, delta)
 	return nil
+}
+
+// mustCopy reports whether vb is shared, so that its new content must go
+// to a block of this file's own. No tree node is shared yet, so the path
+// to a file's blocks is always the volume's own.
+func (t *tx) mustCopy(vb uint64) (bool, error) {
+	shared, err := t.v.blocks.MustCopy(vb, cow.OwnPath)
+	return shared, t.v.failIf(err)
 }
 
 // commit hands the records to cur. The operation is then atomic: it is in
@@ -568,41 +577,11 @@ func (v *Volume) applyPut(k btree.Key, val []byte) error {
 }
 
 func (v *Volume) applyWrite(vb, addr uint64, length uint32, flags uint16, sum uint64) error {
-	old, err := v.dat.SetLoc(vb, addr, length, flags, sum)
-	if err != nil {
-		return v.fail(err)
-	}
-	if old.Addr != 0 {
-		if err := v.addLive(old.Addr, -int64(old.Len)); err != nil {
-			return err
-		}
-	}
-	return v.addLive(addr, int64(length))
+	return v.failIf(v.blocks.Write(vb, addr, length, flags, sum))
 }
 
 func (v *Volume) applyRef(vb uint64, delta int64) error {
-	old, freed, err := v.dat.AddRef(vb, delta)
-	if err != nil {
-		return v.fail(err)
-	}
-	if freed && old.Addr != 0 {
-		return v.addLive(old.Addr, -int64(old.Len))
-	}
-	return nil
-}
-
-func (v *Volume) addLive(addr uint64, delta int64) error {
-	s, ok := v.geo.SegmentOf(addr)
-	if !ok {
-		return v.fail(fmt.Errorf("address %d is outside the segments", addr))
-	}
-	if err := v.sut.Add(s, delta, 0); err != nil {
-		return v.fail(err)
-	}
-	if delta < 0 {
-		v.deadBytes -= delta
-	}
-	return nil
+	return v.failIf(v.blocks.Ref(vb, delta))
 }
 
 func nowSpec() Timespec {

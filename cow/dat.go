@@ -1,7 +1,16 @@
-// Package cow holds the virtual block table (DAT) that every tree points
-// through: virtual block -> physical place, stored length, flags, checksum
-// and reference count. Moving a block (the cleaner) changes one DAT entry;
-// sharing a block (snapshots, clones) changes its reference count.
+// Package cow owns block accounting. It holds the virtual block table
+// (DAT) that every tree points through: virtual block -> physical place,
+// stored length, flags, checksum and reference count. Moving a block (the
+// cleaner) changes one DAT entry; sharing a block (snapshots, clones)
+// changes its reference count.
+//
+// Blocks puts the DAT and the segment usage table under one accounting:
+// every allocation, write, move and reference change goes through it and
+// moves the stored bytes between segments in the same step, so each
+// segment's live bytes are what the DAT places there by construction. It
+// alone answers whether a block must be copied before it is written
+// (MustCopy), and moves a block only if nothing rewrote or freed it since
+// it was copied (Move).
 //
 // DAT entry (32 bytes, little-endian), entry V of the DAT table:
 //
@@ -84,7 +93,7 @@ type DAT struct {
 	t      *segment.Table
 	st     State
 	entry  [EntrySize]byte
-	cursor uint64 // where Alloc looks for a free entry first
+	cursor uint64 // where alloc looks for a free entry first
 }
 
 // Open loads the DAT of a checkpoint, keeping up to cacheBytes of clean
@@ -138,16 +147,16 @@ func (d *DAT) put(v uint64, e Entry) error {
 	return d.t.Set(v, d.entry[:])
 }
 
-// allocScan is how many entries past the cursor Alloc looks at for a free
+// allocScan is how many entries past the cursor alloc looks at for a free
 // one before it takes the head of the free list.
 const allocScan = 1024
 
-// Alloc takes a free virtual block with one reference and no content: the
+// alloc takes a free virtual block with one reference and no content: the
 // first free one after the last allocation, if one is near, so that blocks
 // allocated together share their DAT leaves (a checkpoint then writes few
 // leaves for much data); else the head of the free list, or a new one at
 // the end. Any choice replays: the log names the block allocated.
-func (d *DAT) Alloc() (uint64, error) {
+func (d *DAT) alloc() (uint64, error) {
 	v := d.st.Count
 	if d.st.FreeCount > 0 {
 		v = d.st.FreeHead
@@ -163,12 +172,12 @@ func (d *DAT) Alloc() (uint64, error) {
 		}
 	}
 	d.cursor = v + 1
-	return v, d.AllocExact(v)
+	return v, d.allocExact(v)
 }
 
-// AllocExact allocates exactly v, which must be free or beyond the end.
+// allocExact allocates exactly v, which must be free or beyond the end.
 // Replay uses it to repeat the allocations the log records.
-func (d *DAT) AllocExact(v uint64) error {
+func (d *DAT) allocExact(v uint64) error {
 	if v == 0 {
 		return fmt.Errorf("%w: allocation of virtual block 0", ErrCorrupt)
 	}
@@ -246,9 +255,9 @@ func (d *DAT) unlink(v uint64) error {
 	return nil
 }
 
-// SetLoc records where v's content now is and returns the entry as it was,
+// setLoc records where v's content now is and returns the entry as it was,
 // so the caller can move the space accounting.
-func (d *DAT) SetLoc(v, addr uint64, length uint32, flags uint16, sum uint64) (Entry, error) {
+func (d *DAT) setLoc(v, addr uint64, length uint32, flags uint16, sum uint64) (Entry, error) {
 	old, err := d.Live(v)
 	if err != nil {
 		return old, err
@@ -258,9 +267,9 @@ func (d *DAT) SetLoc(v, addr uint64, length uint32, flags uint16, sum uint64) (E
 	return old, d.put(v, e)
 }
 
-// AddRef changes v's reference count. When it reaches zero v is freed and
+// addRef changes v's reference count. When it reaches zero v is freed and
 // the entry as it was is returned with freed true.
-func (d *DAT) AddRef(v uint64, delta int64) (old Entry, freed bool, err error) {
+func (d *DAT) addRef(v uint64, delta int64) (old Entry, freed bool, err error) {
 	old, err = d.Live(v)
 	if err != nil {
 		return old, false, err

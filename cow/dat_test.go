@@ -52,7 +52,7 @@ func TestDATModel(t *testing.T) {
 	for i := 0; i < 20000; i++ {
 		switch k := rng.Intn(10); {
 		case k < 4:
-			v, err := d.Alloc()
+			v, err := d.alloc()
 			if err != nil || refs[v] != 0 {
 				t.Fatalf("alloc %d: %v (refs %d)", v, err, refs[v])
 			}
@@ -67,14 +67,14 @@ func TestDATModel(t *testing.T) {
 			for c := d.Count(); c < v; c++ {
 				free[c] = true
 			}
-			if err := d.AllocExact(v); err != nil {
+			if err := d.allocExact(v); err != nil {
 				t.Fatal(err)
 			}
 			refs[v] = 1
 			delete(free, v)
 		case k < 8 && len(refs) > 0:
 			for v := range refs {
-				_, freed, err := d.AddRef(v, -1)
+				_, freed, err := d.addRef(v, -1)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -89,10 +89,10 @@ func TestDATModel(t *testing.T) {
 			}
 		case k < 9 && len(refs) > 0:
 			for v := range refs {
-				if _, err := d.SetLoc(v, uint64(rng.Int63()), 100, FlagLZ4, 7); err != nil {
+				if _, err := d.setLoc(v, uint64(rng.Int63()), 100, FlagLZ4, 7); err != nil {
 					t.Fatal(err)
 				}
-				if _, _, err := d.AddRef(v, 1); err != nil {
+				if _, _, err := d.addRef(v, 1); err != nil {
 					t.Fatal(err)
 				}
 				refs[v]++
@@ -113,17 +113,17 @@ func TestDATModel(t *testing.T) {
 
 func TestDATErrors(t *testing.T) {
 	d, _ := memDAT(t)
-	v, _ := d.Alloc()
-	if err := d.AllocExact(v); !errors.Is(err, ErrCorrupt) {
+	v, _ := d.alloc()
+	if err := d.allocExact(v); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("double allocation: %v", err)
 	}
-	if _, _, err := d.AddRef(v, -2); !errors.Is(err, ErrCorrupt) {
+	if _, _, err := d.addRef(v, -2); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("negative count: %v", err)
 	}
 	if _, err := d.Get(v + 5); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("out of range: %v", err)
 	}
-	d.AddRef(v, -1)
+	d.addRef(v, -1)
 	if _, err := d.Live(v); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("free block as live: %v", err)
 	}

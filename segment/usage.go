@@ -62,7 +62,8 @@ func (u *Usage) Set(s uint32, e UsageEntry) error {
 	return u.t.Set(uint64(s), u.buf[:])
 }
 
-// Add changes the live bytes and table block count of segment s.
+// Add changes the live bytes and table block count of segment s. The
+// volume changes them only through cow.Blocks, in step with the DAT.
 func (u *Usage) Add(s uint32, live, tables int64) error {
 	e, err := u.Get(s)
 	if err != nil {
