@@ -227,10 +227,10 @@ func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progre
 			i := get(k.Off) // a mark of an inode that does not exist is a problem
 			if k.Type == inode.TypeOrphan {
 				i.orphan = true
-			} else if len(val) != 8 {
-				rep.addf("truncate mark of inode %d: value of %d bytes", k.Off, len(val))
+			} else if size, err := inode.DecodeTruncItem(val); err != nil {
+				rep.addf("truncate mark of inode %d: %v", k.Off, err)
 			} else {
-				truncs[k.Off] = inode.DecodeTruncItem(val)
+				truncs[k.Off] = size
 			}
 		case inode.TypeRange:
 			o, err := inode.DecodeRangeOp(val)

@@ -54,6 +54,7 @@ func TestUndecodableItemIsErrIO(t *testing.T) {
 	})
 	_, err = v.Lookup(d.Ino, "f")
 	mustErr(t, err, ErrIO)
+	mustErr(t, v.Readdir(d.Ino, 0, func(DirEntry) bool { return true }), ErrIO)
 	_, err = v.GetXattr(f.Ino, "user.a")
 	mustErr(t, err, ErrIO)
 	_, err = v.ListXattr(f.Ino)
@@ -72,4 +73,22 @@ func TestUndecodableItemIsErrIO(t *testing.T) {
 		t.Fatalf("the volume stopped: %v", err)
 	}
 	restore()
+
+	// A truncate item that does not decode frees nothing: as size 0 it
+	// would free the whole file.
+	if _, err := v.Write(f.Ino, make([]byte, 3*4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	breakItems(map[btree.Key][]byte{inode.TruncKey(f.Ino): {1, 2, 3}})
+	_, err = v.Write(f.Ino, []byte("x"), 0)
+	mustErr(t, err, ErrIO)
+	v.mu.Lock()
+	_, err = v.tree.Delete(inode.TruncKey(f.Ino)) // restore would put an empty value
+	v.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := v.GetAttr(f.Ino); err != nil || a.Blocks == 0 {
+		t.Fatalf("after the bad truncate item: %+v %v", a, err)
+	}
 }

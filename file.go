@@ -282,7 +282,10 @@ func (v *Volume) finishTruncate(ino Ino) error {
 		if err != nil || !ok {
 			return v.failIf(err)
 		}
-		size := inode.DecodeTruncItem(val)
+		size, err := inode.DecodeTruncItem(val)
+		if err != nil {
+			return corrupt(err)
+		}
 		from := (size + uint64(v.bs) - 1) / uint64(v.bs)
 		done, err := v.freeChunk(ino, from, false)
 		if err != nil || done {

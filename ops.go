@@ -973,13 +973,14 @@ func (v *Volume) Readdir(dir Ino, cookie uint64, fn func(e DirEntry) bool) error
 			v.touchAtime(dir, now) // a listing from the start reads the directory
 		}
 		if err == nil {
+			var bad error // an entry that does not decode
 			err = v.tree.Ascend(inode.DirentKey(dir, cookie), func(k btree.Key, val []byte) bool {
 				if k.Ino != dir || k.Type != inode.TypeDirent {
 					return false
 				}
 				es, derr := inode.DecodeDirents(val)
 				if derr != nil {
-					err = corrupt(derr)
+					bad = corrupt(derr)
 					return false
 				}
 				for _, e := range es {
@@ -989,6 +990,9 @@ func (v *Volume) Readdir(dir Ino, cookie uint64, fn func(e DirEntry) bool) error
 			})
 			if err != nil && !isTxfsErr(err) {
 				err = v.fail(err)
+			}
+			if err == nil {
+				err = bad
 			}
 		}
 		v.mu.Unlock()

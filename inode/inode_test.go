@@ -146,17 +146,22 @@ func TestRangeOp(t *testing.T) {
 	}
 }
 
-// Block map and truncate items hold 8 bytes; any other length reads as 0.
+// Block map and truncate items hold 8 bytes. A block item of any other
+// length reads as virtual block 0, which the DAT refuses; a truncate item
+// of any other length is ErrCorrupt (as 0 it would free the whole file).
 func TestEightByteItems(t *testing.T) {
 	if b := EncodeBlockItem(0x0102030405060708); hex.EncodeToString(b) != "0807060504030201" || DecodeBlockItem(b) != 0x0102030405060708 {
 		t.Fatalf("block item %x", b)
 	}
-	if b := EncodeTruncItem(4096); DecodeTruncItem(b) != 4096 {
-		t.Fatalf("truncate item %x", b)
+	if n, err := DecodeTruncItem(EncodeTruncItem(4096)); err != nil || n != 4096 {
+		t.Fatalf("truncate item: %d %v", n, err)
 	}
 	for _, n := range []int{0, 7, 9} {
-		if DecodeBlockItem(bytes.Repeat([]byte{1}, n)) != 0 || DecodeTruncItem(bytes.Repeat([]byte{1}, n)) != 0 {
-			t.Errorf("%d bytes do not read as 0", n)
+		if DecodeBlockItem(bytes.Repeat([]byte{1}, n)) != 0 {
+			t.Errorf("a block item of %d bytes does not read as 0", n)
+		}
+		if _, err := DecodeTruncItem(bytes.Repeat([]byte{1}, n)); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("a truncate item of %d bytes: %v", n, err)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package inode
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/txfs/txfs/btree"
@@ -80,8 +81,13 @@ func DecodeBlockItem(b []byte) uint64 { return decodeU64(b) }
 func EncodeTruncItem(size uint64) []byte { return binary.LittleEndian.AppendUint64(nil, size) }
 
 // DecodeTruncItem returns the size a truncate item records. A value that
-// is not 8 bytes decodes as 0; the checker reports it.
-func DecodeTruncItem(b []byte) uint64 { return decodeU64(b) }
+// is not 8 bytes is ErrCorrupt: taken as 0, it would free the whole file.
+func DecodeTruncItem(b []byte) (uint64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("%w: truncate item of %d bytes", ErrCorrupt, len(b))
+	}
+	return binary.LittleEndian.Uint64(b), nil
+}
 
 func decodeU64(b []byte) uint64 {
 	if len(b) != 8 {
