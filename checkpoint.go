@@ -2,7 +2,6 @@ package txfs
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"maps"
 	"time"
@@ -195,6 +194,7 @@ func (v *Volume) checkpoint() error {
 	}
 	v.lastCkpt = time.Now()
 	v.changed.Broadcast()
+	v.logChanged()
 	return nil
 }
 
@@ -385,41 +385,4 @@ func (v *Volume) emptySegments(holders map[uint32]bool) ([]uint32, error) {
 		}
 	}
 	return out, nil
-}
-
-// checkpointer takes checkpoints when enough log was written or enough time
-// passed, and ticks the writer so small units do not wait long.
-func (v *Volume) checkpointer() {
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	n := 0
-	for range tick.C {
-		v.mu.Lock()
-		if v.closed || v.err != nil {
-			v.mu.Unlock()
-			return
-		}
-		if !v.cur.Empty() {
-			v.wake.Signal()
-		}
-		n++
-		// Checkpoint when the log since the last one is long (recovery
-		// time), when dirty metadata grows (memory.go: begin forces one
-		// at twice this; space: it must fit in the reserve), or after a
-		// while.
-		due := v.logBytes >= v.opts.CheckpointBytes || v.dirtyMemory() >= v.mem.dirty/2 ||
-			v.spaceCheckpointDue(n) ||
-			(n%500 == 0 && v.logBytes > 0 && time.Since(v.lastCkpt) >= v.opts.CheckpointInterval)
-		v.mu.Unlock()
-		if due {
-			if err := v.checkpoint(); err != nil && !errors.Is(err, ErrClosed) {
-				return
-			}
-			v.mu.Lock()
-			if len(v.deferred) > 0 && v.writable() == nil {
-				v.retryDeferred() // a failure has stopped the volume
-			}
-			v.mu.Unlock()
-		}
-	}
 }

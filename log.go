@@ -103,6 +103,7 @@ func (v *Volume) sealLocked() error {
 	}
 	v.cur = v.newUnit(kind, u.end())
 	v.wake.Signal()
+	v.logChanged()
 	return nil
 }
 
@@ -185,7 +186,7 @@ const sealAfter = 25 * time.Millisecond
 
 // sealWanted says when the writer should close cur rather than let more
 // transactions join it: someone waits for it, it is big, or it has waited
-// sealAfter (the checkpointer ticks every 2 ms).
+// sealAfter (the checkpointer wakes the writer then).
 func (v *Volume) sealWanted() bool {
 	return v.syncReq >= v.seq || v.closing || v.ckptRunning || v.cur.Size() >= sealSize ||
 		time.Since(v.curStart) >= sealAfter

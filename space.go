@@ -1,6 +1,8 @@
 package txfs
 
 import (
+	"time"
+
 	"github.com/txfs/txfs/cow"
 	"github.com/txfs/txfs/journal"
 	"github.com/txfs/txfs/segment"
@@ -179,32 +181,45 @@ func (v *Volume) reclaimable() (int, error) {
 	return n, nil
 }
 
-// spaceCheckpointDue says when the checkpointer should take a checkpoint
-// for space's sake. Lock held.
+// spaceCheckpointDue says whether the checkpointer should take a
+// checkpoint for space's sake. Lock held.
 //
 //   - Once the dirty metadata would cost a quarter of the reserve, while
 //     the volume has room, so that ordinary operations do not meet the
 //     reserve with much of it owed to the next checkpoint. On a nearly
 //     full volume such a checkpoint would only spend room.
 //   - When deletes have emptied segments, or left segments that hold
-//     only table blocks (looked for every 50 ticks on a nearly full
-//     volume, every 250 otherwise, so that a long delete does not
-//     checkpoint all the time): the checkpoint gives them back, and frees
-//     the metadata of the last checkpoints that lies in segments the
-//     deletes emptied of data, which statfs cannot count as free until
-//     then. So df shows the space a delete freed within a second.
-func (v *Volume) spaceCheckpointDue(tick int) bool {
+//     only table blocks, looked for when scan is set (spaceScanEvery):
+//     the checkpoint gives them back, and frees the metadata of the last
+//     checkpoints that lies in segments the deletes emptied of data,
+//     which statfs cannot count as free until then. So df shows the space
+//     a delete freed within a second.
+func (v *Volume) spaceCheckpointDue(scan bool) bool {
 	c := v.ckptCost()
-	roomy := v.logRoom()-c >= 2*v.reserveBytes(false)
-	if roomy && c >= v.reserveBytes(false)/4 {
+	if v.roomy(c) && c >= v.reserveBytes(false)/4 {
 		return true
 	}
-	if tick%50 != 0 || (roomy && tick%250 != 0) {
+	if !scan {
 		return false
 	}
 	n, err := v.reclaimable()
 	moved, _ := v.tablesBack()
 	return err == nil && n > 0 || moved > 0
+}
+
+// roomy says whether the log has room for twice the reserve beyond the
+// next checkpoint, whose cost is c.
+func (v *Volume) roomy(c int64) bool { return v.logRoom()-c >= 2*v.reserveBytes(false) }
+
+// spaceScanEvery is how long the checkpointer waits, after the log
+// changed, before it looks for segments to give back: 100 ms on a nearly
+// full volume, 500 ms otherwise, so that a long delete does not
+// checkpoint all the time.
+func (v *Volume) spaceScanEvery() time.Duration {
+	if v.roomy(v.ckptCost()) {
+		return 500 * time.Millisecond
+	}
+	return 100 * time.Millisecond
 }
 
 // checkpointHelps says whether a checkpoint now could admit more: it

@@ -141,6 +141,7 @@ type Volume struct {
 	packed     []byte     // one block, for compressing blocks under the lock
 
 	readRetries atomic.Int64 // reads redone under the lock (errMoved)
+	ckpter      checkpointerState
 }
 
 // Format writes an empty volume onto dev: an empty root directory, its
@@ -218,6 +219,7 @@ func newVolume(dev segment.Device, sb *segment.Superblock, slot int, o Options) 
 		compress: sb.Flags&segment.SuperCompress != 0, ro: o.ReadOnly, opts: o,
 		inoSeq: map[Ino]uint64{}, opens: map[Ino]int{}, deferred: map[Ino]bool{}, done: make(chan struct{}), lastCkpt: time.Now()}
 	v.mem = newBudget(o.CacheBytes)
+	v.ckpter.kick = make(chan struct{}, 1)
 	v.changed = sync.NewCond(&v.mu)
 	v.wake = sync.NewCond(&v.mu)
 	v.reserve = max(4, int(sb.Geometry.Segments/20))
@@ -551,6 +553,7 @@ func (t *tx) commit() {
 		v.inoSeq[ino] = v.seq
 	}
 	v.wake.Signal()
+	v.logChanged()
 }
 
 // The state changes shared by live transactions and replay.
