@@ -8,6 +8,7 @@ import (
 
 	"github.com/txfs/txfs/cow"
 	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/journal"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -143,8 +144,8 @@ func (v *Volume) checkpoint() error {
 	// What recovery would write again if the power failed before this
 	// checkpoint is durable: operations must leave room for it meanwhile.
 	v.ckptInflight = v.ckptCost()
-	v.ckptRunning = true
-	v.usedSince = v.usedSince[:0]
+	v.log.Checkpointing = true
+	v.log.UsedSince = v.log.UsedSince[:0]
 	v.ckptFreed = v.ckptFreed[:0]
 	clean := v.stopping
 	ref, last, candidates, err := v.writeCheckpointLocked()
@@ -154,7 +155,7 @@ func (v *Volume) checkpoint() error {
 	v.mu.Unlock()
 	if err != nil {
 		v.mu.Lock()
-		v.ckptRunning = false
+		v.log.Checkpointing = false
 		v.mu.Unlock()
 		return err
 	}
@@ -164,7 +165,7 @@ func (v *Volume) checkpoint() error {
 	err = v.putSuperblock(sb, slot)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.ckptRunning = false
+	v.log.Checkpointing = false
 	if err != nil {
 		return v.fail(err)
 	}
@@ -175,21 +176,21 @@ func (v *Volume) checkpoint() error {
 	v.ckptFreed = v.ckptFreed[:0]
 	// Segments empty in the checkpoint are free now that it is durable,
 	// except those the log took while it was written.
-	taken := map[uint32]bool{v.curSeg: true, v.nextSeg: true}
-	for _, s := range v.usedSince {
+	taken := map[uint32]bool{v.log.CurSeg: true, v.log.NextSeg: true}
+	for _, s := range v.log.UsedSince {
 		taken[s] = true
 	}
-	free := v.free[:0:0]
+	free := v.log.Free[:0:0]
 	for _, s := range candidates {
 		if !taken[s] {
 			free = append(free, s)
 		}
 	}
-	v.free = free
-	if v.nextSeg == noSeg && len(v.free) > 0 {
-		v.takeNext()
-		if v.cur.Empty() {
-			v.cur = v.newUnit(v.cur.Kind, v.cur.Addr)
+	v.log.Free = free
+	if v.log.NextSeg == journal.NoSeg && len(v.log.Free) > 0 {
+		v.log.TakeNext()
+		if v.log.Cur.Empty() {
+			v.log.Cur = v.log.NewUnit(v.log.Cur.Kind, v.log.Cur.Addr)
 		}
 	}
 	v.lastCkpt = time.Now()
@@ -251,10 +252,10 @@ func (v *Volume) markInUse() error {
 // the copy (the last unit), and the segments that are empty in it.
 func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, error) {
 	var ref segment.UnitRef
-	if err := v.sealLocked(); err != nil {
+	if err := v.log.Seal(); err != nil {
 		return ref, 0, nil, err
 	}
-	v.logBytes, v.deadBytes = 0, 0
+	v.log.SealedBytes, v.deadBytes = 0, 0
 	v.changes = 0
 	// Tree nodes are DAT-mapped blocks like file data.
 	err := v.tree.Flush(
@@ -264,11 +265,11 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 		},
 		func(id inode.NodeID, enc []byte) error {
 			stored, flags := v.encodeBlock(enc, v.compress)
-			if err := v.ensure(segment.UnitMeta, len(stored), 1, 0); err != nil {
+			if err := v.log.Ensure(segment.UnitMeta, len(stored), 1, 0); err != nil {
 				return err
 			}
 			e := segment.SummaryEntry{Kind: segment.SumNode, Flags: flags, ID: uint64(id), Sum: segment.Checksum(stored)}
-			_, addr := v.cur.AddBlock(e, stored)
+			_, addr := v.log.Cur.AddBlock(e, stored)
 			return v.applyWrite(uint64(id), addr, uint32(len(stored)), uint16(flags), e.Sum)
 		},
 		// A node the new tree dropped is still part of the checkpoint
@@ -283,12 +284,12 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 	// DAT blocks are counted in the usage table; usage blocks are not.
 	putTable := func(table uint64, count bool) segment.TablePut {
 		return func(level int, index uint64, old segment.BlockPtr, raw []byte) (segment.BlockPtr, error) {
-			if err := v.ensure(segment.UnitMeta, len(raw), 1, 0); err != nil {
+			if err := v.log.Ensure(segment.UnitMeta, len(raw), 1, 0); err != nil {
 				return old, err
 			}
 			sum := segment.Checksum(raw)
 			e := segment.SummaryEntry{Kind: segment.SumTable, ID: index, Owner: table, Offset: uint64(level), Sum: sum}
-			_, addr := v.cur.AddBlock(e, raw)
+			_, addr := v.log.Cur.AddBlock(e, raw)
 			if count {
 				if old.Addr != 0 {
 					s, _ := v.geo.SegmentOf(old.Addr)
@@ -314,7 +315,7 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 	sutRoot, sutDepth := v.sut.Root()
 	rec := checkpointRec{Number: v.ckptNo, TreeRoot: uint64(v.tree.Root()), NextIno: v.nextIno,
 		DAT: v.dat.State(), SUTRoot: sutRoot, SUTDepth: sutDepth, Time: time.Now().UnixNano(),
-		FreedNodes: v.ckptFreed, Durable: v.durable}
+		FreedNodes: v.ckptFreed, Durable: v.log.Durable}
 	enc := rec.encode()
 	// The record, then a copy of it as the next unit: if one flipped bit
 	// spoils the record, recovery reads the copy (the superblock says
@@ -322,29 +323,29 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 	// it stays whole).
 	holders := map[uint32]bool{}
 	for i := 0; i < 2; i++ {
-		if err := v.ensure(segment.UnitCheckpoint, 0, 0, len(enc)); err != nil {
+		if err := v.log.Ensure(segment.UnitCheckpoint, 0, 0, len(enc)); err != nil {
 			return ref, 0, nil, err
 		}
 		if i == 0 {
-			ref.Addr, ref.Seq, ref.NextSeg = v.cur.Addr, v.seq, v.nextSeg
+			ref.Addr, ref.Seq, ref.NextSeg = v.log.Cur.Addr, v.log.Seq, v.log.NextSeg
 		}
-		holders[v.curSeg], holders[v.nextSeg] = true, true
-		v.cur.AppendRecords(enc)
-		if err := v.sealLocked(); err != nil {
+		holders[v.log.CurSeg], holders[v.log.NextSeg] = true, true
+		v.log.Cur.AppendRecords(enc)
+		if err := v.log.Seal(); err != nil {
 			return ref, 0, nil, err
 		}
 		if i == 0 {
-			last := v.queue[len(v.queue)-1]
-			ref.Len, ref.Sum = uint32(len(last.buf)), v.prevSum
+			last := v.log.Queue[len(v.log.Queue)-1]
+			ref.Len, ref.Sum = uint32(len(last.Buf)), v.log.PrevSum
 		}
 	}
-	v.cur.Kind = segment.UnitOps
-	holders[v.curSeg], holders[v.nextSeg] = true, true
+	v.log.Cur.Kind = segment.UnitOps
+	holders[v.log.CurSeg], holders[v.log.NextSeg] = true, true
 	candidates, err := v.emptySegments(holders)
 	if err != nil {
 		return ref, 0, nil, v.fail(err)
 	}
-	return ref, v.seq - 1, candidates, nil
+	return ref, v.log.Seq - 1, candidates, nil
 }
 
 // freeCheckpointNodes frees the nodes a now durable checkpoint dropped.

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"sync/atomic"
 	"time"
+
+	"github.com/txfs/txfs/journal"
 )
 
 // The checkpointer takes checkpoints when they are due, and wakes the
-// writer when the unit being built has waited sealAfter. What makes a
-// checkpoint due changes only with the log (a commit, a sealed unit, a
+// writer when the unit being built has waited journal.SealAfter. What
+// makes a checkpoint due changes only with the log (a commit, a sealed unit, a
 // checkpoint that began or ended) or with time (the seal deadline of the
 // current unit, the timed checkpoint, the looks for segments to give
 // back), so it sleeps until one of those: an idle volume's checkpointer
@@ -91,7 +93,7 @@ type checkpointerClock struct {
 
 // checkpointDue says whether a checkpoint is due now, and when something
 // may next become due without a change of the log (zero: never). It wakes
-// the writer when the current unit has waited sealAfter. Lock held.
+// the writer when the current unit has waited journal.SealAfter. Lock held.
 func (v *Volume) checkpointDue(s *checkpointerClock, now time.Time) (bool, time.Time) {
 	var next time.Time
 	later := func(t time.Time) {
@@ -100,8 +102,8 @@ func (v *Volume) checkpointDue(s *checkpointerClock, now time.Time) (bool, time.
 		}
 	}
 	s.looked = now
-	if !v.cur.Empty() {
-		if at := v.curStart.Add(sealAfter); now.Before(at) {
+	if !v.log.Cur.Empty() {
+		if at := v.log.Start.Add(journal.SealAfter); now.Before(at) {
 			later(at)
 		} else {
 			v.wake.Signal()
@@ -121,8 +123,8 @@ func (v *Volume) checkpointDue(s *checkpointerClock, now time.Time) (bool, time.
 	// when dirty metadata grows (memory.go: begin forces one at twice
 	// this; space: it must fit in the reserve), or after a while with
 	// changes.
-	due := v.logBytes >= v.opts.CheckpointBytes || v.dirtyMemory() >= v.mem.dirty/2 || v.spaceCheckpointDue(scan)
-	if v.changes > 0 && v.logBytes > 0 {
+	due := v.log.SealedBytes >= v.opts.CheckpointBytes || v.dirtyMemory() >= v.mem.dirty/2 || v.spaceCheckpointDue(scan)
+	if v.changes > 0 && v.log.SealedBytes > 0 {
 		at := v.lastCkpt.Add(v.opts.CheckpointInterval)
 		if !now.Before(at) {
 			due = true

@@ -50,7 +50,7 @@ func TestIdleVolumeCheckpointerSleeps(t *testing.T) {
 	}
 }
 
-// A unit nobody waits for is still sealed and written sealAfter after its
+// A unit nobody waits for is still sealed and written journal.SealAfter after its
 // first transaction, with no other activity to wake the writer.
 func TestUnitSealedWithoutActivity(t *testing.T) {
 	v, _ := newTestVolume(t, 16<<20, Options{})
@@ -58,11 +58,11 @@ func TestUnitSealedWithoutActivity(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.mu.Lock()
-	seq := v.seq
+	seq := v.log.Seq
 	v.mu.Unlock()
 	for i := 0; ; i++ {
 		v.mu.Lock()
-		written := v.written
+		written := v.log.Written
 		v.mu.Unlock()
 		if written >= seq {
 			return

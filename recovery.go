@@ -25,7 +25,7 @@ func (v *Volume) recover() (int, error) {
 	v.logf("superblock slot %d (generation %d) names checkpoint %d: unit %d at byte %d", v.sbSlot, v.sb.Generation, c.Number, ref.Seq, ref.Addr)
 	v.ckptNo = c.Number
 	v.nextIno = c.NextIno
-	v.dat = cow.Open(c.DAT, v.bs, v.readRaw, v.mem.tables)
+	v.dat = cow.Open(c.DAT, v.bs, v.log.ReadRaw, v.mem.tables)
 	if n := c.DAT.Count; n > 1 {
 		// The checkpoint that counts entry n-1 wrote its leaf; a count past
 		// the table would make every walk of the DAT endless.
@@ -33,7 +33,7 @@ func (v *Volume) recover() (int, error) {
 			return 0, fmt.Errorf("%w: checkpoint %d counts %d DAT entries, its table does not hold them (%v)", ErrIO, c.Number, n, err)
 		}
 	}
-	v.sut = segment.OpenUsage(v.geo.Segments, v.bs, c.SUTRoot, c.SUTDepth, v.readRaw)
+	v.sut = segment.OpenUsage(v.geo.Segments, v.bs, c.SUTRoot, c.SUTDepth, v.log.ReadRaw)
 	v.tree = inode.NewTree(v, inode.NodeID(c.TreeRoot), v.bs, v.mem.tree)
 	if err := v.freeCheckpointNodes(c.FreedNodes); err != nil {
 		return 0, fmt.Errorf("%w: checkpoint %d: %v", ErrIO, c.Number, err)
@@ -43,8 +43,8 @@ func (v *Volume) recover() (int, error) {
 	used := map[uint32]bool{}
 	refSeg, _ := v.geo.SegmentOf(ref.Addr)
 	used[refSeg] = true
-	v.curSeg, _ = v.geo.SegmentOf(u.Addr)
-	v.nextSeg = noSeg
+	v.log.CurSeg, _ = v.geo.SegmentOf(u.Addr)
+	v.log.NextSeg = journal.NoSeg
 	ckpt := u
 	pos, seq, prev := v.follow(u, used)
 	logSegs := map[uint32]bool{} // segments holding units of the log after the checkpoint
@@ -54,8 +54,8 @@ func (v *Volume) recover() (int, error) {
 		u := v.nextUnit(pos, seq, prev)
 		if u == nil {
 			next := "no next segment"
-			if v.nextSeg != noSeg {
-				next = fmt.Sprintf("nor at the start of segment %d", v.nextSeg)
+			if v.log.NextSeg != journal.NoSeg {
+				next = fmt.Sprintf("nor at the start of segment %d", v.log.NextSeg)
 			}
 			v.logf("the log ends before unit %d: nothing at byte %d, %s, continues the chain; %d operations units replayed", seq, pos, next, replayed)
 			d := v.findDamage(pos, seq)
@@ -80,7 +80,7 @@ func (v *Volume) recover() (int, error) {
 				pos, seq, prev = v.resumeAfter(d)
 				// The lost units may have allocated virtual blocks (at
 				// most one per two bytes of each) that later units use.
-				skippedNodes += (d.Resume - d.Seq) * v.unitLimit() / 2
+				skippedNodes += (d.Resume - d.Seq) * v.log.UnitLimit() / 2
 				continue
 			}
 			if v.opts.LogDamage == TruncateDamage {
@@ -93,8 +93,8 @@ func (v *Volume) recover() (int, error) {
 				v.opened = append(v.opened, say)
 				v.accepted = true
 				next := v.cutSeq(d, ref.Seq)
-				v.seq, v.prevSum = next, prev
-				v.written, v.durable = next-1, next-1
+				v.log.Seq, v.log.PrevSum = next, prev
+				v.log.Written, v.log.Durable = next-1, next-1
 				return v.finishRecovery(pos, used, logSegs, replayed)
 			}
 			v.damage = d
@@ -104,7 +104,7 @@ func (v *Volume) recover() (int, error) {
 			s, _ := v.geo.SegmentOf(p.Addr)
 			logSegs[s] = true
 		}
-		v.logf("unit %d at byte %d (segment %d): %s", seq, u.Addr, v.curSeg, unitKindName(u.Header.Kind))
+		v.logf("unit %d at byte %d (segment %d): %s", seq, u.Addr, v.log.CurSeg, unitKindName(u.Header.Kind))
 		if err := v.replayUnit(u, &skippedNodes); err != nil {
 			return 0, fmt.Errorf("%w: replay of unit %d at byte %d: %v", ErrIO, seq, u.Addr, err)
 		}
@@ -113,8 +113,8 @@ func (v *Volume) recover() (int, error) {
 		}
 		pos, seq, prev = v.follow(u, used)
 	}
-	v.seq, v.prevSum = seq, prev
-	v.written, v.durable = seq-1, seq-1
+	v.log.Seq, v.log.PrevSum = seq, prev
+	v.log.Written, v.log.Durable = seq-1, seq-1
 	v.changes = int64(replayed)
 	return v.finishRecovery(pos, used, logSegs, replayed)
 }
@@ -122,8 +122,8 @@ func (v *Volume) recover() (int, error) {
 // finishRecovery makes the free list and the log head once the log is
 // read to its end at pos.
 func (v *Volume) finishRecovery(pos uint64, used, logSegs map[uint32]bool, replayed int) (int, error) {
-	if v.nextSeg != noSeg {
-		why, err := v.nextSegmentTaken(v.nextSeg, logSegs)
+	if v.log.NextSeg != journal.NoSeg {
+		why, err := v.nextSegmentTaken(v.log.NextSeg, logSegs)
 		if err != nil {
 			return 0, fmt.Errorf("%w: usage table: %v", ErrIO, err)
 		}
@@ -132,9 +132,9 @@ func (v *Volume) finishRecovery(pos uint64, used, logSegs map[uint32]bool, repla
 			// the log head, recovery would look for the log in the
 			// damaged one: counting this as a replayed unit makes Open
 			// take that checkpoint before anything else is written.
-			v.warnings = append(v.warnings, fmt.Sprintf("the log names segment %d, which %s, as the next: a free segment takes its place", v.nextSeg, why))
+			v.warnings = append(v.warnings, fmt.Sprintf("the log names segment %d, which %s, as the next: a free segment takes its place", v.log.NextSeg, why))
 			v.logf("%s", v.warnings[len(v.warnings)-1])
-			v.nextSeg = noSeg
+			v.log.NextSeg = journal.NoSeg
 			replayed++
 			v.changes++
 		}
@@ -143,10 +143,10 @@ func (v *Volume) finishRecovery(pos uint64, used, logSegs map[uint32]bool, repla
 	if err != nil {
 		return 0, fmt.Errorf("%w: usage table: %v", ErrIO, err)
 	}
-	v.free = free
-	v.cur = v.newUnit(segment.UnitOps, pos)
-	v.takeNext()
-	v.cur = v.newUnit(segment.UnitOps, pos)
+	v.log.Free = free
+	v.log.Cur = v.log.NewUnit(segment.UnitOps, pos)
+	v.log.TakeNext()
+	v.log.Cur = v.log.NewUnit(segment.UnitOps, pos)
 	return replayed, nil
 }
 
@@ -154,27 +154,27 @@ func (v *Volume) finishRecovery(pos uint64, used, logSegs map[uint32]bool, repla
 // unit after it must be: right after it, which is in the next segment when
 // u reached there.
 func (v *Volume) follow(u *segment.Unit, used map[uint32]bool) (pos, seq, prev uint64) {
-	// Units name no next segment (noSeg) until one is free, then keep
+	// Units name no next segment (journal.NoSeg) until one is free, then keep
 	// naming the one chosen: anything else is damage, reported; the
 	// latest valid name is the one the log used.
-	n, was := u.Header.NextSeg, v.nextSeg
+	n, was := u.Header.NextSeg, v.log.NextSeg
 	switch {
-	case n == noSeg:
-	case n >= v.geo.Segments || n == v.curSeg:
+	case n == journal.NoSeg:
+	case n >= v.geo.Segments || n == v.log.CurSeg:
 		v.warn("unit %d at byte %d names segment %d as the next, which is %s", u.Header.Seq, u.Addr, n,
-			map[bool]string{true: "its own", false: "not a segment"}[n == v.curSeg])
-	case was != noSeg && n != was:
-		v.warn("the units of segment %d name both segment %d and segment %d as the next", v.curSeg, was, n)
-		v.nextSeg = n
+			map[bool]string{true: "its own", false: "not a segment"}[n == v.log.CurSeg])
+	case was != journal.NoSeg && n != was:
+		v.warn("the units of segment %d name both segment %d and segment %d as the next", v.log.CurSeg, was, n)
+		v.log.NextSeg = n
 	default:
-		v.nextSeg = n
+		v.log.NextSeg = n
 	}
-	used[v.curSeg] = true
-	if v.nextSeg != noSeg {
-		used[v.nextSeg] = true
+	used[v.log.CurSeg] = true
+	if v.log.NextSeg != journal.NoSeg {
+		used[v.log.NextSeg] = true
 	}
-	if u.Header.Length >= u.Place.Split && v.nextSeg != noSeg {
-		v.curSeg, v.nextSeg = v.nextSeg, noSeg
+	if u.Header.Length >= u.Place.Split && v.log.NextSeg != journal.NoSeg {
+		v.log.CurSeg, v.log.NextSeg = v.log.NextSeg, journal.NoSeg
 	}
 	return u.Place.DevAddr(u.Header.Length), u.Header.Seq + 1, u.Header.Sum
 }
@@ -196,11 +196,11 @@ func (v *Volume) readCheckpoint(ref segment.UnitRef) (*segment.Unit, error) {
 	if err == nil {
 		return u, nil
 	}
-	if ref.NextSeg == noSeg && v.sb.Version < 2 {
+	if ref.NextSeg == journal.NoSeg && v.sb.Version < 2 {
 		return nil, fmt.Errorf("%w: checkpoint %d at byte %d: %v", ErrIO, ref.Seq, ref.Addr, err)
 	}
 	s, _ := v.geo.SegmentOf(ref.Addr)
-	place := segment.UnitPlace{Addr: ref.Addr, Split: uint32(v.segEnd(s) - ref.Addr)}
+	place := segment.UnitPlace{Addr: ref.Addr, Split: uint32(v.log.SegEnd(s) - ref.Addr)}
 	if ref.NextSeg < v.geo.Segments {
 		place.Next = uint64(v.geo.SegmentOffset(ref.NextSeg))
 	}
@@ -238,7 +238,7 @@ func (v *Volume) readUnit(addr uint64, n uint32) (*segment.Unit, error) {
 	if !ok {
 		return nil, fmt.Errorf("address %d outside the segments", addr)
 	}
-	split := uint32(v.segEnd(s) - addr)
+	split := uint32(v.log.SegEnd(s) - addr)
 	hdr := make([]byte, segment.UnitHeaderSize)
 	if _, err := v.dev.ReadAt(hdr, int64(addr)); err != nil {
 		return nil, err
@@ -283,16 +283,16 @@ func (v *Volume) nextUnit(pos, seq, prev uint64) *segment.Unit {
 		}
 		return u
 	}
-	if pos+segment.UnitHeaderSize <= v.segEnd(v.curSeg) {
+	if pos+segment.UnitHeaderSize <= v.log.SegEnd(v.log.CurSeg) {
 		if u := try(pos); u != nil {
 			return u
 		}
 	}
-	if v.nextSeg != noSeg {
-		if u := try(uint64(v.geo.SegmentOffset(v.nextSeg))); u != nil {
+	if v.log.NextSeg != journal.NoSeg {
+		if u := try(uint64(v.geo.SegmentOffset(v.log.NextSeg))); u != nil {
 			// The log entered its next segment: that segment's units
 			// name their own next.
-			v.curSeg, v.nextSeg = v.nextSeg, noSeg
+			v.log.CurSeg, v.log.NextSeg = v.log.NextSeg, journal.NoSeg
 			return u
 		}
 	}
