@@ -89,7 +89,7 @@ func (v *Volume) findDamage(pos, seq uint64) *LogDamage {
 			if err != nil || h.VolumeID != v.sb.VolumeID() || h.Seq <= seq {
 				continue
 			}
-			if u, err := v.readUnit(at, 0); err == nil {
+			if u, err := v.log.ReadUnit(at, 0); err == nil {
 				cands = append(cands, u)
 			}
 		}
@@ -150,8 +150,8 @@ func (v *Volume) chainFrom(u *segment.Unit, seq uint64) ([]*segment.Unit, uint64
 		if m, ok := durableMark(u); ok && m >= seq && proof == 0 {
 			proof = u.Header.Seq
 		}
-		pos, next, prev := v.follow(u, used)
-		u = v.nextUnit(pos, next, prev)
+		pos, next, prev := v.log.Follow(u, used)
+		u = v.log.NextUnit(pos, next, prev)
 	}
 	return chain, proof
 }

@@ -28,6 +28,7 @@ func (v *Volume) newLog() *journal.Log {
 			}
 		},
 		Sealed: v.logChanged,
+		Warn:   v.warn,
 	})
 }
 

@@ -46,12 +46,12 @@ func (v *Volume) recover() (int, error) {
 	v.log.CurSeg, _ = v.geo.SegmentOf(u.Addr)
 	v.log.NextSeg = journal.NoSeg
 	ckpt := u
-	pos, seq, prev := v.follow(u, used)
+	pos, seq, prev := v.log.Follow(u, used)
 	logSegs := map[uint32]bool{} // segments holding units of the log after the checkpoint
 	replayed := 0
 	var skippedNodes uint64
 	for {
-		u := v.nextUnit(pos, seq, prev)
+		u := v.log.NextUnit(pos, seq, prev)
 		if u == nil {
 			next := "no next segment"
 			if v.log.NextSeg != journal.NoSeg {
@@ -111,7 +111,7 @@ func (v *Volume) recover() (int, error) {
 		if u.Header.Kind == segment.UnitOps {
 			replayed++
 		}
-		pos, seq, prev = v.follow(u, used)
+		pos, seq, prev = v.log.Follow(u, used)
 	}
 	v.log.Seq, v.log.PrevSum = seq, prev
 	v.log.Written, v.log.Durable = seq-1, seq-1
@@ -150,35 +150,6 @@ func (v *Volume) finishRecovery(pos uint64, used, logSegs map[uint32]bool, repla
 	return replayed, nil
 }
 
-// follow notes that the log passed through unit u and returns where the
-// unit after it must be: right after it, which is in the next segment when
-// u reached there.
-func (v *Volume) follow(u *segment.Unit, used map[uint32]bool) (pos, seq, prev uint64) {
-	// Units name no next segment (journal.NoSeg) until one is free, then keep
-	// naming the one chosen: anything else is damage, reported; the
-	// latest valid name is the one the log used.
-	n, was := u.Header.NextSeg, v.log.NextSeg
-	switch {
-	case n == journal.NoSeg:
-	case n >= v.geo.Segments || n == v.log.CurSeg:
-		v.warn("unit %d at byte %d names segment %d as the next, which is %s", u.Header.Seq, u.Addr, n,
-			map[bool]string{true: "its own", false: "not a segment"}[n == v.log.CurSeg])
-	case was != journal.NoSeg && n != was:
-		v.warn("the units of segment %d name both segment %d and segment %d as the next", v.log.CurSeg, was, n)
-		v.log.NextSeg = n
-	default:
-		v.log.NextSeg = n
-	}
-	used[v.log.CurSeg] = true
-	if v.log.NextSeg != journal.NoSeg {
-		used[v.log.NextSeg] = true
-	}
-	if u.Header.Length >= u.Place.Split && v.log.NextSeg != journal.NoSeg {
-		v.log.CurSeg, v.log.NextSeg = v.log.NextSeg, journal.NoSeg
-	}
-	return u.Place.DevAddr(u.Header.Length), u.Header.Seq + 1, u.Header.Sum
-}
-
 // warn records damage that recovery worked around, for the checker.
 func (v *Volume) warn(format string, a ...any) {
 	w := fmt.Sprintf(format, a...)
@@ -189,7 +160,7 @@ func (v *Volume) warn(format string, a ...any) {
 // readCheckpoint reads the checkpoint unit the superblock names, or its
 // copy (the unit right after it) when the checkpoint unit is damaged.
 func (v *Volume) readCheckpoint(ref segment.UnitRef) (*segment.Unit, error) {
-	u, err := v.readUnit(ref.Addr, ref.Len)
+	u, err := v.log.ReadUnit(ref.Addr, ref.Len)
 	if err == nil && (u.Header.Seq != ref.Seq || u.Header.Sum != ref.Sum || u.Header.Kind != segment.UnitCheckpoint) {
 		err = fmt.Errorf("it is not the unit the superblock names (sequence %d, checksum %x)", ref.Seq, ref.Sum)
 	}
@@ -205,7 +176,7 @@ func (v *Volume) readCheckpoint(ref segment.UnitRef) (*segment.Unit, error) {
 		place.Next = uint64(v.geo.SegmentOffset(ref.NextSeg))
 	}
 	at := place.DevAddr(ref.Len)
-	c, cerr := v.readUnit(at, 0)
+	c, cerr := v.log.ReadUnit(at, 0)
 	if cerr == nil && (c.Header.Seq != ref.Seq+1 || c.Header.Prev != ref.Sum || c.Header.Kind != segment.UnitCheckpoint ||
 		c.Header.VolumeID != v.sb.VolumeID()) {
 		cerr = errors.New("no copy of it follows")
@@ -228,75 +199,6 @@ func unitKindName(k uint16) string {
 		return "checkpoint blocks, skipped"
 	}
 	return "checkpoint record, skipped"
-}
-
-// readUnit reads and verifies the unit at addr; n is its length if known.
-// A unit longer than the rest of its segment continues at the start of the
-// segment its header names as next.
-func (v *Volume) readUnit(addr uint64, n uint32) (*segment.Unit, error) {
-	s, ok := v.geo.SegmentOf(addr)
-	if !ok {
-		return nil, fmt.Errorf("address %d outside the segments", addr)
-	}
-	split := uint32(v.log.SegEnd(s) - addr)
-	hdr := make([]byte, segment.UnitHeaderSize)
-	if _, err := v.dev.ReadAt(hdr, int64(addr)); err != nil {
-		return nil, err
-	}
-	maxLen := split + v.geo.SegmentSize
-	h, err := segment.ParseUnitHeader(hdr, maxLen)
-	if err != nil {
-		return nil, err
-	}
-	if n == 0 {
-		n = h.Length
-	}
-	if n > maxLen {
-		return nil, fmt.Errorf("%w: a unit of %d bytes at %d would run past the segment after its own", segment.ErrCorrupt, n, addr)
-	}
-	place := segment.UnitPlace{Addr: addr, Split: split}
-	if h.NextSeg < v.geo.Segments && h.NextSeg != s {
-		place.Next = uint64(v.geo.SegmentOffset(h.NextSeg))
-	} else if n > split {
-		return nil, fmt.Errorf("%w: unit at %d runs past its segment to segment %d", segment.ErrCorrupt, addr, h.NextSeg)
-	}
-	buf := make([]byte, n)
-	for _, p := range place.Pieces(n) {
-		if _, err := v.dev.ReadAt(buf[p.Start:p.End], int64(p.Addr)); err != nil {
-			return nil, err
-		}
-	}
-	return segment.DecodeUnit(buf, place, maxLen)
-}
-
-// nextUnit finds the unit that continues the chain: at pos, or else at the
-// start of the next segment (where version 1 logs went on when the rest of
-// a segment was too small). Anything else ends the log.
-func (v *Volume) nextUnit(pos, seq, prev uint64) *segment.Unit {
-	try := func(at uint64) *segment.Unit {
-		if _, ok := v.geo.SegmentOf(at); !ok {
-			return nil
-		}
-		u, err := v.readUnit(at, 0)
-		if err != nil || u.Header.VolumeID != v.sb.VolumeID() || u.Header.Seq != seq || u.Header.Prev != prev {
-			return nil
-		}
-		return u
-	}
-	if pos+segment.UnitHeaderSize <= v.log.SegEnd(v.log.CurSeg) {
-		if u := try(pos); u != nil {
-			return u
-		}
-	}
-	if v.log.NextSeg != journal.NoSeg {
-		if u := try(uint64(v.geo.SegmentOffset(v.log.NextSeg))); u != nil {
-			// The log entered its next segment: that segment's units
-			// name their own next.
-			v.log.CurSeg, v.log.NextSeg = v.log.NextSeg, journal.NoSeg
-			return u
-		}
-	}
-	return nil
 }
 
 // replayUnit applies the records of an operations unit. Units a checkpoint

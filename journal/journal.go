@@ -11,7 +11,8 @@
 // next one), the sequence numbers and hash chain of the units, the sealed
 // units waiting for the device, the writer goroutine that writes them
 // (group commit) and flushes for those who wait, and the free segments
-// the log may enter. It decides nothing about what goes in a unit, nor
+// the log may enter; recovery follows the chain of units with it
+// (chain.go). It decides nothing about what goes in a unit, nor
 // when to checkpoint or what to free: its owner does, under the lock the
 // Log shares with it.
 //

@@ -56,6 +56,8 @@ type Config struct {
 	Durable func(seq uint64)
 	// Sealed says that a unit was sealed.
 	Sealed func()
+	// Warn reports damage that following the chain worked around.
+	Warn func(format string, a ...any)
 }
 
 // Head is a place where units are built: the unit being built, its

@@ -3,6 +3,7 @@ package journal
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -254,5 +255,62 @@ func TestLogStopsOnDeviceError(t *testing.T) {
 	tl.mu.Unlock()
 	if !errors.Is(err, ErrWriterStopped) {
 		t.Fatalf("WaitDurable once the writer ended: %v", err)
+	}
+}
+
+// Following the chain from the first unit finds every unit written, in
+// order, across segments, and ends where the log goes on: the walk's head
+// is then the writer's.
+func TestChainFollowsTheLog(t *testing.T) {
+	tl := newTestLog(t)
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	block := bytes.Repeat([]byte{3}, 4096)
+	first := tl.Cur.Addr
+	for i := 0; tl.CurSeg < 3; i++ {
+		n := 1 + i%5 // units of 1 to 5 blocks, so that some cross over
+		if err := tl.Ensure(segment.UnitOps, n*len(block), n, 8); err != nil {
+			t.Fatal(err)
+		}
+		for range n {
+			tl.Cur.AddBlock(segment.SummaryEntry{Kind: segment.SumData, ID: uint64(i), Sum: segment.Checksum(block)}, block)
+		}
+		tl.Commit([]byte{RecOp, byte(i)})
+		if err := tl.Seal(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tl.WaitDurable(tl.Seq - 1); err != nil {
+		t.Fatal(err)
+	}
+	var warnings []string
+	walk := NewLog(Config{Dev: tl.dev, Geo: tl.geo, VolumeID: 42,
+		Warn: func(format string, a ...any) { warnings = append(warnings, fmt.Sprintf(format, a...)) }})
+	walk.CurSeg, walk.NextSeg = 0, NoSeg
+	used := map[uint32]bool{}
+	pos, seq, prev := first, uint64(1), uint64(0)
+	crossed := 0
+	for {
+		u := walk.NextUnit(pos, seq, prev)
+		if u == nil {
+			break
+		}
+		if seq > 1 && u.Header.Seq != seq {
+			t.Fatalf("the walk found unit %d where unit %d goes", u.Header.Seq, seq)
+		}
+		if u.Header.Length > u.Place.Split {
+			crossed++
+		}
+		pos, seq, prev = walk.Follow(u, used)
+	}
+	// No unit of segment 3 names its next yet: recovery chooses one.
+	if seq != tl.Seq || pos != tl.Cur.Addr || walk.CurSeg != tl.CurSeg || walk.NextSeg != NoSeg || crossed == 0 || len(warnings) > 0 {
+		t.Fatalf("the walk ends before unit %d at byte %d in segment %d (next %d), %d units crossing over, warnings %q; the log is at unit %d, byte %d, segment %d (next %d)",
+			seq, pos, walk.CurSeg, walk.NextSeg, crossed, warnings, tl.Seq, tl.Cur.Addr, tl.CurSeg, tl.NextSeg)
+	}
+	for s := range uint32(4) {
+		if !used[s] {
+			t.Errorf("segment %d, which the log passed through, is not noted as used", s)
+		}
 	}
 }
