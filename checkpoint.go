@@ -8,7 +8,6 @@ import (
 
 	"github.com/txfs/txfs/cow"
 	"github.com/txfs/txfs/inode"
-	"github.com/txfs/txfs/journal"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -174,25 +173,8 @@ func (v *Volume) checkpoint() error {
 		return err
 	}
 	v.ckptFreed = v.ckptFreed[:0]
-	// Segments empty in the checkpoint are free now that it is durable,
-	// except those the log took while it was written.
-	taken := map[uint32]bool{v.log.CurSeg: true, v.log.NextSeg: true}
-	for _, s := range v.log.UsedSince {
-		taken[s] = true
-	}
-	free := v.log.Free[:0:0]
-	for _, s := range candidates {
-		if !taken[s] {
-			free = append(free, s)
-		}
-	}
-	v.log.Free = free
-	if v.log.NextSeg == journal.NoSeg && len(v.log.Free) > 0 {
-		v.log.TakeNext()
-		if v.log.Cur.Empty() {
-			v.log.Cur = v.log.NewUnit(v.log.Cur.Kind, v.log.Cur.Addr)
-		}
-	}
+	// Segments empty in the checkpoint are free now that it is durable.
+	v.log.GiveBack(candidates)
 	v.lastCkpt = time.Now()
 	v.changed.Broadcast()
 	v.logChanged()

@@ -143,10 +143,7 @@ func (v *Volume) finishRecovery(pos uint64, used, logSegs map[uint32]bool, repla
 	if err != nil {
 		return 0, fmt.Errorf("%w: usage table: %v", ErrIO, err)
 	}
-	v.log.Free = free
-	v.log.Cur = v.log.NewUnit(segment.UnitOps, pos)
-	v.log.TakeNext()
-	v.log.Cur = v.log.NewUnit(segment.UnitOps, pos)
+	v.log.Resume(pos, free)
 	return replayed, nil
 }
 

@@ -144,9 +144,37 @@ func (l *Log) NewUnit(kind uint16, addr uint64) *segment.UnitBuilder {
 	return segment.NewUnitBuilder(place, kind, uint32(l.bs), uint32(max(int64(limit)-MarkSize, 0)))
 }
 
-// Restart makes Cur an empty unit of its kind at the same place, after the
-// next segment changed.
-func (l *Log) Restart() { l.Cur = l.NewUnit(l.Cur.Kind, l.Cur.Addr) }
+// Resume makes the head go on at pos, where recovery found the end of the
+// chain, with the free segments given: the next segment is taken from
+// them if the chain named none.
+func (l *Log) Resume(pos uint64, free []uint32) {
+	l.Free = free
+	l.TakeNext()
+	l.Cur = l.NewUnit(segment.UnitOps, pos)
+}
+
+// GiveBack makes the segments a durable checkpoint showed empty the free
+// segments, except those the log took while it was written, and takes
+// the next segment from them if the head has none.
+func (l *Log) GiveBack(empty []uint32) {
+	taken := map[uint32]bool{l.CurSeg: true, l.NextSeg: true}
+	for _, s := range l.UsedSince {
+		taken[s] = true
+	}
+	free := l.Free[:0:0]
+	for _, s := range empty {
+		if !taken[s] {
+			free = append(free, s)
+		}
+	}
+	l.Free = free
+	if l.NextSeg == NoSeg && len(l.Free) > 0 {
+		l.TakeNext()
+		if l.Cur.Empty() {
+			l.Cur = l.NewUnit(l.Cur.Kind, l.Cur.Addr)
+		}
+	}
+}
 
 // TakeNext chooses the next segment from the free list, if none is chosen
 // and one is free.

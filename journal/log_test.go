@@ -314,3 +314,23 @@ func TestChainFollowsTheLog(t *testing.T) {
 		}
 	}
 }
+
+// A durable checkpoint gives back the segments it showed empty, except
+// those the log took while it was written; a head without a next segment
+// takes one of them.
+func TestLogGiveBack(t *testing.T) {
+	tl := newTestLog(t)
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	tl.Free = nil
+	tl.NextSeg = NoSeg
+	tl.Cur = tl.NewUnit(segment.UnitOps, tl.Cur.Addr)
+	tl.UsedSince = []uint32{7}
+	tl.GiveBack([]uint32{0, 5, 6, 7, 9})
+	if tl.NextSeg != 9 || len(tl.Free) != 2 || tl.Free[0] != 5 || tl.Free[1] != 6 {
+		t.Fatalf("after the checkpoint: next segment %d, free %v; want 9 and [5 6]", tl.NextSeg, tl.Free)
+	}
+	if tl.Cur.Place.Next != uint64(tl.geo.SegmentOffset(9)) {
+		t.Fatal("the empty unit being built does not name the next segment")
+	}
+}
