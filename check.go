@@ -434,7 +434,7 @@ func (v *Volume) checkUsage(rep *CheckReport, progress func(uint64)) {
 		rep.addf("%v", err)
 		return
 	}
-	for _, s := range v.free {
+	for _, s := range v.log.Free {
 		if live[s] != 0 || tables[s] != 0 {
 			rep.addf("free segment %d holds %d live bytes and %d table blocks", s, live[s], tables[s])
 		}

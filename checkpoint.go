@@ -2,7 +2,6 @@ package txfs
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"maps"
 	"time"
@@ -144,8 +143,8 @@ func (v *Volume) checkpoint() error {
 	// What recovery would write again if the power failed before this
 	// checkpoint is durable: operations must leave room for it meanwhile.
 	v.ckptInflight = v.ckptCost()
-	v.ckptRunning = true
-	v.usedSince = v.usedSince[:0]
+	v.log.Checkpointing = true
+	v.log.UsedSince = v.log.UsedSince[:0]
 	v.ckptFreed = v.ckptFreed[:0]
 	clean := v.stopping
 	ref, last, candidates, err := v.writeCheckpointLocked()
@@ -155,7 +154,7 @@ func (v *Volume) checkpoint() error {
 	v.mu.Unlock()
 	if err != nil {
 		v.mu.Lock()
-		v.ckptRunning = false
+		v.log.Checkpointing = false
 		v.mu.Unlock()
 		return err
 	}
@@ -165,7 +164,7 @@ func (v *Volume) checkpoint() error {
 	err = v.putSuperblock(sb, slot)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.ckptRunning = false
+	v.log.Checkpointing = false
 	if err != nil {
 		return v.fail(err)
 	}
@@ -174,27 +173,11 @@ func (v *Volume) checkpoint() error {
 		return err
 	}
 	v.ckptFreed = v.ckptFreed[:0]
-	// Segments empty in the checkpoint are free now that it is durable,
-	// except those the log took while it was written.
-	taken := map[uint32]bool{v.curSeg: true, v.nextSeg: true}
-	for _, s := range v.usedSince {
-		taken[s] = true
-	}
-	free := v.free[:0:0]
-	for _, s := range candidates {
-		if !taken[s] {
-			free = append(free, s)
-		}
-	}
-	v.free = free
-	if v.nextSeg == noSeg && len(v.free) > 0 {
-		v.takeNext()
-		if v.cur.Empty() {
-			v.cur = v.newUnit(v.cur.Kind, v.cur.Addr)
-		}
-	}
+	// Segments empty in the checkpoint are free now that it is durable.
+	v.log.GiveBack(candidates)
 	v.lastCkpt = time.Now()
 	v.changed.Broadcast()
+	v.logChanged()
 	return nil
 }
 
@@ -251,10 +234,10 @@ func (v *Volume) markInUse() error {
 // the copy (the last unit), and the segments that are empty in it.
 func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, error) {
 	var ref segment.UnitRef
-	if err := v.sealLocked(); err != nil {
+	if err := v.log.Seal(); err != nil {
 		return ref, 0, nil, err
 	}
-	v.logBytes = 0
+	v.log.SealedBytes = 0
 	v.blocks.ResetDeadBytes()
 	v.changes = 0
 	// Tree nodes are DAT-mapped blocks like file data.
@@ -265,11 +248,11 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 		},
 		func(id btree.NodeID, enc []byte) error {
 			stored, flags := v.encodeBlock(enc, v.compress)
-			if err := v.ensure(segment.UnitMeta, len(stored), 1, 0); err != nil {
+			if err := v.log.Ensure(segment.UnitMeta, len(stored), 1, 0); err != nil {
 				return err
 			}
 			e := segment.SummaryEntry{Kind: segment.SumNode, Flags: flags, ID: uint64(id), Sum: segment.Checksum(stored)}
-			_, addr := v.cur.AddBlock(e, stored)
+			_, addr := v.log.Cur.AddBlock(e, stored)
 			return v.applyWrite(uint64(id), addr, uint32(len(stored)), uint16(flags), e.Sum)
 		},
 		// A node the new tree dropped is still part of the checkpoint
@@ -284,12 +267,12 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 	// Blocks counts the DAT blocks in the usage table.
 	putTable := func(table uint64) segment.TablePut {
 		return func(level int, index uint64, old segment.BlockPtr, raw []byte) (segment.BlockPtr, error) {
-			if err := v.ensure(segment.UnitMeta, len(raw), 1, 0); err != nil {
+			if err := v.log.Ensure(segment.UnitMeta, len(raw), 1, 0); err != nil {
 				return old, err
 			}
 			sum := segment.Checksum(raw)
 			e := segment.SummaryEntry{Kind: segment.SumTable, ID: index, Owner: table, Offset: uint64(level), Sum: sum}
-			_, addr := v.cur.AddBlock(e, raw)
+			_, addr := v.log.Cur.AddBlock(e, raw)
 			return segment.BlockPtr{Addr: addr, Sum: sum}, nil
 		}
 	}
@@ -300,7 +283,7 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 	sutRoot, sutDepth := v.sut.Root()
 	rec := checkpointRec{Number: v.ckptNo, TreeRoot: uint64(v.tree.Root()), NextIno: v.nextIno,
 		DAT: v.dat.State(), SUTRoot: sutRoot, SUTDepth: sutDepth, Time: time.Now().UnixNano(),
-		FreedNodes: v.ckptFreed, Durable: v.durable}
+		FreedNodes: v.ckptFreed, Durable: v.log.Durable}
 	enc := rec.encode()
 	// The record, then a copy of it as the next unit: if one flipped bit
 	// spoils the record, recovery reads the copy (the superblock says
@@ -308,29 +291,29 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 	// it stays whole).
 	holders := map[uint32]bool{}
 	for i := 0; i < 2; i++ {
-		if err := v.ensure(segment.UnitCheckpoint, 0, 0, len(enc)); err != nil {
+		if err := v.log.Ensure(segment.UnitCheckpoint, 0, 0, len(enc)); err != nil {
 			return ref, 0, nil, err
 		}
 		if i == 0 {
-			ref.Addr, ref.Seq, ref.NextSeg = v.cur.Addr, v.seq, v.nextSeg
+			ref.Addr, ref.Seq, ref.NextSeg = v.log.Cur.Addr, v.log.Seq, v.log.NextSeg
 		}
-		holders[v.curSeg], holders[v.nextSeg] = true, true
-		v.cur.AppendRecords(enc)
-		if err := v.sealLocked(); err != nil {
+		holders[v.log.CurSeg], holders[v.log.NextSeg] = true, true
+		v.log.Cur.AppendRecords(enc)
+		if err := v.log.Seal(); err != nil {
 			return ref, 0, nil, err
 		}
 		if i == 0 {
-			last := v.queue[len(v.queue)-1]
-			ref.Len, ref.Sum = uint32(len(last.buf)), v.prevSum
+			last := v.log.Queue[len(v.log.Queue)-1]
+			ref.Len, ref.Sum = uint32(len(last.Buf)), v.log.PrevSum
 		}
 	}
-	v.cur.Kind = segment.UnitOps
-	holders[v.curSeg], holders[v.nextSeg] = true, true
+	v.log.Cur.Kind = segment.UnitOps
+	holders[v.log.CurSeg], holders[v.log.NextSeg] = true, true
 	candidates, err := v.emptySegments(holders)
 	if err != nil {
 		return ref, 0, nil, v.fail(err)
 	}
-	return ref, v.seq - 1, candidates, nil
+	return ref, v.log.Seq - 1, candidates, nil
 }
 
 // freeCheckpointNodes frees the nodes a now durable checkpoint dropped.
@@ -371,43 +354,4 @@ func (v *Volume) emptySegments(holders map[uint32]bool) ([]uint32, error) {
 		}
 	}
 	return out, nil
-}
-
-// checkpointer takes checkpoints when enough log was written or enough time
-// passed, and ticks the writer so small units do not wait long.
-func (v *Volume) checkpointer() {
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	n := 0
-	for range tick.C {
-		v.mu.Lock()
-		if v.closed || v.err != nil {
-			v.mu.Unlock()
-			return
-		}
-		if !v.cur.Empty() {
-			v.wake.Signal()
-		}
-		n++
-		// Checkpoint when the log since the last one is long (recovery
-		// time), when dirty metadata grows (memory.go: begin forces one
-		// at twice this; on a nearly full volume only then, as each
-		// checkpoint spends room), or for space (space.go), or after a
-		// while.
-		dirty := v.dirtyMemory()
-		due := v.logBytes >= v.opts.CheckpointBytes || dirty >= v.mem.dirty/2 && v.roomy(v.ckptCost()) ||
-			v.spaceCheckpointDue(n) ||
-			(n%500 == 0 && v.logBytes > 0 && time.Since(v.lastCkpt) >= v.opts.CheckpointInterval)
-		v.mu.Unlock()
-		if due {
-			if err := v.checkpoint(); err != nil && !errors.Is(err, ErrClosed) {
-				return
-			}
-			v.mu.Lock()
-			if len(v.deferred) > 0 && v.writable() == nil {
-				v.retryDeferred() // a failure has stopped the volume
-			}
-			v.mu.Unlock()
-		}
-	}
 }

@@ -881,7 +881,7 @@ func runWorkload(t *testing.T, seed int64, ops int) *cpRecord {
 	// Range operations change a few block map items per transaction,
 	// and a unit is sealed between every two, so that crash points fall
 	// inside them.
-	testRangeChunk, testHookRangeStep = 2, func(v *Volume, _ Ino) error { return v.sealLocked() }
+	testRangeChunk, testHookRangeStep = 2, func(v *Volume, _ Ino) error { return v.log.Seal() }
 	defer func() { testRangeChunk, testHookRangeStep = 0, nil }()
 	r := &cpRun{t: t, rng: rand.New(rand.NewSource(seed)), v: v, rec: dev,
 		m:       &model{root: &mNode{ino: RootIno, mode: syscall.S_IFDIR | 0o755, children: map[string]*mNode{}}},

@@ -90,14 +90,14 @@ func (v *Volume) findDamage(pos, seq uint64) *LogDamage {
 			if err != nil || h.VolumeID != v.sb.VolumeID() || h.Seq <= seq {
 				continue
 			}
-			if u, err := v.readUnit(at, 0); err == nil {
+			if u, err := v.log.ReadUnit(at, 0); err == nil {
 				cands = append(cands, u)
 			}
 		}
 	}
-	scan(pos, v.segEnd(v.curSeg))
-	if v.nextSeg != noSeg {
-		scan(uint64(v.geo.SegmentOffset(v.nextSeg)), v.segEnd(v.nextSeg))
+	scan(pos, v.log.SegEnd(v.log.CurSeg))
+	if v.log.NextSeg != journal.NoSeg {
+		scan(uint64(v.geo.SegmentOffset(v.log.NextSeg)), v.log.SegEnd(v.log.NextSeg))
 	}
 	sort.Slice(cands, func(i, j int) bool { return cands[i].Header.Seq < cands[j].Header.Seq })
 	for _, c := range cands {
@@ -122,8 +122,8 @@ func (d *LogDamage) lostOnlyCopy(ref segment.UnitRef, ckpt *segment.Unit, c *che
 // resumeAfter makes the log go on at the first whole unit after damage d,
 // and returns where, as follow does.
 func (v *Volume) resumeAfter(d *LogDamage) (pos, seq, prev uint64) {
-	v.curSeg, _ = v.geo.SegmentOf(d.At)
-	v.nextSeg = noSeg
+	v.log.CurSeg, _ = v.geo.SegmentOf(d.At)
+	v.log.NextSeg = journal.NoSeg
 	return d.At, d.Resume, d.resume.Header.Prev
 }
 
@@ -140,9 +140,9 @@ func (v *Volume) cutSeq(d *LogDamage, ckpt uint64) uint64 {
 // chainFrom follows the chain from unit u and returns its units and the
 // first whose durable mark reaches seq (0: none).
 func (v *Volume) chainFrom(u *segment.Unit, seq uint64) ([]*segment.Unit, uint64) {
-	saveCur, saveNext, saveWarnings := v.curSeg, v.nextSeg, len(v.warnings)
-	defer func() { v.curSeg, v.nextSeg, v.warnings = saveCur, saveNext, v.warnings[:saveWarnings] }()
-	v.curSeg, _ = v.geo.SegmentOf(u.Addr)
+	saveCur, saveNext, saveWarnings := v.log.CurSeg, v.log.NextSeg, len(v.warnings)
+	defer func() { v.log.CurSeg, v.log.NextSeg, v.warnings = saveCur, saveNext, v.warnings[:saveWarnings] }()
+	v.log.CurSeg, _ = v.geo.SegmentOf(u.Addr)
 	var chain []*segment.Unit
 	var proof uint64
 	used := map[uint32]bool{}
@@ -151,8 +151,8 @@ func (v *Volume) chainFrom(u *segment.Unit, seq uint64) ([]*segment.Unit, uint64
 		if m, ok := durableMark(u); ok && m >= seq && proof == 0 {
 			proof = u.Header.Seq
 		}
-		pos, next, prev := v.follow(u, used)
-		u = v.nextUnit(pos, next, prev)
+		pos, next, prev := v.log.Follow(u, used)
+		u = v.log.NextUnit(pos, next, prev)
 	}
 	return chain, proof
 }

@@ -40,7 +40,7 @@ func syncedFiles(t *testing.T, n int) (*segment.MemDevice, []uint64, [][]byte) {
 			t.Fatal(err)
 		}
 		v.mu.Lock()
-		addrs = append(addrs, v.cur.Addr)
+		addrs = append(addrs, v.log.Cur.Addr)
 		v.mu.Unlock()
 		if err := v.Fsync(a.Ino); err != nil {
 			t.Fatal(err)
@@ -249,7 +249,7 @@ func TestSingleBitFlipsInSuperblocksAndCheckpoint(t *testing.T) {
 	}
 	ref := v.sb.Checkpoint
 	s, _ := v.geo.SegmentOf(ref.Addr)
-	place := segment.UnitPlace{Addr: ref.Addr, Split: uint32(v.segEnd(s) - ref.Addr)}
+	place := segment.UnitPlace{Addr: ref.Addr, Split: uint32(v.log.SegEnd(s) - ref.Addr)}
 	if ref.NextSeg < v.geo.Segments {
 		place.Next = uint64(v.geo.SegmentOffset(ref.NextSeg))
 	}

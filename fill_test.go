@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/txfs/txfs/journal"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -40,13 +41,13 @@ func TestSyncFillsHolesAhead(t *testing.T) {
 		}
 		// Right after the log head the image holds zeros, not a hole.
 		v.mu.Lock()
-		head := int64(v.cur.Addr)
+		head := int64(v.log.Cur.Addr)
 		v.mu.Unlock()
 		hole, err := unix.Seek(int(dev.Fd()), head, unix.SEEK_HOLE)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if hole < head+fillNear {
+		if hole < head+journal.FillNear {
 			t.Fatalf("after fsync %d the log head is at %d and a hole begins at %d", i, head, hole)
 		}
 	}

@@ -587,9 +587,9 @@ func TestAddressesNearTheEndOfTheAddressSpace(t *testing.T) {
 		v, _ := newTestVolume(t, 32<<20, Options{})
 		v.mu.Lock()
 		defer v.mu.Unlock()
-		v.queue = append(v.queue, &sealedUnit{place: segment.UnitPlace{Addr: 1 << 20, Split: 1 << 20}, buf: make([]byte, 4096)})
-		defer func() { v.queue = v.queue[:len(v.queue)-1] }()
-		if err := v.readRaw(far-10, make([]byte, 46)); err == nil {
+		v.log.Queue = append(v.log.Queue, &journal.SealedUnit{Place: segment.UnitPlace{Addr: 1 << 20, Split: 1 << 20}, Buf: make([]byte, 4096)})
+		defer func() { v.log.Queue = v.log.Queue[:len(v.log.Queue)-1] }()
+		if err := v.log.ReadRaw(far-10, make([]byte, 46)); err == nil {
 			t.Fatal("read at the end of the address space succeeded")
 		}
 	})

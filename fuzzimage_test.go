@@ -146,7 +146,7 @@ func buildFuzzBase() ([]byte, error) {
 	room := func() int {
 		v.mu.Lock()
 		defer v.mu.Unlock()
-		return int(v.segEnd(v.curSeg) - v.cur.Addr)
+		return int(v.log.SegEnd(v.log.CurSeg) - v.log.Cur.Addr)
 	}
 	for at := int64(100); room() > 24<<10; at += 8 {
 		_, err := v.Write(big.Ino, incompressible(min(8, room()/4096-4)*4096), at*4096)

@@ -276,7 +276,7 @@ func (r *modelRun) step(desc string) {
 	if r.full {
 		// The invariant that keeps checkpoints, and recovery, possible.
 		r.v.mu.Lock()
-		room, cost := r.v.logRoom(), r.v.ckptCost()
+		room, cost := r.v.log.Room(), r.v.ckptCost()
 		r.v.mu.Unlock()
 		if room < cost {
 			r.fatalf("after %s the log has room for %d bytes, the next checkpoint may need %d", desc, room, cost)
@@ -821,7 +821,7 @@ func runModel(t *testing.T, seed int64, ops, crashes int, full bool) int {
 	testRangeChunk = 1 + int(seed%4)
 	testHookRangeStep = func(v *Volume, _ Ino) error {
 		if rng.Intn(2) == 0 {
-			return v.sealLocked()
+			return v.log.Seal()
 		}
 		return nil
 	}

@@ -520,7 +520,7 @@ func (v *Volume) freeChunkLimit() int {
 // so that they progress on a full volume without a checkpoint for each.
 // Lock held.
 func (v *Volume) chunkBlocks(limit int, fp func(blocks int) footprint) int {
-	budget := min(v.reserveBytes(false)/2, v.logRoom()-v.ckptCost()-fp(limit).need(v.bs))
+	budget := min(v.reserveBytes(false)/2, v.log.Room()-v.ckptCost()-fp(limit).need(v.bs))
 	lo, hi := 1, max(1, limit)
 	for lo < hi {
 		mid := (lo + hi + 1) / 2
@@ -1032,9 +1032,9 @@ func (v *Volume) Statfs() (Statfs, error) {
 		return Statfs{}, err
 	}
 	bs := uint64(v.bs)
-	total := uint64(int(v.geo.Segments)-v.reserve) * uint64(v.geo.SegmentSize) / bs
+	total := uint64(int(v.geo.Segments)-v.log.Reserve) * uint64(v.geo.SegmentSize) / bs
 	free := uint64(0)
-	if v.cur != nil {
+	if v.log.Cur != nil {
 		free = uint64(max(v.availableBytes(), 0)) / (bs + uint64(v.blockOverhead()))
 	}
 	free = min(free, total)
@@ -1048,7 +1048,7 @@ func (v *Volume) Statfs() (Statfs, error) {
 func (v *Volume) LogHead() int64 {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return int64(v.cur.Addr)
+	return int64(v.log.Cur.Addr)
 }
 
 // Fsync returns when every change to ino made so far is durable.

@@ -95,8 +95,8 @@ func (v *Volume) read(ino Ino, buf []byte, off int64, hold bool) (int, error) {
 	// Runs the writer has not written yet are copied now, under the lock.
 	device := runs[:0]
 	for _, run := range runs {
-		if v.inMemory(run[0].e.Addr, run[len(run)-1].e.Addr+uint64(run[len(run)-1].e.Len)) {
-			if err := v.fetchRun(buf, run, v.readRaw); err != nil {
+		if v.log.InMemory(run[0].e.Addr, run[len(run)-1].e.Addr+uint64(run[len(run)-1].e.Len)) {
+			if err := v.fetchRun(buf, run, v.log.ReadRaw); err != nil {
 				return 0, err
 			}
 			continue
@@ -144,7 +144,7 @@ func (v *Volume) planRead(ino Ino, view fileView, buf []byte, off uint64) ([][]r
 		}
 		if len(run) > 0 {
 			prev := run[len(run)-1].e
-			if prev.Addr+uint64(prev.Len) != e.Addr || v.inMemory(run[0].e.Addr, e.Addr+uint64(e.Len)) {
+			if prev.Addr+uint64(prev.Len) != e.Addr || v.log.InMemory(run[0].e.Addr, e.Addr+uint64(e.Len)) {
 				runs = append(runs, run)
 				run = nil
 			}

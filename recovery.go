@@ -25,7 +25,7 @@ func (v *Volume) recover() (int, error) {
 	v.logf("superblock slot %d (generation %d) names checkpoint %d: unit %d at byte %d", v.sbSlot, v.sb.Generation, c.Number, ref.Seq, ref.Addr)
 	v.ckptNo = c.Number
 	v.nextIno = c.NextIno
-	v.dat = cow.Open(c.DAT, v.bs, v.readRaw, v.mem.tables)
+	v.dat = cow.Open(c.DAT, v.bs, v.log.ReadRaw, v.mem.tables)
 	if n := c.DAT.Count; n > 1 {
 		// The checkpoint that counts entry n-1 wrote its leaf; a count past
 		// the table would make every walk of the DAT endless.
@@ -33,7 +33,7 @@ func (v *Volume) recover() (int, error) {
 			return 0, fmt.Errorf("%w: checkpoint %d counts %d DAT entries, its table does not hold them (%v)", ErrIO, c.Number, n, err)
 		}
 	}
-	v.sut = segment.OpenUsage(v.geo.Segments, v.bs, c.SUTRoot, c.SUTDepth, v.readRaw)
+	v.sut = segment.OpenUsage(v.geo.Segments, v.bs, c.SUTRoot, c.SUTDepth, v.log.ReadRaw)
 	v.blocks = cow.NewBlocks(v.geo, v.dat, v.sut)
 	v.tree = btree.NewTree(v, btree.NodeID(c.TreeRoot), v.bs, v.mem.tree)
 	if err := v.freeCheckpointNodes(c.FreedNodes); err != nil {
@@ -44,19 +44,19 @@ func (v *Volume) recover() (int, error) {
 	used := map[uint32]bool{}
 	refSeg, _ := v.geo.SegmentOf(ref.Addr)
 	used[refSeg] = true
-	v.curSeg, _ = v.geo.SegmentOf(u.Addr)
-	v.nextSeg = noSeg
+	v.log.CurSeg, _ = v.geo.SegmentOf(u.Addr)
+	v.log.NextSeg = journal.NoSeg
 	ckpt := u
-	pos, seq, prev := v.follow(u, used)
+	pos, seq, prev := v.log.Follow(u, used)
 	logSegs := map[uint32]bool{} // segments holding units of the log after the checkpoint
 	replayed := 0
 	var skippedNodes uint64
 	for {
-		u := v.nextUnit(pos, seq, prev)
+		u := v.log.NextUnit(pos, seq, prev)
 		if u == nil {
 			next := "no next segment"
-			if v.nextSeg != noSeg {
-				next = fmt.Sprintf("nor at the start of segment %d", v.nextSeg)
+			if v.log.NextSeg != journal.NoSeg {
+				next = fmt.Sprintf("nor at the start of segment %d", v.log.NextSeg)
 			}
 			v.logf("the log ends before unit %d: nothing at byte %d, %s, continues the chain; %d operations units replayed", seq, pos, next, replayed)
 			d := v.findDamage(pos, seq)
@@ -81,7 +81,7 @@ func (v *Volume) recover() (int, error) {
 				pos, seq, prev = v.resumeAfter(d)
 				// The lost units may have allocated virtual blocks (at
 				// most one per two bytes of each) that later units use.
-				skippedNodes += (d.Resume - d.Seq) * v.unitLimit() / 2
+				skippedNodes += (d.Resume - d.Seq) * v.log.UnitLimit() / 2
 				continue
 			}
 			if v.opts.LogDamage == TruncateDamage {
@@ -94,8 +94,8 @@ func (v *Volume) recover() (int, error) {
 				v.opened = append(v.opened, say)
 				v.accepted = true
 				next := v.cutSeq(d, ref.Seq)
-				v.seq, v.prevSum = next, prev
-				v.written, v.durable = next-1, next-1
+				v.log.Seq, v.log.PrevSum = next, prev
+				v.log.Written, v.log.Durable = next-1, next-1
 				return v.finishRecovery(pos, used, logSegs, replayed)
 			}
 			v.damage = d
@@ -105,17 +105,17 @@ func (v *Volume) recover() (int, error) {
 			s, _ := v.geo.SegmentOf(p.Addr)
 			logSegs[s] = true
 		}
-		v.logf("unit %d at byte %d (segment %d): %s", seq, u.Addr, v.curSeg, unitKindName(u.Header.Kind))
+		v.logf("unit %d at byte %d (segment %d): %s", seq, u.Addr, v.log.CurSeg, unitKindName(u.Header.Kind))
 		if err := v.replayUnit(u, &skippedNodes); err != nil {
 			return 0, fmt.Errorf("%w: replay of unit %d at byte %d: %v", ErrIO, seq, u.Addr, err)
 		}
 		if u.Header.Kind == segment.UnitOps {
 			replayed++
 		}
-		pos, seq, prev = v.follow(u, used)
+		pos, seq, prev = v.log.Follow(u, used)
 	}
-	v.seq, v.prevSum = seq, prev
-	v.written, v.durable = seq-1, seq-1
+	v.log.Seq, v.log.PrevSum = seq, prev
+	v.log.Written, v.log.Durable = seq-1, seq-1
 	v.changes = int64(replayed)
 	return v.finishRecovery(pos, used, logSegs, replayed)
 }
@@ -123,8 +123,8 @@ func (v *Volume) recover() (int, error) {
 // finishRecovery makes the free list and the log head once the log is
 // read to its end at pos.
 func (v *Volume) finishRecovery(pos uint64, used, logSegs map[uint32]bool, replayed int) (int, error) {
-	if v.nextSeg != noSeg {
-		why, err := v.nextSegmentTaken(v.nextSeg, logSegs)
+	if v.log.NextSeg != journal.NoSeg {
+		why, err := v.nextSegmentTaken(v.log.NextSeg, logSegs)
 		if err != nil {
 			return 0, fmt.Errorf("%w: usage table: %v", ErrIO, err)
 		}
@@ -133,9 +133,9 @@ func (v *Volume) finishRecovery(pos uint64, used, logSegs map[uint32]bool, repla
 			// the log head, recovery would look for the log in the
 			// damaged one: counting this as a replayed unit makes Open
 			// take that checkpoint before anything else is written.
-			v.warnings = append(v.warnings, fmt.Sprintf("the log names segment %d, which %s, as the next: a free segment takes its place", v.nextSeg, why))
+			v.warnings = append(v.warnings, fmt.Sprintf("the log names segment %d, which %s, as the next: a free segment takes its place", v.log.NextSeg, why))
 			v.logf("%s", v.warnings[len(v.warnings)-1])
-			v.nextSeg = noSeg
+			v.log.NextSeg = journal.NoSeg
 			replayed++
 			v.changes++
 		}
@@ -144,40 +144,8 @@ func (v *Volume) finishRecovery(pos uint64, used, logSegs map[uint32]bool, repla
 	if err != nil {
 		return 0, fmt.Errorf("%w: usage table: %v", ErrIO, err)
 	}
-	v.free = free
-	v.cur = v.newUnit(segment.UnitOps, pos)
-	v.takeNext()
-	v.cur = v.newUnit(segment.UnitOps, pos)
+	v.log.Resume(pos, free)
 	return replayed, nil
-}
-
-// follow notes that the log passed through unit u and returns where the
-// unit after it must be: right after it, which is in the next segment when
-// u reached there.
-func (v *Volume) follow(u *segment.Unit, used map[uint32]bool) (pos, seq, prev uint64) {
-	// Units name no next segment (noSeg) until one is free, then keep
-	// naming the one chosen: anything else is damage, reported; the
-	// latest valid name is the one the log used.
-	n, was := u.Header.NextSeg, v.nextSeg
-	switch {
-	case n == noSeg:
-	case n >= v.geo.Segments || n == v.curSeg:
-		v.warn("unit %d at byte %d names segment %d as the next, which is %s", u.Header.Seq, u.Addr, n,
-			map[bool]string{true: "its own", false: "not a segment"}[n == v.curSeg])
-	case was != noSeg && n != was:
-		v.warn("the units of segment %d name both segment %d and segment %d as the next", v.curSeg, was, n)
-		v.nextSeg = n
-	default:
-		v.nextSeg = n
-	}
-	used[v.curSeg] = true
-	if v.nextSeg != noSeg {
-		used[v.nextSeg] = true
-	}
-	if u.Header.Length >= u.Place.Split && v.nextSeg != noSeg {
-		v.curSeg, v.nextSeg = v.nextSeg, noSeg
-	}
-	return u.Place.DevAddr(u.Header.Length), u.Header.Seq + 1, u.Header.Sum
 }
 
 // warn records damage that recovery worked around, for the checker.
@@ -190,23 +158,23 @@ func (v *Volume) warn(format string, a ...any) {
 // readCheckpoint reads the checkpoint unit the superblock names, or its
 // copy (the unit right after it) when the checkpoint unit is damaged.
 func (v *Volume) readCheckpoint(ref segment.UnitRef) (*segment.Unit, error) {
-	u, err := v.readUnit(ref.Addr, ref.Len)
+	u, err := v.log.ReadUnit(ref.Addr, ref.Len)
 	if err == nil && (u.Header.Seq != ref.Seq || u.Header.Sum != ref.Sum || u.Header.Kind != segment.UnitCheckpoint) {
 		err = fmt.Errorf("it is not the unit the superblock names (sequence %d, checksum %x)", ref.Seq, ref.Sum)
 	}
 	if err == nil {
 		return u, nil
 	}
-	if ref.NextSeg == noSeg && v.sb.Version < 2 {
+	if ref.NextSeg == journal.NoSeg && v.sb.Version < 2 {
 		return nil, fmt.Errorf("%w: checkpoint %d at byte %d: %v", ErrIO, ref.Seq, ref.Addr, err)
 	}
 	s, _ := v.geo.SegmentOf(ref.Addr)
-	place := segment.UnitPlace{Addr: ref.Addr, Split: uint32(v.segEnd(s) - ref.Addr)}
+	place := segment.UnitPlace{Addr: ref.Addr, Split: uint32(v.log.SegEnd(s) - ref.Addr)}
 	if ref.NextSeg < v.geo.Segments {
 		place.Next = uint64(v.geo.SegmentOffset(ref.NextSeg))
 	}
 	at := place.DevAddr(ref.Len)
-	c, cerr := v.readUnit(at, 0)
+	c, cerr := v.log.ReadUnit(at, 0)
 	if cerr == nil && (c.Header.Seq != ref.Seq+1 || c.Header.Prev != ref.Sum || c.Header.Kind != segment.UnitCheckpoint ||
 		c.Header.VolumeID != v.sb.VolumeID()) {
 		cerr = errors.New("no copy of it follows")
@@ -229,75 +197,6 @@ func unitKindName(k uint16) string {
 		return "checkpoint blocks, skipped"
 	}
 	return "checkpoint record, skipped"
-}
-
-// readUnit reads and verifies the unit at addr; n is its length if known.
-// A unit longer than the rest of its segment continues at the start of the
-// segment its header names as next.
-func (v *Volume) readUnit(addr uint64, n uint32) (*segment.Unit, error) {
-	s, ok := v.geo.SegmentOf(addr)
-	if !ok {
-		return nil, fmt.Errorf("address %d outside the segments", addr)
-	}
-	split := uint32(v.segEnd(s) - addr)
-	hdr := make([]byte, segment.UnitHeaderSize)
-	if _, err := v.dev.ReadAt(hdr, int64(addr)); err != nil {
-		return nil, err
-	}
-	maxLen := split + v.geo.SegmentSize
-	h, err := segment.ParseUnitHeader(hdr, maxLen)
-	if err != nil {
-		return nil, err
-	}
-	if n == 0 {
-		n = h.Length
-	}
-	if n > maxLen {
-		return nil, fmt.Errorf("%w: a unit of %d bytes at %d would run past the segment after its own", segment.ErrCorrupt, n, addr)
-	}
-	place := segment.UnitPlace{Addr: addr, Split: split}
-	if h.NextSeg < v.geo.Segments && h.NextSeg != s {
-		place.Next = uint64(v.geo.SegmentOffset(h.NextSeg))
-	} else if n > split {
-		return nil, fmt.Errorf("%w: unit at %d runs past its segment to segment %d", segment.ErrCorrupt, addr, h.NextSeg)
-	}
-	buf := make([]byte, n)
-	for _, p := range place.Pieces(n) {
-		if _, err := v.dev.ReadAt(buf[p.Start:p.End], int64(p.Addr)); err != nil {
-			return nil, err
-		}
-	}
-	return segment.DecodeUnit(buf, place, maxLen)
-}
-
-// nextUnit finds the unit that continues the chain: at pos, or else at the
-// start of the next segment (where version 1 logs went on when the rest of
-// a segment was too small). Anything else ends the log.
-func (v *Volume) nextUnit(pos, seq, prev uint64) *segment.Unit {
-	try := func(at uint64) *segment.Unit {
-		if _, ok := v.geo.SegmentOf(at); !ok {
-			return nil
-		}
-		u, err := v.readUnit(at, 0)
-		if err != nil || u.Header.VolumeID != v.sb.VolumeID() || u.Header.Seq != seq || u.Header.Prev != prev {
-			return nil
-		}
-		return u
-	}
-	if pos+segment.UnitHeaderSize <= v.segEnd(v.curSeg) {
-		if u := try(pos); u != nil {
-			return u
-		}
-	}
-	if v.nextSeg != noSeg {
-		if u := try(uint64(v.geo.SegmentOffset(v.nextSeg))); u != nil {
-			// The log entered its next segment: that segment's units
-			// name their own next.
-			v.curSeg, v.nextSeg = v.nextSeg, noSeg
-			return u
-		}
-	}
-	return nil
 }
 
 // replayUnit applies the records of an operations unit. Units a checkpoint

@@ -38,11 +38,11 @@ func TestRecoveryDecisionsGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		v.mu.Lock()
-		fmt.Fprintf(&out, "op %q is in unit %d\n", what, v.seq-1)
+		fmt.Fprintf(&out, "op %q is in unit %d\n", what, v.log.Seq-1)
 		v.mu.Unlock()
 	}
 	v.mu.Lock()
-	first := v.cur.Addr
+	first := v.log.Cur.Addr
 	v.mu.Unlock()
 	a, err := v.Create(RootIno, "a", 0o644, Owner{})
 	step("create a", a.Ino, err)
@@ -53,7 +53,7 @@ func TestRecoveryDecisionsGolden(t *testing.T) {
 	d, err := v.Mkdir(RootIno, "d", 0o755, Owner{})
 	step("mkdir d", d.Ino, err)
 	v.mu.Lock()
-	lastAddr := v.cur.Addr
+	lastAddr := v.log.Cur.Addr
 	v.mu.Unlock()
 	img := dev.Bytes()
 	recoverFrom := func(name string, b []byte) {

@@ -1,18 +1,20 @@
 package txfs
 
 import (
+	"time"
+
 	"github.com/txfs/txfs/cow"
 	"github.com/txfs/txfs/journal"
 	"github.com/txfs/txfs/segment"
 )
 
-// Space accounting. The log can still write logRoom bytes: the rest of the
+// Space accounting. The log can still write Room bytes (journal.Log): the rest of the
 // current segment, the next segment and the free segments. Out of that:
 //
 //   - the next checkpoint must always fit (ckptCost: a bound of what it
 //     writes, computed from the metadata dirty now, plus what a checkpoint
 //     still on its way to the disk wrote, which recovery would write again
-//     after a crash). This is the invariant logRoom >= ckptCost that makes
+//     after a crash). This is the invariant Room >= ckptCost that makes
 //     checkpoints, and recovery after a crash at any point, always possible;
 //   - a reserve of segments (1/20 of the volume, at least 4) is kept from
 //     ordinary operations; operations that free space (unlink, rmdir,
@@ -26,7 +28,7 @@ import (
 //     larger growth, and the growth of an operation that frees space, is
 //     held back explicitly.
 //
-// An operation is admitted when logRoom - need - ckptCost >= max(reserve,
+// An operation is admitted when Room - need - ckptCost >= max(reserve,
 // growth). When it is not, a checkpoint is taken first if that can help
 // (dirty metadata that a checkpoint writes for less than its bound, or
 // segments that deletes emptied since the last checkpoint), and the
@@ -69,30 +71,13 @@ func (f footprint) need(bs int) int64 {
 	return int64(f.blockBytes + f.nblocks*segment.SummarySize + f.recBytes + segment.UnitHeaderSize + journal.MarkSize + 2*bs)
 }
 
-// perBoundary is what the log may lose where it crosses into the next
-// segment: a padding entry of up to one block.
-func (v *Volume) perBoundary() int64 { return int64(v.bs + segment.SummarySize) }
-
-// logRoom is how many bytes the log can still write.
-func (v *Volume) logRoom() int64 {
-	s := int64(v.geo.SegmentSize)
-	rest := int64(v.segEnd(v.curSeg)) - int64(v.cur.Addr) - int64(v.cur.Size())
-	if v.nextSeg == noSeg {
-		rest -= int64(v.bs) // the last block of a segment without a next stays free
-	} else {
-		rest += s - v.perBoundary()
-	}
-	rest += int64(len(v.free)) * (s - v.perBoundary())
-	return max(rest, 0)
-}
-
 // reserveBytes is what ordinary operations leave in the log; operations
 // that free space leave nothing but the next checkpoint.
 func (v *Volume) reserveBytes(frees bool) int64 {
 	if frees {
 		return 0
 	}
-	return int64(v.reserve) * int64(v.geo.SegmentSize)
+	return int64(v.log.Reserve) * int64(v.geo.SegmentSize)
 }
 
 // treeGrowth bounds the tree nodes a change of items items in runs places
@@ -131,7 +116,7 @@ func (v *Volume) ckptCostWith(extraNodes, extraDAT int) int64 {
 	// Every node written changes its DAT entry; new nodes allocate one.
 	cost := v.checkpointBytes(int64(nodes+v.dat.FlushBound(nodes+extraDAT)+v.sut.FlushBound()), freed)
 	cost += v.checkpointBytes(int64(v.dat.BlocksFor(freed)+v.sut.FlushBound()), 0)
-	if v.ckptRunning {
+	if v.log.Checkpointing {
 		cost += v.ckptInflight
 	}
 	return cost
@@ -145,29 +130,29 @@ func (v *Volume) checkpointBytes(blocks int64, freed int) int64 {
 	bs := int64(v.bs)
 	data := blocks * (bs + segment.SummarySize)
 	record := 2 * (checkpointSize + 8*int64(freed) + segment.UnitHeaderSize + bs)
-	units := data/int64(v.unitLimit()) + 2
+	units := data/int64(v.log.UnitLimit()) + 2
 	boundaries := data/int64(v.geo.SegmentSize) + 2
-	return data + record + units*(segment.UnitHeaderSize+journal.MarkSize+bs) + boundaries*v.perBoundary()
+	return data + record + units*(segment.UnitHeaderSize+journal.MarkSize+bs) + boundaries*v.log.PerBoundary()
 }
 
 // admits reports whether a transaction of footprint f fits now.
 func (v *Volume) admits(f footprint) bool {
 	held := max(v.reserveBytes(f.frees), v.growth(f))
-	return v.logRoom()-f.need(v.bs)-v.ckptCost() >= held
+	return v.log.Room()-f.need(v.bs)-v.ckptCost() >= held
 }
 
 // reclaimable counts the segments that the next durable checkpoint gives
 // back: empty now, and neither free already nor part of the log head.
 func (v *Volume) reclaimable() (int, error) {
-	empty, err := v.emptySegments(map[uint32]bool{v.curSeg: true, v.nextSeg: true})
+	empty, err := v.emptySegments(map[uint32]bool{v.log.CurSeg: true, v.log.NextSeg: true})
 	if err != nil {
 		return 0, err
 	}
-	free := make(map[uint32]bool, len(v.free))
-	for _, s := range v.free {
+	free := make(map[uint32]bool, len(v.log.Free))
+	for _, s := range v.log.Free {
 		free[s] = true
 	}
-	for _, s := range v.usedSince {
+	for _, s := range v.log.UsedSince {
 		free[s] = true // taken by the log while a checkpoint runs
 	}
 	n := 0
@@ -179,27 +164,25 @@ func (v *Volume) reclaimable() (int, error) {
 	return n, nil
 }
 
-// spaceCheckpointDue says when the checkpointer should take a checkpoint
-// for space's sake. Lock held.
+// spaceCheckpointDue says whether the checkpointer should take a
+// checkpoint for space's sake. Lock held.
 //
 //   - Once the dirty metadata would cost a quarter of the reserve, while
 //     the volume has room, so that ordinary operations do not meet the
 //     reserve with much of it owed to the next checkpoint. On a nearly
 //     full volume such a checkpoint would only spend room.
 //   - When deletes have emptied segments, or left segments that hold
-//     only table blocks (looked for every 50 ticks on a nearly full
-//     volume, every 250 otherwise, so that a long delete does not
-//     checkpoint all the time): the checkpoint gives them back, and frees
-//     the metadata of the last checkpoints that lies in segments the
-//     deletes emptied of data, which statfs cannot count as free until
-//     then. So df shows the space a delete freed within a second.
-func (v *Volume) spaceCheckpointDue(tick int) bool {
+//     only table blocks, looked for when scan is set (spaceScanEvery):
+//     the checkpoint gives them back, and frees the metadata of the last
+//     checkpoints that lies in segments the deletes emptied of data,
+//     which statfs cannot count as free until then. So df shows the space
+//     a delete freed within a second.
+func (v *Volume) spaceCheckpointDue(scan bool) bool {
 	c := v.ckptCost()
-	roomy := v.roomy(c)
-	if roomy && c >= v.reserveBytes(false)/4 {
+	if v.roomy(c) && c >= v.reserveBytes(false)/4 {
 		return true
 	}
-	if tick%50 != 0 || (roomy && tick%250 != 0) {
+	if !scan {
 		return false
 	}
 	n, err := v.reclaimable()
@@ -207,12 +190,21 @@ func (v *Volume) spaceCheckpointDue(tick int) bool {
 	return err == nil && n > 0 || moved > 0
 }
 
-// roomy says whether the log has room for twice the reserve beside the
+// roomy says whether the log has room for twice the reserve beyond the
 // next checkpoint, whose cost is c. On a volume that is not, a checkpoint
 // taken early only spends room: it rewrites metadata that a later one
 // would have written once. Lock held.
-func (v *Volume) roomy(c int64) bool {
-	return v.logRoom()-c >= 2*v.reserveBytes(false)
+func (v *Volume) roomy(c int64) bool { return v.log.Room()-c >= 2*v.reserveBytes(false) }
+
+// spaceScanEvery is how long the checkpointer waits, after the log
+// changed, before it looks for segments to give back: 100 ms on a nearly
+// full volume, 500 ms otherwise, so that a long delete does not
+// checkpoint all the time.
+func (v *Volume) spaceScanEvery() time.Duration {
+	if v.roomy(v.ckptCost()) {
+		return 500 * time.Millisecond
+	}
+	return 100 * time.Millisecond
 }
 
 // checkpointHelps says whether a checkpoint now could admit more: it
@@ -222,7 +214,7 @@ func (v *Volume) roomy(c int64) bool {
 // is running counts its whole bound against the room until it is done:
 // waiting for it (checkpoint does) helps.
 func (v *Volume) checkpointHelps() bool {
-	if v.changes > 0 || v.ckptRunning {
+	if v.changes > 0 || v.log.Checkpointing {
 		return true
 	}
 	n, err := v.reclaimable()
@@ -246,5 +238,5 @@ func (v *Volume) availableBytes() int64 {
 	n, _ := v.reclaimable()
 	moved, blocks := v.tablesBack()
 	s := int64(v.geo.SegmentSize)
-	return v.logRoom() + int64(n+moved)*(s-v.perBoundary()) - v.ckptCostWith(0, blocks) - v.reserveBytes(false)
+	return v.log.Room() + int64(n+moved)*(s-v.log.PerBoundary()) - v.ckptCostWith(0, blocks) - v.reserveBytes(false)
 }

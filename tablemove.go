@@ -45,8 +45,8 @@ func (v *Volume) strandedCounts() (map[uint32]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	skip := map[uint32]bool{v.curSeg: true, v.nextSeg: true}
-	for _, s := range v.usedSince {
+	skip := map[uint32]bool{v.log.CurSeg: true, v.log.NextSeg: true}
+	for _, s := range v.log.UsedSince {
 		skip[s] = true
 	}
 	half := int(v.geo.SegmentSize/v.geo.BlockSize) / 2
@@ -78,7 +78,7 @@ func (v *Volume) movable(counts map[uint32]int) ([]uint32, int) {
 	var picked []uint32
 	blocks := 0
 	for _, s := range segs {
-		if v.logRoom() >= v.ckptCostWith(0, blocks+counts[s]) {
+		if v.log.Room() >= v.ckptCostWith(0, blocks+counts[s]) {
 			picked = append(picked, s)
 			blocks += counts[s]
 		}

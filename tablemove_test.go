@@ -33,7 +33,7 @@ func TestEmptiedVolumeKeepsNoTableSegments(t *testing.T) {
 		var stranded []string
 		for s := uint32(0); s < v.geo.Segments && err == nil; s++ {
 			var e segment.UsageEntry
-			if e, err = v.sut.Get(s); err == nil && s != v.curSeg && s != v.nextSeg && e.Live == 0 && (e.Tables > 0 || sutHolds[s]) {
+			if e, err = v.sut.Get(s); err == nil && s != v.log.CurSeg && s != v.log.NextSeg && e.Live == 0 && (e.Tables > 0 || sutHolds[s]) {
 				stranded = append(stranded, fmt.Sprintf("segment %d: %d DAT blocks, usage table blocks %v", s, e.Tables, sutHolds[s]))
 			}
 		}

@@ -92,24 +92,9 @@ type Volume struct {
 	nextIno uint64
 	ckptNo  uint64
 
-	// The log head.
-	cur     *segment.UnitBuilder
-	curSeg  uint32
-	nextSeg uint32
-	seq     uint64 // sequence number of cur
-	prevSum uint64 // checksum of the unit before cur
-	queue   []*sealedUnit
-	queued  int64  // capacity of the queued units' buffers
-	written uint64 // highest sequence number written to the device
-	durable uint64 // highest sequence number flushed
-	syncReq uint64 // highest sequence number a caller waits to be durable
+	log *journal.Log // the log head, the writer and the free segments
 
-	free        []uint32 // segments the log may take
-	reserve     int      // free segments kept for checkpoints
-	usedSince   []uint32 // segments taken since the running checkpoint began
-	ckptRunning bool
-	logBytes    int64 // log written since the last checkpoint began
-	lastCkpt    time.Time
+	lastCkpt time.Time
 	// ckptInflight bounds what the checkpoint being written would cost
 	// recovery to write again (space.go).
 	ckptInflight int64
@@ -123,26 +108,23 @@ type Volume struct {
 	// space, finished after a later checkpoint (retryDeferred).
 	deferred map[Ino]bool
 
-	err        error // first device or corruption error: the volume stops writing
-	closing    bool
-	closed     bool
-	done       chan struct{}
-	ckptMu     sync.Mutex
-	closeDev   bool       // Close closes the device (OpenPath opened it)
-	writerDone bool       // the writer goroutine has exited
-	warnings   []string   // damage Open found and worked around, for the checker
-	damage     *LogDamage // damage in the log Open found and left in place (read-only)
-	accepted   bool       // Open dropped or salvaged damage: checkpoint at once
-	ckptFreed  []uint64   // tree nodes the running checkpoint dropped, freed once it is durable
-	opened     []string   // what Open repaired: orphans freed, truncates finished
-	curStart   time.Time  // when the first transaction joined cur
-	curTxns    int        // transactions in cur
-	changes    int64      // transactions committed since the last checkpoint began
-	open       *tx        // the transaction begun and not yet committed
-	scratch    []byte     // one block, for building blocks under the lock
-	packed     []byte     // one block, for compressing blocks under the lock
+	err       error // first device or corruption error: the volume stops writing
+	closed    bool
+	done      chan struct{}
+	ckptMu    sync.Mutex
+	closeDev  bool       // Close closes the device (OpenPath opened it)
+	warnings  []string   // damage Open found and worked around, for the checker
+	damage    *LogDamage // damage in the log Open found and left in place (read-only)
+	accepted  bool       // Open dropped or salvaged damage: checkpoint at once
+	ckptFreed []uint64   // tree nodes the running checkpoint dropped, freed once it is durable
+	opened    []string   // what Open repaired: orphans freed, truncates finished
+	changes   int64      // transactions committed since the last checkpoint began
+	open      *tx        // the transaction begun and not yet committed
+	scratch   []byte     // one block, for building blocks under the lock
+	packed    []byte     // one block, for compressing blocks under the lock
 
 	readRetries atomic.Int64 // reads redone under the lock (errMoved)
+	ckpter      checkpointerState
 }
 
 // Format writes an empty volume onto dev: an empty root directory, its
@@ -174,22 +156,22 @@ func Format(dev segment.Device, o FormatOptions) error {
 	}
 	v := newVolume(dev, sb, 1, Options{})
 	v.tree = btree.NewTree(v, btree.NilNode, v.bs, v.mem.tree)
-	v.dat = cow.Open(cow.State{}, v.bs, v.readRaw, v.mem.tables)
-	v.sut = segment.OpenUsage(geo.Segments, v.bs, segment.BlockPtr{}, 0, v.readRaw)
+	v.dat = cow.Open(cow.State{}, v.bs, v.log.ReadRaw, v.mem.tables)
+	v.sut = segment.OpenUsage(geo.Segments, v.bs, segment.BlockPtr{}, 0, v.log.ReadRaw)
 	v.blocks = cow.NewBlocks(geo, v.dat, v.sut)
 	v.nextIno = RootIno + 1
 	for s := geo.Segments; s > 2; s-- {
-		v.free = append(v.free, s-1)
+		v.log.Free = append(v.log.Free, s-1)
 	}
-	v.curSeg, v.nextSeg = 0, 1
-	v.seq = 1
-	v.cur = v.newUnit(segment.UnitOps, uint64(geo.SegmentOffset(0)))
+	v.log.CurSeg, v.log.NextSeg = 0, 1
+	v.log.Seq = 1
+	v.log.Cur = v.log.NewUnit(segment.UnitOps, uint64(geo.SegmentOffset(0)))
 	now := nowSpec()
 	root := &inode.Record{Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}
 	if err := v.tree.Put(inode.InodeKey(RootIno), root.Encode()); err != nil {
 		return err
 	}
-	go v.writer()
+	go v.log.Run(v.done)
 	v.stopping = true // nothing follows the first checkpoint: the volume is clean
 	v.changes = 1
 	if err := v.checkpoint(); err != nil {
@@ -221,9 +203,10 @@ func newVolume(dev segment.Device, sb *segment.Superblock, slot int, o Options) 
 		compress: sb.Flags&segment.SuperCompress != 0, ro: o.ReadOnly, opts: o,
 		inoSeq: map[Ino]uint64{}, opens: map[Ino]int{}, deferred: map[Ino]bool{}, done: make(chan struct{}), lastCkpt: time.Now()}
 	v.mem = newBudget(o.CacheBytes)
+	v.ckpter.kick = make(chan struct{}, 1)
 	v.changed = sync.NewCond(&v.mu)
 	v.wake = sync.NewCond(&v.mu)
-	v.reserve = max(4, int(sb.Geometry.Segments/20))
+	v.log = v.newLog()
 	return v
 }
 
@@ -258,7 +241,7 @@ func Open(dev segment.Device, o Options) (*Volume, error) {
 	if err := v.markInUse(); err != nil {
 		return nil, fmt.Errorf("%w: superblock: %v", ErrIO, err)
 	}
-	go v.writer()
+	go v.log.Run(v.done)
 	go v.checkpointer()
 	if v.accepted {
 		v.changes++
@@ -323,7 +306,7 @@ func (v *Volume) stop() {
 		v.mu.Unlock()
 		return
 	}
-	v.closed, v.closing = true, true
+	v.closed, v.log.Closing = true, true
 	v.wake.Broadcast()
 	v.changed.Broadcast()
 	v.mu.Unlock()
@@ -366,7 +349,7 @@ func (v *Volume) readBlock(vb uint64, dst []byte) ([]byte, error) {
 		return nil, err
 	}
 	stored := make([]byte, e.Len)
-	if err := v.readRaw(e.Addr, stored); err != nil {
+	if err := v.log.ReadRaw(e.Addr, stored); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrIO, err)
 	}
 	raw, err := segment.DecodeBlock(stored, uint8(e.Flags), e.Sum, v.bs, dst)
@@ -451,13 +434,13 @@ func (v *Volume) begin(op int, f footprint) (*tx, error) {
 			return nil, err
 		}
 	}
-	for v.queued > v.mem.queue && v.err == nil && !v.closed {
+	for v.log.Queued > v.mem.queue && v.err == nil && !v.closed {
 		v.changed.Wait()
 	}
 	if err := v.writable(); err != nil {
 		return nil, err
 	}
-	if err := v.ensure(segment.UnitOps, f.blockBytes, f.nblocks, f.recBytes+64); err != nil {
+	if err := v.log.Ensure(segment.UnitOps, f.blockBytes, f.nblocks, f.recBytes+64); err != nil {
 		return nil, err
 	}
 	t := &tx{v: v}
@@ -521,7 +504,7 @@ func (t *tx) writeBlock(vb uint64, raw []byte, owner Ino, fileBlock uint64) erro
 	v := t.v
 	stored, flags := v.encodeBlock(raw, v.compress)
 	e := segment.SummaryEntry{Kind: segment.SumData, Flags: flags, ID: vb, Owner: owner, Offset: fileBlock, Sum: segment.Checksum(stored)}
-	_, addr := v.cur.AddBlock(e, stored)
+	_, addr := v.log.Cur.AddBlock(e, stored)
 	if err := v.applyWrite(vb, addr, uint32(len(stored)), uint16(flags), e.Sum); err != nil {
 		return err
 	}
@@ -552,16 +535,12 @@ func (t *tx) mustCopy(vb uint64) (bool, error) {
 func (t *tx) commit() {
 	v := t.v
 	v.open = nil
-	if v.cur.Empty() {
-		v.curStart = time.Now()
-	}
-	v.cur.AppendRecords(t.rec.Buf)
-	v.curTxns++
+	v.log.Commit(t.rec.Buf)
 	v.changes++
 	for _, ino := range t.touched {
-		v.inoSeq[ino] = v.seq
+		v.inoSeq[ino] = v.log.Seq
 	}
-	v.wake.Signal()
+	v.logChanged()
 }
 
 // The state changes shared by live transactions and replay.

@@ -1,8 +1,20 @@
-// Package journal encodes the redo records of atomic operations. Every POSIX
-// operation becomes a short sequence of records; the records of the
-// operations packed into one log unit form its record section, which the
-// segment package stores LZ4-compressed. Replay applies the records of
-// every whole unit after the checkpoint, in order.
+// Package journal is the log of a txfs volume: the redo records of atomic
+// operations, and the Log that packs them into units and puts the units on
+// the device (log.go).
+//
+// Every POSIX operation becomes a short sequence of records; the records
+// of the operations packed into one log unit form its record section,
+// which the segment package stores LZ4-compressed. Replay applies the
+// records of every whole unit after the checkpoint, in order.
+//
+// The Log owns the log head (the unit being built, its segment and the
+// next one), the sequence numbers and hash chain of the units, the sealed
+// units waiting for the device, the writer goroutine that writes them
+// (group commit) and flushes for those who wait, and the free segments
+// the log may enter; recovery follows the chain of units with it
+// (chain.go). It decides nothing about what goes in a unit, nor
+// when to checkpoint or what to free: its owner does, under the lock the
+// Log shares with it.
 //
 // Record encoding (one type byte, then fields; uvarint and zigzag varint as
 // in encoding/binary; keys are the 17-byte metadata tree keys):
