@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+
+	"github.com/txfs/txfs/internal/corrupt"
 )
 
 // Error is a txfs error that stands for exactly one errno. Every error the
@@ -65,11 +67,27 @@ func ToErrno(err error) syscall.Errno {
 	return syscall.EIO
 }
 
-// corrupt reports an item of the metadata tree that does not decode (an
-// inode.ErrCorrupt) as the ErrIO it is to callers; nil stays nil.
-func corrupt(err error) error {
+// asErrIO reports an item of inode ino that does not decode (an
+// inode.ErrCorrupt) as the ErrIO it is to callers, with the inode as where
+// it was found; nil stays nil.
+func asErrIO(err error, ino Ino) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %w", ErrIO, err)
+	return fmt.Errorf("%w: %w", ErrIO, corrupt.Locate(err, corrupt.Location{Ino: uint64(ino)}))
 }
+
+// ErrCorrupt matches every error about damage found in what was read from
+// the device (errors.Is): a checksum that does not match, a structure that
+// does not decode or contradicts another. Such errors also wrap ErrIO (the
+// errno is EIO); a device error does not match ErrCorrupt.
+var ErrCorrupt = corrupt.ErrAny
+
+// Location says where damage was found: the device address, the virtual
+// block, the inode and the file offset, as far as they are known (zero:
+// unknown).
+type Location = corrupt.Location
+
+// CorruptionAt returns where the damage err reports was found, if err is
+// corruption whose place is known.
+func CorruptionAt(err error) (Location, bool) { return corrupt.LocationOf(err) }

@@ -284,7 +284,7 @@ func (v *Volume) finishTruncate(ino Ino) error {
 		}
 		size, err := inode.DecodeTruncItem(val)
 		if err != nil {
-			return corrupt(err)
+			return asErrIO(err, ino)
 		}
 		from := (size + uint64(v.bs) - 1) / uint64(v.bs)
 		done, err := v.freeChunk(ino, from, false)
@@ -319,7 +319,7 @@ func (v *Volume) xattrItem(ino Ino, name string) ([]inode.Xattr, error) {
 		return nil, v.fail(err)
 	}
 	es, err := inode.DecodeXattrs(b)
-	return es, corrupt(err)
+	return es, asErrIO(err, ino)
 }
 
 // beginXattr starts a transaction that changes ino's attribute name and
@@ -440,7 +440,7 @@ func (v *Volume) ListXattr(ino Ino) ([]string, error) {
 		}
 		es, err := inode.DecodeXattrs(val)
 		if err != nil {
-			derr = corrupt(err)
+			derr = asErrIO(err, ino)
 			return false
 		}
 		for _, e := range es {
@@ -500,7 +500,7 @@ func (t *tx) removeXattr(ino Ino, name string) (bool, error) {
 	}
 	es, err := inode.DecodeXattrs(b)
 	if err != nil {
-		return false, corrupt(err)
+		return false, asErrIO(err, k.Ino)
 	}
 	out := es[:0]
 	for _, e := range es {

@@ -46,7 +46,7 @@ func (v *Volume) getInode(ino Ino) (*inode.Record, error) {
 		return nil, fmt.Errorf("%w: inode %d", ErrNotExist, ino)
 	}
 	r, err := inode.DecodeRecord(ino, b)
-	return r, corrupt(err)
+	return r, asErrIO(err, ino)
 }
 
 func (v *Volume) getDir(ino Ino) (*inode.Record, error) {
@@ -67,7 +67,7 @@ func (v *Volume) lookupEntry(dir Ino, name string) (inode.Dirent, bool, error) {
 	}
 	es, err := inode.DecodeDirents(b)
 	if err != nil {
-		return inode.Dirent{}, false, corrupt(err)
+		return inode.Dirent{}, false, asErrIO(err, dir)
 	}
 	for _, e := range es {
 		if e.Name == name {
@@ -94,7 +94,7 @@ func (t *tx) addEntry(dir Ino, e inode.Dirent) error {
 	}
 	es, err := inode.DecodeDirents(b)
 	if err != nil {
-		return corrupt(err)
+		return asErrIO(err, k.Ino)
 	}
 	return t.put(k, inode.EncodeDirents(append(es, e)))
 }
@@ -107,7 +107,7 @@ func (t *tx) removeEntry(dir Ino, name string) error {
 	}
 	es, err := inode.DecodeDirents(b)
 	if err != nil {
-		return corrupt(err)
+		return asErrIO(err, k.Ino)
 	}
 	out := es[:0]
 	for _, e := range es {
@@ -980,7 +980,7 @@ func (v *Volume) Readdir(dir Ino, cookie uint64, fn func(e DirEntry) bool) error
 				}
 				es, derr := inode.DecodeDirents(val)
 				if derr != nil {
-					bad = corrupt(derr)
+					bad = asErrIO(derr, dir)
 					return false
 				}
 				for _, e := range es {

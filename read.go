@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/txfs/txfs/cow"
+	"github.com/txfs/txfs/internal/corrupt"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -28,8 +29,10 @@ var testHookReadUnlocked func()
 type readPiece struct {
 	vb      uint64
 	e       cow.Entry
-	at, len int // the part of the caller's buffer this block fills
-	off     int // where that part starts within the raw block
+	ino     Ino
+	block   uint64 // the file block
+	at, len int    // the part of the caller's buffer this block fills
+	off     int    // where that part starts within the raw block
 }
 
 // spanPool holds buffers for runs that cannot be read in place (compressed
@@ -149,7 +152,7 @@ func (v *Volume) planRead(ino Ino, view fileView, buf []byte, off uint64) ([][]r
 				run = nil
 			}
 		}
-		run = append(run, readPiece{vb: vb, e: e, at: int(lo - off), len: int(hi - lo), off: int(lo - b*bs)})
+		run = append(run, readPiece{vb: vb, e: e, ino: ino, block: b, at: int(lo - off), len: int(hi - lo), off: int(lo - b*bs)})
 		return true
 	}
 	if err := v.mappedBlocks(ino, view, first, last, visit); err != nil {
@@ -207,8 +210,7 @@ func (v *Volume) fetchRun(buf []byte, run []readPiece, readAt func(uint64, []byt
 		}
 		for _, p := range run {
 			if got := segment.Checksum(buf[p.at : p.at+p.len]); got != p.e.Sum {
-				return fmt.Errorf("%w: virtual block %d at %d: %w: stored %x, computed %x",
-					ErrIO, p.vb, p.e.Addr, segment.ErrChecksum, p.e.Sum, got)
+				return v.badPiece(p, fmt.Errorf("%w: stored %x, computed %x", segment.ErrChecksum, p.e.Sum, got))
 			}
 		}
 		return nil
@@ -229,13 +231,13 @@ func (v *Volume) fetchRun(buf []byte, run []readPiece, readAt func(uint64, []byt
 		if p.len == v.bs {
 			// A whole block decodes straight into the caller's buffer.
 			if _, err := segment.DecodeBlock(stored, uint8(p.e.Flags), p.e.Sum, v.bs, dst); err != nil {
-				return fmt.Errorf("%w: virtual block %d at %d: %v", ErrIO, p.vb, p.e.Addr, err)
+				return v.badPiece(p, err)
 			}
 			continue
 		}
 		raw, err := segment.DecodeBlock(stored, uint8(p.e.Flags), p.e.Sum, v.bs, scratch)
 		if err != nil {
-			return fmt.Errorf("%w: virtual block %d at %d: %v", ErrIO, p.vb, p.e.Addr, err)
+			return v.badPiece(p, err)
 		}
 		scratch = raw
 		copy(dst, raw[p.off:])
@@ -255,4 +257,11 @@ func inPlace(run []readPiece, bs int) bool {
 		}
 	}
 	return true
+}
+
+// badPiece is the error for the stored bytes of p that do not decode:
+// corruption, at the block's place and the file's block.
+func (v *Volume) badPiece(p readPiece, err error) error {
+	return fmt.Errorf("%w: %w", ErrIO, corrupt.Locate(err, corrupt.Location{
+		Addr: p.e.Addr, Block: p.vb, Ino: uint64(p.ino), Off: p.block * uint64(v.bs), HasOff: true}))
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/cow"
 	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/internal/corrupt"
 	"github.com/txfs/txfs/journal"
 	"github.com/txfs/txfs/segment"
 )
@@ -318,7 +319,8 @@ func (v *Volume) stop() {
 // fail records the first fatal error; later writes are refused.
 func (v *Volume) fail(err error) error {
 	if v.err == nil {
-		v.err = fmt.Errorf("%w: %v", ErrIO, err)
+		v.err = fmt.Errorf("%w: %w", ErrIO, err)
+		v.logf("the volume stops writing: %v", err)
 		v.changed.Broadcast()
 		v.wake.Broadcast()
 	}
@@ -354,7 +356,7 @@ func (v *Volume) readBlock(vb uint64, dst []byte) ([]byte, error) {
 	}
 	raw, err := segment.DecodeBlock(stored, uint8(e.Flags), e.Sum, v.bs, dst)
 	if err != nil {
-		return nil, fmt.Errorf("%w: virtual block %d at %d: %v", ErrIO, vb, e.Addr, err)
+		return nil, fmt.Errorf("%w: %w", ErrIO, corrupt.Locate(err, corrupt.Location{Addr: e.Addr, Block: vb}))
 	}
 	return raw, nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+
+	"github.com/txfs/txfs/internal/corrupt"
 )
 
 // Store loads the encoded bytes of a node that was flushed earlier. The
@@ -122,7 +124,7 @@ func (t *Tree) load(id NodeID, want int) (*node, error) {
 		}
 		if want >= 0 && int(n.level) != want {
 			// Checked before caching so a bad node is never trusted.
-			return nil, fmt.Errorf("%w: node %d has level %d, its parent expects %d", ErrCorrupt, id, n.level, want)
+			return nil, corrupt.Errorf(ErrCorrupt, corrupt.Location{Block: uint64(id)}, "node %d has level %d, its parent expects %d", id, n.level, want)
 		}
 		n.acct = n.memSize()
 		t.cleanBytes += int64(n.acct)
@@ -131,7 +133,7 @@ func (t *Tree) load(id NodeID, want int) (*node, error) {
 		return n, nil
 	}
 	if want >= 0 && int(n.level) != want {
-		return nil, fmt.Errorf("%w: node %d has level %d, its parent expects %d", ErrCorrupt, id, n.level, want)
+		return nil, corrupt.Errorf(ErrCorrupt, corrupt.Location{Block: uint64(id)}, "node %d has level %d, its parent expects %d", id, n.level, want)
 	}
 	if !n.dirty && t.lruHead != n {
 		t.lruRemove(n)
@@ -815,7 +817,7 @@ func (t *Tree) walk(id NodeID, want int, lo, hi *Key, fn func(NodeID, int) error
 		return err
 	}
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: node %d (level %d): %s", ErrCorrupt, id, n.level, fmt.Sprintf(format, args...))
+		return corrupt.Errorf(ErrCorrupt, corrupt.Location{Block: uint64(id)}, "node %d (level %d): %s", id, n.level, fmt.Sprintf(format, args...))
 	}
 	if n.count() == 0 {
 		return bad("no items")

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/txfs/txfs/internal/corrupt"
 )
 
 // KeySize is the encoded size of a Key. Part of the on-disk format.
@@ -98,7 +100,7 @@ func (id NodeID) isTemp() bool { return id&tempBit != 0 }
 
 // ErrCorrupt is wrapped by every error about node bytes or tree structure
 // that cannot be right.
-var ErrCorrupt = errors.New("btree: corrupt tree node")
+var ErrCorrupt = corrupt.Kind("btree: corrupt tree node")
 
 // ErrValueTooLarge is returned by Put for values longer than MaxValueSize.
 var ErrValueTooLarge = errors.New("btree: value too large")
@@ -397,7 +399,7 @@ func (n *node) encode(dst []byte, remap func(NodeID) NodeID) []byte {
 // ErrCorrupt that names the node. The node keeps no reference to b.
 func decodeNode(id NodeID, b []byte, blockSize int) (*node, error) {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: node %d: %s", ErrCorrupt, id, fmt.Sprintf(format, args...))
+		return corrupt.Errorf(ErrCorrupt, corrupt.Location{Block: uint64(id)}, "node %d: %s", id, fmt.Sprintf(format, args...))
 	}
 	if len(b) < headerSize {
 		return nil, bad("%d bytes, shorter than the header", len(b))

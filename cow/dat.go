@@ -30,9 +30,9 @@ package cow
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
+	"github.com/txfs/txfs/internal/corrupt"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -49,7 +49,7 @@ const (
 var (
 	// ErrCorrupt reports a DAT state that cannot be right: a reference to
 	// a free or unknown block, a broken free list.
-	ErrCorrupt = errors.New("cow: corrupt virtual block table")
+	ErrCorrupt = corrupt.Kind("cow: corrupt virtual block table")
 )
 
 // Entry is one decoded DAT entry.
@@ -121,7 +121,7 @@ func (d *DAT) InUse() uint64 { return d.st.Count - 1 - d.st.FreeCount }
 // Get returns entry v.
 func (d *DAT) Get(v uint64) (Entry, error) {
 	if v == 0 || v >= d.st.Count {
-		return Entry{}, fmt.Errorf("%w: virtual block %d out of range (count %d)", ErrCorrupt, v, d.st.Count)
+		return Entry{}, corrupt.Errorf(ErrCorrupt, corrupt.Location{Block: v}, "virtual block %d out of range (count %d)", v, d.st.Count)
 	}
 	if err := d.t.Get(v, d.entry[:]); err != nil {
 		return Entry{}, err
@@ -137,7 +137,7 @@ func (d *DAT) Stored(v uint64) (bool, error) { return d.t.Stored(v) }
 func (d *DAT) Live(v uint64) (Entry, error) {
 	e, err := d.Get(v)
 	if err == nil && e.Free() {
-		err = fmt.Errorf("%w: virtual block %d is free", ErrCorrupt, v)
+		err = corrupt.Errorf(ErrCorrupt, corrupt.Location{Block: v}, "virtual block %d is free", v)
 	}
 	return e, err
 }
@@ -220,12 +220,12 @@ func (d *DAT) unlink(v uint64) error {
 		return err
 	}
 	if !e.Free() {
-		return fmt.Errorf("%w: allocation of virtual block %d, which is in use", ErrCorrupt, v)
+		return corrupt.Errorf(ErrCorrupt, corrupt.Location{Block: v}, "allocation of virtual block %d, which is in use", v)
 	}
 	next, prev := e.Addr, e.Sum
 	if prev == 0 {
 		if d.st.FreeHead != v {
-			return fmt.Errorf("%w: free block %d has no predecessor but is not the head", ErrCorrupt, v)
+			return corrupt.Errorf(ErrCorrupt, corrupt.Location{Block: v}, "free block %d has no predecessor but is not the head", v)
 		}
 		d.st.FreeHead = next
 	} else {
@@ -276,7 +276,7 @@ func (d *DAT) addRef(v uint64, delta int64) (old Entry, freed bool, err error) {
 	}
 	n := int64(old.Refs) + delta
 	if n < 0 || n > 1<<32-1 {
-		return old, false, fmt.Errorf("%w: reference count of %d would become %d", ErrCorrupt, v, n)
+		return old, false, corrupt.Errorf(ErrCorrupt, corrupt.Location{Block: v}, "reference count of %d would become %d", v, n)
 	}
 	if n == 0 {
 		return old, true, d.push(v)

@@ -2,11 +2,11 @@ package inode
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/txfs/txfs/btree"
+	"github.com/txfs/txfs/internal/corrupt"
 )
 
 // Ino is an inode number. Inode numbers are never reused, so the
@@ -15,7 +15,7 @@ type Ino = uint64
 
 // ErrCorrupt is wrapped by every error about an item value that does not
 // decode.
-var ErrCorrupt = errors.New("inode: corrupt item")
+var ErrCorrupt = corrupt.Kind("inode: corrupt item")
 
 // Item types: the Type of a key (docs/FORMAT.md, "Item types").
 const (

@@ -35,8 +35,9 @@ package journal
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
+
+	"github.com/txfs/txfs/internal/corrupt"
 )
 
 // Record types.
@@ -54,7 +55,7 @@ const (
 const KeySize = 17
 
 // ErrCorrupt reports a record section that does not decode.
-var ErrCorrupt = errors.New("journal: corrupt record")
+var ErrCorrupt = corrupt.Kind("journal: corrupt record")
 
 // Record is one decoded record. Fields not used by its type are zero.
 type Record struct {

@@ -1,13 +1,13 @@
 package segment
 
 import (
-	"errors"
 	"fmt"
 	"math/bits"
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/pierrec/lz4/v4"
+	"github.com/txfs/txfs/internal/corrupt"
 )
 
 // Block flags, stored in summary entries and DAT entries. Part of the
@@ -19,10 +19,10 @@ const (
 
 // ErrChecksum reports stored bytes whose xxhash64 does not match the one
 // recorded for them.
-var ErrChecksum = errors.New("segment: checksum mismatch")
+var ErrChecksum = corrupt.Kind("segment: checksum mismatch")
 
 // ErrCorrupt reports a structure that cannot be decoded.
-var ErrCorrupt = errors.New("segment: corrupt structure")
+var ErrCorrupt = corrupt.Kind("segment: corrupt structure")
 
 var compressors = sync.Pool{New: func() any { return new(lz4.Compressor) }}
 

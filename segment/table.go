@@ -4,6 +4,8 @@ import (
 	"container/list"
 	"encoding/binary"
 	"fmt"
+
+	"github.com/txfs/txfs/internal/corrupt"
 )
 
 // Tables hold fixed-size entries (the DAT, the segment usage table) in
@@ -230,7 +232,7 @@ func (t *Table) readBlock(p BlockPtr, what string) ([]byte, error) {
 		return nil, fmt.Errorf("table %d %s at %d: %w", t.id, what, p.Addr, err)
 	}
 	if got := Checksum(buf); got != p.Sum {
-		return nil, fmt.Errorf("%w: table %d %s at %d: stored %x, computed %x", ErrChecksum, t.id, what, p.Addr, p.Sum, got)
+		return nil, corrupt.Errorf(ErrChecksum, corrupt.Location{Addr: p.Addr}, "table %d %s: stored %x, computed %x", t.id, what, p.Sum, got)
 	}
 	return buf, nil
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/pierrec/lz4/v4"
+	"github.com/txfs/txfs/internal/corrupt"
 )
 
 // Log unit layout. A unit starts on a block boundary and is a whole number of
@@ -205,7 +206,13 @@ func (u *Unit) BlockAddr(i int) uint64 { return u.Place.DevAddr(u.Offsets[i]) }
 // DecodeUnit verifies and decodes a whole unit read from place (its pieces
 // put back together in b). It never trusts a length before the checksum
 // has covered it.
+// Its errors say where the unit is.
 func DecodeUnit(b []byte, place UnitPlace, maxLen uint32) (*Unit, error) {
+	u, err := decodeUnit(b, place, maxLen)
+	return u, corrupt.Locate(err, corrupt.Location{Addr: place.Addr})
+}
+
+func decodeUnit(b []byte, place UnitPlace, maxLen uint32) (*Unit, error) {
 	addr := place.Addr
 	h, err := ParseUnitHeader(b, maxLen)
 	if err != nil {
@@ -216,10 +223,10 @@ func DecodeUnit(b []byte, place UnitPlace, maxLen uint32) (*Unit, error) {
 	}
 	b = b[:h.Length]
 	if got := unitChecksum(b); got != h.Sum {
-		return nil, fmt.Errorf("%w: unit seq %d at %d: stored %x, computed %x", ErrChecksum, h.Seq, addr, h.Sum, got)
+		return nil, fmt.Errorf("%w: unit seq %d: stored %x, computed %x", ErrChecksum, h.Seq, h.Sum, got)
 	}
 	if h.Length > place.Split && place.Next == 0 {
-		return nil, fmt.Errorf("%w: unit seq %d at %d runs past its segment", ErrCorrupt, h.Seq, addr)
+		return nil, fmt.Errorf("%w: unit seq %d runs past its segment", ErrCorrupt, h.Seq)
 	}
 	u := &Unit{Header: h, Place: place, Addr: addr, Raw: b}
 	le := binary.LittleEndian
