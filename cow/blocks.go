@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/txfs/txfs/internal/invariants"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -186,6 +187,13 @@ func (b *Blocks) Flush(putDAT, putUsage segment.TablePut) error {
 	})
 	if err != nil {
 		return err
+	}
+	if invariants.Enabled {
+		// Every checkpoint: the usage table it writes must agree with
+		// the DAT it writes.
+		if err := b.Verify(nil); err != nil {
+			return fmt.Errorf("invariant broken before a checkpoint: %w", err)
+		}
 	}
 	return b.usage.Flush(putUsage)
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"testing"
 
+	"github.com/txfs/txfs/internal/invariants"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -340,5 +341,26 @@ func TestBlocksVerifyRepair(t *testing.T) {
 	}
 	if tb.live(1) != 1000 || tb.live(2) != 0 || tb.live(3) != 0 {
 		t.Fatalf("live bytes: %d, %d, %d", tb.live(1), tb.live(2), tb.live(3))
+	}
+}
+
+// In a build that checks invariants (race, or the tag "invariants") Flush
+// refuses to write usage that disagrees with the DAT; other builds leave
+// it to the checker.
+func TestFlushChecksInvariant(t *testing.T) {
+	tb := newTestBlocks(t)
+	tb.written(1, 1000, 7)
+	if err := tb.b.Flush(tb.put, tb.put); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.b.Usage().Add(3, 12345, 0); err != nil {
+		t.Fatal(err)
+	}
+	err := tb.b.Flush(tb.put, tb.put)
+	if invariants.Enabled && !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a flush of usage the DAT does not explain: %v", err)
+	}
+	if !invariants.Enabled && err != nil {
+		t.Fatalf("a build without invariant checks checked: %v", err)
 	}
 }
