@@ -92,11 +92,15 @@ func (v *Volume) writeChunk(ino Ino, data []byte, off int64) error {
 	// A truncate that had to wait for space while freeing is finished
 	// first, so it cannot free blocks this write is about to map; so is a
 	// range operation, whose block map is half moved.
-	t, err := v.beginSettled(opWrite, footprint{blockBytes: nb * (v.bs + 64), nblocks: nb, recBytes: nb*48 + v.metaRecBytes(),
-		items: nb + 4, runs: 4, dat: 2 * nb}, ino)
-	if err != nil {
-		return err
-	}
+	f := footprint{blockBytes: nb * (v.bs + 64), nblocks: nb, recBytes: nb*48 + v.metaRecBytes(),
+		items: nb + 4, runs: 4, dat: 2 * nb}
+	return v.updateSettled(opWrite, f, []Ino{ino}, func(t *tx) error { return t.write(ino, data, off, first, last) })
+}
+
+// write writes data at off, file blocks [first, last), in t.
+func (t *tx) write(ino Ino, data []byte, off int64, first, last uint64) error {
+	v := t.v
+	bs := uint64(v.bs)
 	r, err := v.fileInode(ino)
 	if err != nil {
 		return err
@@ -171,7 +175,6 @@ func (v *Volume) writeChunk(ino Ino, data []byte, off int64) error {
 		return err
 	}
 	t.touch(ino)
-	t.commit()
 	return nil
 }
 
@@ -183,80 +186,84 @@ func (v *Volume) SetAttr(ino Ino, in *SetAttrIn) (Attr, error) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.beginSettled(opSetAttr, footprint{blockBytes: v.bs + 64, nblocks: 1, recBytes: v.metaRecBytes(),
-		items: 4, runs: 4, dat: 2, frees: in.Valid&SetSize != 0}, ino)
-	if err != nil {
-		return Attr{}, err
-	}
-	r, err := v.getInode(ino)
-	if err != nil {
-		return Attr{}, err
-	}
-	if err := checkSetAttr(r, in); err != nil {
-		return Attr{}, err
-	}
-	now := nowSpec()
+	f := footprint{blockBytes: v.bs + 64, nblocks: 1, recBytes: v.metaRecBytes(),
+		items: 4, runs: 4, dat: 2, frees: in.Valid&SetSize != 0}
+	var a Attr
 	shrink := false
-	if in.Valid&SetSize != 0 {
-		if isDir(r.Mode) {
-			return Attr{}, ErrIsDir
+	err := v.updateSettled(opSetAttr, f, []Ino{ino}, func(t *tx) error {
+		r, err := v.getInode(ino)
+		if err != nil {
+			return err
 		}
-		if r.Mode&syscall.S_IFMT != syscall.S_IFREG {
-			return Attr{}, ErrInvalid
+		if err := checkSetAttr(r, in); err != nil {
+			return err
 		}
-		if in.Size < r.Size {
-			shrink = true
-			if err := t.zeroTail(ino, in.Size); err != nil {
-				return Attr{}, err
+		now := nowSpec()
+		if in.Valid&SetSize != 0 {
+			if isDir(r.Mode) {
+				return ErrIsDir
 			}
-			if err := t.put(inode.TruncKey(ino), inode.EncodeTruncItem(in.Size)); err != nil {
-				return Attr{}, err
+			if r.Mode&syscall.S_IFMT != syscall.S_IFREG {
+				return ErrInvalid
+			}
+			if in.Size < r.Size {
+				shrink = true
+				if err := t.zeroTail(ino, in.Size); err != nil {
+					return err
+				}
+				if err := t.put(inode.TruncKey(ino), inode.EncodeTruncItem(in.Size)); err != nil {
+					return err
+				}
+			}
+			r.Size = in.Size
+			r.Mtime = now
+		}
+		if in.Valid&(SetSize|SetUid|SetGid) != 0 && !isDir(r.Mode) {
+			if err := t.dropCapabilities(ino); err != nil {
+				return err
 			}
 		}
-		r.Size = in.Size
-		r.Mtime = now
-	}
-	if in.Valid&(SetSize|SetUid|SetGid) != 0 && !isDir(r.Mode) {
-		if err := t.dropCapabilities(ino); err != nil {
-			return Attr{}, err
+		if in.Valid&SetMode != 0 {
+			r.Mode = r.Mode&syscall.S_IFMT | in.Mode&^syscall.S_IFMT
 		}
-	}
-	if in.Valid&SetMode != 0 {
-		r.Mode = r.Mode&syscall.S_IFMT | in.Mode&^syscall.S_IFMT
-	}
-	if in.Valid&SetUid != 0 {
-		r.Uid = in.Uid
-	}
-	if in.Valid&SetGid != 0 {
-		r.Gid = in.Gid
-	}
-	if in.Valid&SetAtime != 0 {
-		r.Atime = in.Atime
-	}
-	if in.Valid&SetAtimeNow != 0 {
-		r.Atime = now
-	}
-	if in.Valid&SetMtime != 0 {
-		r.Mtime = in.Mtime
-	}
-	if in.Valid&SetMtimeNow != 0 {
-		r.Mtime = now
-	}
-	r.Ctime = now
-	if in.Valid&SetCtime != 0 {
-		r.Ctime = in.Ctime
-	}
-	if err := t.putInode(ino, r); err != nil {
+		if in.Valid&SetUid != 0 {
+			r.Uid = in.Uid
+		}
+		if in.Valid&SetGid != 0 {
+			r.Gid = in.Gid
+		}
+		if in.Valid&SetAtime != 0 {
+			r.Atime = in.Atime
+		}
+		if in.Valid&SetAtimeNow != 0 {
+			r.Atime = now
+		}
+		if in.Valid&SetMtime != 0 {
+			r.Mtime = in.Mtime
+		}
+		if in.Valid&SetMtimeNow != 0 {
+			r.Mtime = now
+		}
+		r.Ctime = now
+		if in.Valid&SetCtime != 0 {
+			r.Ctime = in.Ctime
+		}
+		if err := t.putInode(ino, r); err != nil {
+			return err
+		}
+		t.touch(ino)
+		a = attrOf(r, ino, v.bs)
+		return nil
+	})
+	if err != nil {
 		return Attr{}, err
 	}
-	t.touch(ino)
-	t.commit()
 	if shrink {
 		if err := v.deferFree(ino, v.finishTruncate(ino)); err != nil {
 			return Attr{}, err
 		}
 	}
-	return attrOf(r, ino, v.bs), nil
+	return a, nil
 }
 
 // zeroTail clears the bytes of the block that holds size past size, so a
@@ -322,19 +329,20 @@ func (v *Volume) xattrItem(ino Ino, name string) ([]inode.Xattr, error) {
 	return es, asErrIO(err, ino)
 }
 
-// beginXattr starts a transaction that changes ino's attribute name and
-// returns the inode and the attributes sharing name's item. Lock held.
-func (v *Volume) beginXattr(op int, ino Ino, name string, freesSpace bool) (*tx, *inode.Record, []inode.Xattr, error) {
-	t, err := v.begin(op, v.metaOp(2, freesSpace))
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	r, err := v.getInode(ino)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	es, err := v.xattrItem(ino, name)
-	return t, r, es, err
+// updateXattr is update for a change of ino's attribute name: fn gets
+// the inode and the attributes sharing name's item. Lock held.
+func (v *Volume) updateXattr(op int, ino Ino, name string, freesSpace bool, fn func(t *tx, r *inode.Record, es []inode.Xattr) error) error {
+	return v.update(op, v.metaOp(2, freesSpace), func(t *tx) error {
+		r, err := v.getInode(ino)
+		if err != nil {
+			return err
+		}
+		es, err := v.xattrItem(ino, name)
+		if err != nil {
+			return err
+		}
+		return fn(t, r, es)
+	})
 }
 
 // GetXattr returns the value of attribute name.
@@ -381,45 +389,42 @@ func (v *Volume) SetXattr(ino Ino, name string, value []byte, flags uint32) erro
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, r, es, err := v.beginXattr(opSetXattr, ino, name, false)
-	if err != nil {
-		return err
-	}
-	if err := checkChange(r); err != nil {
-		return err
-	}
-	found := -1
-	for i, e := range es {
-		if e.Name == name {
-			found = i
+	return v.updateXattr(opSetXattr, ino, name, false, func(t *tx, r *inode.Record, es []inode.Xattr) error {
+		if err := checkChange(r); err != nil {
+			return err
 		}
-	}
-	if found >= 0 && flags&XattrCreate != 0 {
-		return ErrExist
-	}
-	if found < 0 && flags&XattrReplace != 0 {
-		return ErrNoAttr
-	}
-	e := inode.Xattr{Name: name, Value: append([]byte(nil), value...)}
-	if found >= 0 {
-		es[found] = e
-	} else {
-		es = append(es, e)
-	}
-	enc := inode.EncodeXattrs(es)
-	if len(enc) > v.maxValue() {
-		return ErrNoSpace // names colliding on one hash filled the item
-	}
-	if err := t.put(inode.XattrKey(ino, inode.NameHash(name)), enc); err != nil {
-		return err
-	}
-	r.Ctime = nowSpec()
-	if err := t.putInode(ino, r); err != nil {
-		return err
-	}
-	t.touch(ino)
-	t.commit()
-	return nil
+		found := -1
+		for i, e := range es {
+			if e.Name == name {
+				found = i
+			}
+		}
+		if found >= 0 && flags&XattrCreate != 0 {
+			return ErrExist
+		}
+		if found < 0 && flags&XattrReplace != 0 {
+			return ErrNoAttr
+		}
+		e := inode.Xattr{Name: name, Value: append([]byte(nil), value...)}
+		if found >= 0 {
+			es[found] = e
+		} else {
+			es = append(es, e)
+		}
+		enc := inode.EncodeXattrs(es)
+		if len(enc) > v.maxValue() {
+			return ErrNoSpace // names colliding on one hash filled the item
+		}
+		if err := t.put(inode.XattrKey(ino, inode.NameHash(name)), enc); err != nil {
+			return err
+		}
+		r.Ctime = nowSpec()
+		if err := t.putInode(ino, r); err != nil {
+			return err
+		}
+		t.touch(ino)
+		return nil
+	})
 }
 
 // ListXattr returns the attribute names, sorted.
@@ -462,31 +467,28 @@ func (v *Volume) RemoveXattr(ino Ino, name string) error {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(opRemoveXattr, v.metaOp(2, true))
-	if err != nil {
-		return err
-	}
-	r, err := v.getInode(ino)
-	if err != nil {
-		return err
-	}
-	if err := checkChange(r); err != nil {
-		return err
-	}
-	found, err := t.removeXattr(ino, name)
-	if err != nil {
-		return err
-	}
-	if !found {
-		return ErrNoAttr
-	}
-	r.Ctime = nowSpec()
-	if err := t.putInode(ino, r); err != nil {
-		return err
-	}
-	t.touch(ino)
-	t.commit()
-	return nil
+	return v.update(opRemoveXattr, v.metaOp(2, true), func(t *tx) error {
+		r, err := v.getInode(ino)
+		if err != nil {
+			return err
+		}
+		if err := checkChange(r); err != nil {
+			return err
+		}
+		found, err := t.removeXattr(ino, name)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return ErrNoAttr
+		}
+		r.Ctime = nowSpec()
+		if err := t.putInode(ino, r); err != nil {
+			return err
+		}
+		t.touch(ino)
+		return nil
+	})
 }
 
 // removeXattr removes ino's attribute name in t and says whether it was

@@ -182,36 +182,39 @@ func (v *Volume) Create(dir Ino, name string, mode uint32, o Owner) (Attr, error
 func (v *Volume) Tmpfile(dir Ino, mode uint32, o Owner) (Attr, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(opCreate, v.metaOp(4, false))
+	var a Attr
+	err := v.update(opCreate, v.metaOp(4, false), func(t *tx) error {
+		parent, err := v.getDir(dir)
+		if err != nil {
+			return err
+		}
+		if parent.Nlink == 0 {
+			return ErrNotExist // as mknod: the directory was removed
+		}
+		if err := checkAddName(parent); err != nil {
+			return err // ext4 refuses O_TMPFILE there too
+		}
+		ino := v.nextIno
+		now := nowSpec()
+		// Parent stays 0: only directories record theirs.
+		r := &inode.Record{Mode: syscall.S_IFREG | mode&^syscall.S_IFMT, Uid: o.Uid, Gid: o.Gid, Atime: now, Mtime: now, Ctime: now}
+		if err := t.putInode(ino, r); err != nil {
+			return err
+		}
+		if err := t.put(inode.OrphanKey(ino), nil); err != nil {
+			return err
+		}
+		t.touch(ino)
+		a = attrOf(r, ino, v.bs)
+		return nil
+	})
 	if err != nil {
 		return Attr{}, err
 	}
-	parent, err := v.getDir(dir)
-	if err != nil {
-		return Attr{}, err
-	}
-	if parent.Nlink == 0 {
-		return Attr{}, ErrNotExist // as mknod: the directory was removed
-	}
-	if err := checkAddName(parent); err != nil {
-		return Attr{}, err // ext4 refuses O_TMPFILE there too
-	}
-	ino := v.nextIno
-	now := nowSpec()
-	// Parent stays 0: only directories record theirs.
-	r := &inode.Record{Mode: syscall.S_IFREG | mode&^syscall.S_IFMT, Uid: o.Uid, Gid: o.Gid, Atime: now, Mtime: now, Ctime: now}
-	if err := t.putInode(ino, r); err != nil {
-		return Attr{}, err
-	}
-	if err := t.put(inode.OrphanKey(ino), nil); err != nil {
-		return Attr{}, err
-	}
-	t.touch(ino)
-	t.commit()
 	// Counted under the same lock as the commit, so no Release or
 	// finishFree can see the orphan unopened.
-	v.opens[ino]++
-	return attrOf(r, ino, v.bs), nil
+	v.opens[a.Ino]++
+	return a, nil
 }
 
 // Mkdir makes a directory.
@@ -245,57 +248,57 @@ func (v *Volume) mknod(op int, dir Ino, name string, mode uint32, rdev uint64, o
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(op, v.symlinkOp(len(target)))
-	if err != nil {
-		return Attr{}, err
-	}
-	parent, err := v.getDir(dir)
-	if err != nil {
-		return Attr{}, err
-	}
-	if parent.Nlink == 0 {
-		return Attr{}, ErrNotExist // a directory that was removed while in use
-	}
-	if _, ok, err := v.lookupEntry(dir, name); err != nil || ok {
-		if err == nil {
-			err = ErrExist
+	var a Attr
+	err := v.update(op, v.symlinkOp(len(target)), func(t *tx) error {
+		parent, err := v.getDir(dir)
+		if err != nil {
+			return err
 		}
-		return Attr{}, err
-	}
-	if err := checkAddName(parent); err != nil && op != opRepair {
-		return Attr{}, err
-	}
-	if isDir(mode) && parent.Nlink >= maxLinks {
-		return Attr{}, ErrTooManyLinks
-	}
-	ino := v.nextIno
-	now := nowSpec()
-	r := &inode.Record{Mode: mode, Nlink: 1, Uid: o.Uid, Gid: o.Gid, Rdev: rdev, Atime: now, Mtime: now, Ctime: now}
-	if isDir(mode) {
-		r.Nlink, r.Parent = 2, dir
-		parent.Nlink++
-	}
-	if target != "" {
-		r.Size = uint64(len(target))
-		for c, piece := range inode.SplitSymlink(target, v.maxValue()) {
-			if err := t.put(inode.SymlinkKey(ino, uint64(c)), piece); err != nil {
-				return Attr{}, err
+		if parent.Nlink == 0 {
+			return ErrNotExist // a directory that was removed while in use
+		}
+		if _, ok, err := v.lookupEntry(dir, name); err != nil || ok {
+			if err == nil {
+				err = ErrExist
+			}
+			return err
+		}
+		if err := checkAddName(parent); err != nil && op != opRepair {
+			return err
+		}
+		if isDir(mode) && parent.Nlink >= maxLinks {
+			return ErrTooManyLinks
+		}
+		ino := v.nextIno
+		now := nowSpec()
+		r := &inode.Record{Mode: mode, Nlink: 1, Uid: o.Uid, Gid: o.Gid, Rdev: rdev, Atime: now, Mtime: now, Ctime: now}
+		if isDir(mode) {
+			r.Nlink, r.Parent = 2, dir
+			parent.Nlink++
+		}
+		if target != "" {
+			r.Size = uint64(len(target))
+			for c, piece := range inode.SplitSymlink(target, v.maxValue()) {
+				if err := t.put(inode.SymlinkKey(ino, uint64(c)), piece); err != nil {
+					return err
+				}
 			}
 		}
-	}
-	parent.Mtime, parent.Ctime = now, now
-	if err := t.putInode(ino, r); err != nil {
-		return Attr{}, err
-	}
-	if err := t.addEntry(dir, inode.Dirent{Name: name, Ino: ino, Type: uint8(mode >> 12)}); err != nil {
-		return Attr{}, err
-	}
-	if err := t.putInode(dir, parent); err != nil {
-		return Attr{}, err
-	}
-	t.touch(ino, dir)
-	t.commit()
-	return attrOf(r, ino, v.bs), nil
+		parent.Mtime, parent.Ctime = now, now
+		if err := t.putInode(ino, r); err != nil {
+			return err
+		}
+		if err := t.addEntry(dir, inode.Dirent{Name: name, Ino: ino, Type: uint8(mode >> 12)}); err != nil {
+			return err
+		}
+		if err := t.putInode(dir, parent); err != nil {
+			return err
+		}
+		t.touch(ino, dir)
+		a = attrOf(r, ino, v.bs)
+		return nil
+	})
+	return a, err
 }
 
 // Readlink returns the target of a symbolic link.
@@ -340,60 +343,60 @@ func (v *Volume) Link(ino Ino, newDir Ino, newName string) (Attr, error) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(opLink, v.metaOp(5, false))
-	if err != nil {
-		return Attr{}, err
-	}
-	r, err := v.getInode(ino)
-	if err != nil {
-		return Attr{}, err
-	}
-	if isDir(r.Mode) {
-		return Attr{}, ErrPermission
-	}
-	if r.Nlink == 0 && v.opens[ino] == 0 {
-		return Attr{}, ErrNotExist
-	}
-	if r.Nlink >= maxLinks {
-		return Attr{}, ErrTooManyLinks
-	}
-	parent, err := v.getDir(newDir)
-	if err != nil {
-		return Attr{}, err
-	}
-	if _, ok, err := v.lookupEntry(newDir, newName); err != nil || ok {
-		if err == nil {
-			err = ErrExist
+	var a Attr
+	err := v.update(opLink, v.metaOp(5, false), func(t *tx) error {
+		r, err := v.getInode(ino)
+		if err != nil {
+			return err
 		}
-		return Attr{}, err
-	}
-	if err := checkAddName(parent); err != nil {
-		return Attr{}, err
-	}
-	if fixed(r) {
-		return Attr{}, fmt.Errorf("%w: an immutable or append-only file gets no new name", ErrPermission)
-	}
-	if r.Nlink == 0 {
-		if err := t.del(inode.OrphanKey(ino)); err != nil {
-			return Attr{}, err
+		if isDir(r.Mode) {
+			return ErrPermission
 		}
-	}
-	now := nowSpec()
-	r.Nlink++
-	r.Ctime = now
-	parent.Mtime, parent.Ctime = now, now
-	if err := t.addEntry(newDir, inode.Dirent{Name: newName, Ino: ino, Type: uint8(r.Mode >> 12)}); err != nil {
-		return Attr{}, err
-	}
-	if err := t.putInode(ino, r); err != nil {
-		return Attr{}, err
-	}
-	if err := t.putInode(newDir, parent); err != nil {
-		return Attr{}, err
-	}
-	t.touch(ino, newDir)
-	t.commit()
-	return attrOf(r, ino, v.bs), nil
+		if r.Nlink == 0 && v.opens[ino] == 0 {
+			return ErrNotExist
+		}
+		if r.Nlink >= maxLinks {
+			return ErrTooManyLinks
+		}
+		parent, err := v.getDir(newDir)
+		if err != nil {
+			return err
+		}
+		if _, ok, err := v.lookupEntry(newDir, newName); err != nil || ok {
+			if err == nil {
+				err = ErrExist
+			}
+			return err
+		}
+		if err := checkAddName(parent); err != nil {
+			return err
+		}
+		if fixed(r) {
+			return fmt.Errorf("%w: an immutable or append-only file gets no new name", ErrPermission)
+		}
+		if r.Nlink == 0 {
+			if err := t.del(inode.OrphanKey(ino)); err != nil {
+				return err
+			}
+		}
+		now := nowSpec()
+		r.Nlink++
+		r.Ctime = now
+		parent.Mtime, parent.Ctime = now, now
+		if err := t.addEntry(newDir, inode.Dirent{Name: newName, Ino: ino, Type: uint8(r.Mode >> 12)}); err != nil {
+			return err
+		}
+		if err := t.putInode(ino, r); err != nil {
+			return err
+		}
+		if err := t.putInode(newDir, parent); err != nil {
+			return err
+		}
+		t.touch(ino, newDir)
+		a = attrOf(r, ino, v.bs)
+		return nil
+	})
+	return a, err
 }
 
 // Unlink removes a name that is not a directory.
@@ -415,60 +418,63 @@ func (v *Volume) remove(dir Ino, name string, wantDir bool) error {
 	if wantDir {
 		op = opRmdir
 	}
-	t, err := v.begin(op, v.metaOp(6, true))
-	if err != nil {
-		return err
-	}
-	parent, err := v.getDir(dir)
-	if err != nil {
-		return err
-	}
-	e, ok, err := v.lookupEntry(dir, name)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return ErrNotExist
-	}
-	r, err := v.getInode(e.Ino)
-	if err != nil {
-		return err
-	}
-	if err := checkRemoveName(parent, r); err != nil {
-		return err
-	}
-	if wantDir && !isDir(r.Mode) {
-		return ErrNotDir
-	}
-	if !wantDir && isDir(r.Mode) {
-		return ErrIsDir
-	}
-	if wantDir {
-		empty, err := v.dirEmpty(e.Ino)
+	var gone Ino // the inode that lost its name
+	err := v.update(op, v.metaOp(6, true), func(t *tx) error {
+		parent, err := v.getDir(dir)
 		if err != nil {
 			return err
 		}
-		if !empty {
-			return ErrNotEmpty
+		e, ok, err := v.lookupEntry(dir, name)
+		if err != nil {
+			return err
 		}
-	}
-	now := nowSpec()
-	parent.Mtime, parent.Ctime = now, now
-	if err := t.removeEntry(dir, name); err != nil {
+		if !ok {
+			return ErrNotExist
+		}
+		r, err := v.getInode(e.Ino)
+		if err != nil {
+			return err
+		}
+		if err := checkRemoveName(parent, r); err != nil {
+			return err
+		}
+		if wantDir && !isDir(r.Mode) {
+			return ErrNotDir
+		}
+		if !wantDir && isDir(r.Mode) {
+			return ErrIsDir
+		}
+		if wantDir {
+			empty, err := v.dirEmpty(e.Ino)
+			if err != nil {
+				return err
+			}
+			if !empty {
+				return ErrNotEmpty
+			}
+		}
+		now := nowSpec()
+		parent.Mtime, parent.Ctime = now, now
+		if err := t.removeEntry(dir, name); err != nil {
+			return err
+		}
+		if err := t.dropLink(e.Ino, r, now); err != nil {
+			return err
+		}
+		if wantDir {
+			parent.Nlink--
+		}
+		if err := t.putInode(dir, parent); err != nil {
+			return err
+		}
+		t.touch(dir, e.Ino)
+		gone = e.Ino
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	if err := t.dropLink(e.Ino, r, now); err != nil {
-		return err
-	}
-	if wantDir {
-		parent.Nlink--
-	}
-	if err := t.putInode(dir, parent); err != nil {
-		return err
-	}
-	t.touch(dir, e.Ino)
-	t.commit()
-	return v.deferFree(e.Ino, v.finishFree(e.Ino))
+	return v.deferFree(gone, v.finishFree(gone))
 }
 
 // dropLink takes one name away from ino (all of a directory's). An inode
@@ -545,52 +551,50 @@ func (v *Volume) freeOp(blocks int) footprint {
 // otherwise the last chunk removes the truncate item.
 func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 	chunk := v.chunkBlocks(v.freeChunkLimit(), v.freeOp)
-	t, err := v.begin(opFreeInode, v.freeOp(chunk))
-	if err != nil {
-		return false, err
-	}
-	r, err := v.getInode(ino)
-	if err != nil {
-		return false, err
-	}
-	type item struct {
-		k  btree.Key
-		vb uint64
-	}
-	var items []item
 	more := false
-	err = v.tree.Ascend(inode.BlockKey(ino, from), func(k btree.Key, val []byte) bool {
-		if k.Ino != ino || k.Type != inode.TypeBlock {
-			return false
+	err := v.update(opFreeInode, v.freeOp(chunk), func(t *tx) error {
+		r, err := v.getInode(ino)
+		if err != nil {
+			return err
 		}
-		if len(items) == chunk {
-			more = true
-			return false
+		type item struct {
+			k  btree.Key
+			vb uint64
 		}
-		items = append(items, item{k, inode.DecodeBlockItem(val)})
-		return true
-	})
-	if err != nil {
-		return false, v.fail(err)
-	}
-	for _, it := range items {
-		if err := t.del(it.k); err != nil {
-			return false, err
+		var items []item
+		err = v.tree.Ascend(inode.BlockKey(ino, from), func(k btree.Key, val []byte) bool {
+			if k.Ino != ino || k.Type != inode.TypeBlock {
+				return false
+			}
+			if len(items) == chunk {
+				more = true
+				return false
+			}
+			items = append(items, item{k, inode.DecodeBlockItem(val)})
+			return true
+		})
+		if err != nil {
+			return v.fail(err)
 		}
-		if err := t.ref(it.vb, -1); err != nil {
-			return false, err
+		for _, it := range items {
+			if err := t.del(it.k); err != nil {
+				return err
+			}
+			if err := t.ref(it.vb, -1); err != nil {
+				return err
+			}
 		}
-	}
-	r.NBlocks -= min(r.NBlocks, uint64(len(items)))
-	if more {
-		if err := t.putInode(ino, r); err != nil {
-			return false, err
-		}
+		r.NBlocks -= min(r.NBlocks, uint64(len(items)))
 		t.touch(ino)
-		t.commit()
-		return false, nil
-	}
-	if whole {
+		if more {
+			return t.putInode(ino, r)
+		}
+		if !whole {
+			if err := t.putInode(ino, r); err != nil {
+				return err
+			}
+			return t.del(inode.TruncKey(ino))
+		}
 		var rest []btree.Key
 		err = v.tree.Ascend(btree.Key{Ino: ino}, func(k btree.Key, _ []byte) bool {
 			if k.Ino != ino {
@@ -600,38 +604,27 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 			return true
 		})
 		if err != nil {
-			return false, v.fail(err)
+			return v.fail(err)
 		}
 		for _, k := range rest {
 			if err := t.del(k); err != nil {
-				return false, err
+				return err
 			}
 		}
 		// A truncate left for lack of space goes with the inode.
 		if _, ok, err := v.tree.Get(inode.TruncKey(ino)); err != nil {
-			return false, v.fail(err)
+			return v.fail(err)
 		} else if ok {
 			if err := t.del(inode.TruncKey(ino)); err != nil {
-				return false, err
+				return err
 			}
 		}
 		if err := t.del(inode.OrphanKey(ino)); err != nil {
-			return false, err
+			return err
 		}
-		if err := t.dropRange(ino); err != nil {
-			return false, err
-		}
-	} else {
-		if err := t.putInode(ino, r); err != nil {
-			return false, err
-		}
-		if err := t.del(inode.TruncKey(ino)); err != nil {
-			return false, err
-		}
-	}
-	t.touch(ino)
-	t.commit()
-	return true, nil
+		return t.dropRange(ino)
+	})
+	return err == nil && !more, err
 }
 
 // freeOrphans finishes interrupted range operations and truncates and
@@ -784,158 +777,160 @@ func (v *Volume) RenameAs(oldDir Ino, oldName string, newDir Ino, newName string
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(opRename, v.renameOp())
-	if err != nil {
-		return err
-	}
-	op, err := v.getDir(oldDir)
-	if err != nil {
-		return err
-	}
-	np := op
-	if newDir != oldDir {
-		if np, err = v.getDir(newDir); err != nil {
+	var unlinked Ino // the inode a replaced name left with none
+	err := v.update(opRename, v.renameOp(), func(t *tx) error {
+		op, err := v.getDir(oldDir)
+		if err != nil {
 			return err
 		}
-	}
-	src, ok, err := v.lookupEntry(oldDir, oldName)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return ErrNotExist
-	}
-	dst, dstOK, err := v.lookupEntry(newDir, newName)
-	if err != nil {
-		return err
-	}
-	if flags&RenameExchange != 0 && !dstOK {
-		return ErrNotExist
-	}
-	if flags&RenameNoReplace != 0 && dstOK {
-		return ErrExist
-	}
-	if dstOK && dst.Ino == src.Ino {
-		return nil // two names of one inode: nothing to do
-	}
-	sr, err := v.getInode(src.Ino)
-	if err != nil {
-		return err
-	}
-	// A directory may not move under itself.
-	if isDir(sr.Mode) && newDir != oldDir {
-		if err := v.checkNotAncestor(src.Ino, newDir); err != nil {
-			return err
-		}
-	}
-	var dr *inode.Record
-	if dstOK {
-		if dr, err = v.getInode(dst.Ino); err != nil {
-			return err
-		}
-		if flags&RenameExchange != 0 && isDir(dr.Mode) && newDir != oldDir {
-			if err := v.checkNotAncestor(dst.Ino, oldDir); err != nil {
+		np := op
+		if newDir != oldDir {
+			if np, err = v.getDir(newDir); err != nil {
 				return err
 			}
 		}
-	}
-	if err := checkRenameFlags(op, sr, np, dr); err != nil {
-		return err
-	}
-	now := nowSpec()
-	op.Mtime, op.Ctime = now, now
-	np.Mtime, np.Ctime = now, now
-	sr.Ctime = now
-	if flags&RenameExchange != 0 {
-		dr.Ctime = now
-		if err := t.removeEntry(oldDir, oldName); err != nil {
+		src, ok, err := v.lookupEntry(oldDir, oldName)
+		if err != nil {
 			return err
 		}
-		if err := t.removeEntry(newDir, newName); err != nil {
+		if !ok {
+			return ErrNotExist
+		}
+		dst, dstOK, err := v.lookupEntry(newDir, newName)
+		if err != nil {
 			return err
 		}
-		if err := t.addEntry(oldDir, inode.Dirent{Name: oldName, Ino: dst.Ino, Type: dst.Type}); err != nil {
+		if flags&RenameExchange != 0 && !dstOK {
+			return ErrNotExist
+		}
+		if flags&RenameNoReplace != 0 && dstOK {
+			return ErrExist
+		}
+		if dstOK && dst.Ino == src.Ino {
+			return nil // two names of one inode: nothing to do
+		}
+		sr, err := v.getInode(src.Ino)
+		if err != nil {
 			return err
 		}
-		if err := t.addEntry(newDir, inode.Dirent{Name: newName, Ino: src.Ino, Type: src.Type}); err != nil {
-			return err
-		}
-		if newDir != oldDir {
-			if isDir(sr.Mode) {
-				sr.Parent = newDir
-				op.Nlink--
-				np.Nlink++
-			}
-			if isDir(dr.Mode) {
-				dr.Parent = oldDir
-				np.Nlink--
-				op.Nlink++
+		// A directory may not move under itself.
+		if isDir(sr.Mode) && newDir != oldDir {
+			if err := v.checkNotAncestor(src.Ino, newDir); err != nil {
+				return err
 			}
 		}
-		if err := t.putInode(dst.Ino, dr); err != nil {
-			return err
-		}
-	} else {
+		var dr *inode.Record
 		if dstOK {
-			switch {
-			case isDir(dr.Mode) && !isDir(sr.Mode):
-				return ErrIsDir
-			case !isDir(dr.Mode) && isDir(sr.Mode):
-				return ErrNotDir
-			case isDir(dr.Mode):
-				empty, err := v.dirEmpty(dst.Ino)
-				if err != nil {
+			if dr, err = v.getInode(dst.Ino); err != nil {
+				return err
+			}
+			if flags&RenameExchange != 0 && isDir(dr.Mode) && newDir != oldDir {
+				if err := v.checkNotAncestor(dst.Ino, oldDir); err != nil {
 					return err
 				}
-				if !empty {
-					return ErrNotEmpty
-				}
-				np.Nlink--
+			}
+		}
+		if err := checkRenameFlags(op, sr, np, dr); err != nil {
+			return err
+		}
+		now := nowSpec()
+		op.Mtime, op.Ctime = now, now
+		np.Mtime, np.Ctime = now, now
+		sr.Ctime = now
+		if flags&RenameExchange != 0 {
+			dr.Ctime = now
+			if err := t.removeEntry(oldDir, oldName); err != nil {
+				return err
 			}
 			if err := t.removeEntry(newDir, newName); err != nil {
 				return err
 			}
-			if err := t.dropLink(dst.Ino, dr, now); err != nil {
+			if err := t.addEntry(oldDir, inode.Dirent{Name: oldName, Ino: dst.Ino, Type: dst.Type}); err != nil {
+				return err
+			}
+			if err := t.addEntry(newDir, inode.Dirent{Name: newName, Ino: src.Ino, Type: src.Type}); err != nil {
+				return err
+			}
+			if newDir != oldDir {
+				if isDir(sr.Mode) {
+					sr.Parent = newDir
+					op.Nlink--
+					np.Nlink++
+				}
+				if isDir(dr.Mode) {
+					dr.Parent = oldDir
+					np.Nlink--
+					op.Nlink++
+				}
+			}
+			if err := t.putInode(dst.Ino, dr); err != nil {
+				return err
+			}
+		} else {
+			if dstOK {
+				switch {
+				case isDir(dr.Mode) && !isDir(sr.Mode):
+					return ErrIsDir
+				case !isDir(dr.Mode) && isDir(sr.Mode):
+					return ErrNotDir
+				case isDir(dr.Mode):
+					empty, err := v.dirEmpty(dst.Ino)
+					if err != nil {
+						return err
+					}
+					if !empty {
+						return ErrNotEmpty
+					}
+					np.Nlink--
+				}
+				if err := t.removeEntry(newDir, newName); err != nil {
+					return err
+				}
+				if err := t.dropLink(dst.Ino, dr, now); err != nil {
+					return err
+				}
+			}
+			if err := t.removeEntry(oldDir, oldName); err != nil {
+				return err
+			}
+			if err := t.addEntry(newDir, inode.Dirent{Name: newName, Ino: src.Ino, Type: src.Type}); err != nil {
+				return err
+			}
+			if isDir(sr.Mode) && newDir != oldDir {
+				sr.Parent = newDir
+				op.Nlink--
+				np.Nlink++
+			}
+			if flags&RenameWhiteout != 0 {
+				if err := t.addWhiteout(oldDir, oldName, o, now); err != nil {
+					return err
+				}
+			}
+		}
+		if err := t.putInode(src.Ino, sr); err != nil {
+			return err
+		}
+		if err := t.putInode(oldDir, op); err != nil {
+			return err
+		}
+		if newDir != oldDir {
+			if err := t.putInode(newDir, np); err != nil {
 				return err
 			}
 		}
-		if err := t.removeEntry(oldDir, oldName); err != nil {
-			return err
-		}
-		if err := t.addEntry(newDir, inode.Dirent{Name: newName, Ino: src.Ino, Type: src.Type}); err != nil {
-			return err
-		}
-		if isDir(sr.Mode) && newDir != oldDir {
-			sr.Parent = newDir
-			op.Nlink--
-			np.Nlink++
-		}
-		if flags&RenameWhiteout != 0 {
-			if err := t.addWhiteout(oldDir, oldName, o, now); err != nil {
-				return err
+		t.touch(oldDir, newDir, src.Ino)
+		if dstOK {
+			t.touch(dst.Ino)
+			if dr.Nlink == 0 {
+				unlinked = dst.Ino
 			}
 		}
-	}
-	if err := t.putInode(src.Ino, sr); err != nil {
+		return nil
+	})
+	if err != nil || unlinked == 0 {
 		return err
 	}
-	if err := t.putInode(oldDir, op); err != nil {
-		return err
-	}
-	if newDir != oldDir {
-		if err := t.putInode(newDir, np); err != nil {
-			return err
-		}
-	}
-	t.touch(oldDir, newDir, src.Ino)
-	if dstOK {
-		t.touch(dst.Ino)
-	}
-	t.commit()
-	if dstOK && dr.Nlink == 0 {
-		return v.deferFree(dst.Ino, v.finishFree(dst.Ino))
-	}
-	return nil
+	return v.deferFree(unlinked, v.finishFree(unlinked))
 }
 
 // checkNotAncestor fails with ErrInvalid if dir is inside (or is) anc.

@@ -85,48 +85,50 @@ func (v *Volume) zeroRange(op int, ino Ino, off, length int64, keepSize bool) er
 	chunk := v.rangeChunk()
 	f := v.rangeStepOp(chunk)
 	f.blockBytes, f.nblocks = 2*(v.bs+64), 2
-	t, r, err := v.beginChange(op, ino, f, false)
-	if err != nil {
+	var done bool
+	err := v.updateChange(op, ino, f, false, func(t *tx, r *inode.Record) error {
+		bs := int64(v.bs)
+		end := off + length
+		// What lies past the size is zero already; so is the rest of the
+		// last block, which can go whole.
+		zend := end
+		if zend >= int64(r.Size) {
+			zend = (int64(r.Size) + bs - 1) / bs * bs
+		}
+		o := inode.RangeOp{Kind: inode.RangeFree}
+		if off < zend {
+			first, last := (off+bs-1)/bs, zend/bs // the whole blocks: [first, last)
+			if first > last {
+				// Inside one block.
+				if err := t.zeroPart(ino, off/bs, off%bs, zend-off/bs*bs); err != nil {
+					return err
+				}
+			} else {
+				if off%bs != 0 {
+					if err := t.zeroPart(ino, off/bs, off%bs, bs); err != nil {
+						return err
+					}
+				}
+				if zend%bs != 0 {
+					if err := t.zeroPart(ino, last, 0, zend%bs); err != nil {
+						return err
+					}
+				}
+			}
+			if first < last {
+				o = inode.RangeOp{Kind: inode.RangeFree, First: uint64(first), Count: uint64(last - first), Cursor: uint64(first)}
+			}
+		}
+		if !keepSize && end > int64(r.Size) {
+			r.Size = uint64(end)
+		}
+		now := nowSpec()
+		r.Mtime, r.Ctime = now, now
+		var err error
+		done, err = t.runRange(ino, r, o, chunk)
 		return err
-	}
-	bs := int64(v.bs)
-	end := off + length
-	// What lies past the size is zero already; so is the rest of the
-	// last block, which can go whole.
-	zend := end
-	if zend >= int64(r.Size) {
-		zend = (int64(r.Size) + bs - 1) / bs * bs
-	}
-	o := inode.RangeOp{Kind: inode.RangeFree}
-	if off < zend {
-		first, last := (off+bs-1)/bs, zend/bs // the whole blocks: [first, last)
-		if first > last {
-			// Inside one block.
-			if err := t.zeroPart(ino, off/bs, off%bs, zend-off/bs*bs); err != nil {
-				return err
-			}
-		} else {
-			if off%bs != 0 {
-				if err := t.zeroPart(ino, off/bs, off%bs, bs); err != nil {
-					return err
-				}
-			}
-			if zend%bs != 0 {
-				if err := t.zeroPart(ino, last, 0, zend%bs); err != nil {
-					return err
-				}
-			}
-		}
-		if first < last {
-			o = inode.RangeOp{Kind: inode.RangeFree, First: uint64(first), Count: uint64(last - first), Cursor: uint64(first)}
-		}
-	}
-	if !keepSize && end > int64(r.Size) {
-		r.Size = uint64(end)
-	}
-	now := nowSpec()
-	r.Mtime, r.Ctime = now, now
-	return v.runRange(t, ino, r, o, chunk)
+	})
+	return v.finishRest(ino, done, err)
 }
 
 // CollapseRange removes [off, off+length) from a regular file, as
@@ -162,45 +164,46 @@ func (v *Volume) shiftRange(op int, kind uint8, ino Ino, off, length int64) erro
 	chunk := v.rangeChunk()
 	f := v.rangeStepOp(chunk)
 	f.frees = kind == inode.RangeCollapse
-	t, err := v.beginSettled(op, f, ino)
-	if err != nil {
-		return err
-	}
-	r, err := v.regularInode(ino)
-	if err != nil {
-		return err
-	}
-	if err := checkChange(r); err != nil {
-		return err
-	}
-	bs := int64(v.bs)
-	size := int64(r.Size)
-	if off%bs != 0 || length%bs != 0 {
-		return fmt.Errorf("%w: range [%d, +%d) is not aligned to the block size %d", ErrInvalid, off, length, bs)
-	}
-	o := inode.RangeOp{Kind: kind, First: uint64(off / bs), Count: uint64(length / bs)}
-	if kind == inode.RangeCollapse {
-		if off+length >= size {
-			return fmt.Errorf("%w: collapse of [%d, +%d) reaches the end of the file (%d)", ErrInvalid, off, length, size)
+	var done bool
+	err := v.updateSettled(op, f, []Ino{ino}, func(t *tx) error {
+		r, err := v.regularInode(ino)
+		if err != nil {
+			return err
 		}
-		o.Cursor = o.First
-		r.Size -= uint64(length)
-	} else {
-		if length > MaxFileSize-size {
-			return ErrFileTooBig
+		if err := checkChange(r); err != nil {
+			return err
 		}
-		if off >= size {
-			return fmt.Errorf("%w: insert at %d, at or past the end of the file (%d)", ErrInvalid, off, size)
+		bs := int64(v.bs)
+		size := int64(r.Size)
+		if off%bs != 0 || length%bs != 0 {
+			return fmt.Errorf("%w: range [%d, +%d) is not aligned to the block size %d", ErrInvalid, off, length, bs)
 		}
-		o.Cursor = uint64((size + bs - 1) / bs)
-		r.Size += uint64(length)
-	}
-	if err := t.dropCapabilities(ino); err != nil {
+		o := inode.RangeOp{Kind: kind, First: uint64(off / bs), Count: uint64(length / bs)}
+		if kind == inode.RangeCollapse {
+			if off+length >= size {
+				return fmt.Errorf("%w: collapse of [%d, +%d) reaches the end of the file (%d)", ErrInvalid, off, length, size)
+			}
+			o.Cursor = o.First
+			r.Size -= uint64(length)
+		} else {
+			if length > MaxFileSize-size {
+				return ErrFileTooBig
+			}
+			if off >= size {
+				return fmt.Errorf("%w: insert at %d, at or past the end of the file (%d)", ErrInvalid, off, size)
+			}
+			o.Cursor = uint64((size + bs - 1) / bs)
+			r.Size += uint64(length)
+		}
+		if err := t.dropCapabilities(ino); err != nil {
+			return err
+		}
+		now := nowSpec()
+		r.Mtime, r.Ctime = now, now
+		done, err = t.runRange(ino, r, o, chunk)
 		return err
-	}
-	now := nowSpec()
-	r.Mtime, r.Ctime = now, now
-	return v.runRange(t, ino, r, o, chunk)
+	})
+	return v.finishRest(ino, done, err)
 }
 
 // Allocate is fallocate(2) mode 0, and KEEP_SIZE with keepSize: txfs
@@ -227,19 +230,16 @@ func (v *Volume) MarkModified(ino Ino) error { return v.markModified(ino, 0) }
 func (v *Volume) markModified(ino Ino, size int64) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, r, err := v.beginChange(opSetAttr, ino, v.metaOp(2, false), true)
-	if err != nil {
-		return err
-	}
-	r.Size = max(r.Size, uint64(size))
-	now := nowSpec()
-	r.Mtime, r.Ctime = now, now
-	if err := t.putInode(ino, r); err != nil {
-		return err
-	}
-	t.touch(ino)
-	t.commit()
-	return nil
+	return v.updateChange(opSetAttr, ino, v.metaOp(2, false), true, func(t *tx, r *inode.Record) error {
+		r.Size = max(r.Size, uint64(size))
+		now := nowSpec()
+		r.Mtime, r.Ctime = now, now
+		if err := t.putInode(ino, r); err != nil {
+			return err
+		}
+		t.touch(ino)
+		return nil
+	})
 }
 
 // checkRange checks the range of a fallocate mode as the VFS does before
@@ -378,110 +378,110 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes
 	bs := int64(v.bs)
 	bytes = min(bytes, int64(v.chunkBlocks(v.freeChunkLimit(), v.shareOp))*bs)
 	nb := (bytes + bs - 1) / bs
-	t, err := v.beginSettled(opCopyRange, v.shareOp(int(nb)), dst, src)
-	if err != nil {
-		return 0, err
-	}
-	sr, err := v.getInode(src)
-	if err != nil {
-		return 0, err
-	}
-	dr, err := v.fileInode(dst)
-	if err != nil {
-		return 0, err
-	}
-	bytes = min(bytes, max(0, int64(sr.Size)-srcOff))
-	if bytes == 0 {
-		return 0, nil
-	}
-	if err := t.dropCapabilities(dst); err != nil {
-		return 0, err
-	}
-	nb = (bytes + bs - 1) / bs
-	shared := nb
-	tail := bytes % bs
-	if tail != 0 && (srcOff+bytes != int64(sr.Size) || int64(dr.Size) > dstOff+bytes) {
-		shared--
-	}
-	sb, db := uint64(srcOff/bs), uint64(dstOff/bs)
-	sm, err := v.blockMap(src, sb, sb+uint64(nb)-1)
-	if err != nil {
-		return 0, err
-	}
-	dm, err := v.blockMap(dst, db, db+uint64(nb)-1)
-	if err != nil {
-		return 0, err
-	}
-	for i := uint64(0); i < uint64(shared); i++ {
-		svb, sok := sm[sb+i]
-		dvb, dok := dm[db+i]
-		if sok && dok && svb == dvb {
-			continue
+	copied := int64(0)
+	err := v.updateSettled(opCopyRange, v.shareOp(int(nb)), []Ino{dst, src}, func(t *tx) error {
+		sr, err := v.getInode(src)
+		if err != nil {
+			return err
 		}
-		if dok {
-			if err := t.ref(dvb, -1); err != nil {
-				return 0, err
+		dr, err := v.fileInode(dst)
+		if err != nil {
+			return err
+		}
+		bytes = min(bytes, max(0, int64(sr.Size)-srcOff))
+		if bytes == 0 {
+			return nil
+		}
+		if err := t.dropCapabilities(dst); err != nil {
+			return err
+		}
+		nb = (bytes + bs - 1) / bs
+		shared := nb
+		tail := bytes % bs
+		if tail != 0 && (srcOff+bytes != int64(sr.Size) || int64(dr.Size) > dstOff+bytes) {
+			shared--
+		}
+		sb, db := uint64(srcOff/bs), uint64(dstOff/bs)
+		sm, err := v.blockMap(src, sb, sb+uint64(nb)-1)
+		if err != nil {
+			return err
+		}
+		dm, err := v.blockMap(dst, db, db+uint64(nb)-1)
+		if err != nil {
+			return err
+		}
+		for i := uint64(0); i < uint64(shared); i++ {
+			svb, sok := sm[sb+i]
+			dvb, dok := dm[db+i]
+			if sok && dok && svb == dvb {
+				continue
 			}
-			dr.NBlocks--
-		}
-		if !sok {
 			if dok {
-				if err := t.del(inode.BlockKey(dst, db+i)); err != nil {
-					return 0, err
+				if err := t.ref(dvb, -1); err != nil {
+					return err
 				}
+				dr.NBlocks--
 			}
-			continue
-		}
-		if err := t.ref(svb, 1); err != nil {
-			return 0, err
-		}
-		if err := t.put(inode.BlockKey(dst, db+i), inode.EncodeBlockItem(svb)); err != nil {
-			return 0, err
-		}
-		dr.NBlocks++
-	}
-	if shared < nb {
-		// The partial last block: its first tail bytes come from src.
-		i := uint64(shared)
-		block := make([]byte, bs)
-		if svb, ok := sm[sb+i]; ok {
-			raw, err := v.readBlock(svb, nil)
-			if err != nil {
-				return 0, err
+			if !sok {
+				if dok {
+					if err := t.del(inode.BlockKey(dst, db+i)); err != nil {
+						return err
+					}
+				}
+				continue
 			}
-			copy(block, raw[:tail])
-		}
-		if dvb, ok := dm[db+i]; ok {
-			raw, err := v.readBlock(dvb, nil)
-			if err != nil {
-				return 0, err
+			if err := t.ref(svb, 1); err != nil {
+				return err
 			}
-			copy(block[tail:], raw[tail:])
-			err = t.rewriteBlock(dst, db+i, dvb, block)
-			if err != nil {
-				return 0, err
-			}
-		} else {
-			vb, err := t.allocBlock()
-			if err != nil {
-				return 0, err
-			}
-			if err := t.put(inode.BlockKey(dst, db+i), inode.EncodeBlockItem(vb)); err != nil {
-				return 0, err
-			}
-			if err := t.writeBlock(vb, block, dst, db+i); err != nil {
-				return 0, err
+			if err := t.put(inode.BlockKey(dst, db+i), inode.EncodeBlockItem(svb)); err != nil {
+				return err
 			}
 			dr.NBlocks++
 		}
-	}
-	now := nowSpec()
-	dr.Size = max(dr.Size, uint64(dstOff+bytes))
-	dr.Mtime, dr.Ctime = now, now
-	if err := t.putInode(dst, dr); err != nil {
-		return 0, err
-	}
-	t.touch(dst)
-	t.commit()
-	return bytes, nil
+		if shared < nb {
+			// The partial last block: its first tail bytes come from src.
+			i := uint64(shared)
+			block := make([]byte, bs)
+			if svb, ok := sm[sb+i]; ok {
+				raw, err := v.readBlock(svb, nil)
+				if err != nil {
+					return err
+				}
+				copy(block, raw[:tail])
+			}
+			if dvb, ok := dm[db+i]; ok {
+				raw, err := v.readBlock(dvb, nil)
+				if err != nil {
+					return err
+				}
+				copy(block[tail:], raw[tail:])
+				err = t.rewriteBlock(dst, db+i, dvb, block)
+				if err != nil {
+					return err
+				}
+			} else {
+				vb, err := t.allocBlock()
+				if err != nil {
+					return err
+				}
+				if err := t.put(inode.BlockKey(dst, db+i), inode.EncodeBlockItem(vb)); err != nil {
+					return err
+				}
+				if err := t.writeBlock(vb, block, dst, db+i); err != nil {
+					return err
+				}
+				dr.NBlocks++
+			}
+		}
+		now := nowSpec()
+		dr.Size = max(dr.Size, uint64(dstOff+bytes))
+		dr.Mtime, dr.Ctime = now, now
+		if err := t.putInode(dst, dr); err != nil {
+			return err
+		}
+		t.touch(dst)
+		copied = bytes
+		return nil
+	})
+	return copied, err
 }
