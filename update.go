@@ -107,3 +107,16 @@ func (t *tx) end(op int, err error) error {
 	v.open = nil
 	return v.fail(fmt.Errorf("%s failed halfway through its transaction: %w", opNames[uint64(op)], err))
 }
+
+// The size of a transaction.
+
+// metaRecBytes bounds the records of one metadata operation: a few items
+// of at most the tree's largest value each.
+func (v *Volume) metaRecBytes() int { return 8 * (v.maxValue() + 64) }
+
+// unitPayload is what one transaction may put in a unit.
+func (v *Volume) unitPayload() int {
+	return int(min(int64(v.geo.SegmentSize), maxUnitBytes)) - 6*v.bs
+}
+
+func (v *Volume) maxValue() int { return btree.MaxValueSize(v.bs) }
