@@ -33,21 +33,20 @@ func after(t, u Timespec) bool {
 
 // touchAtime sets ino's atime to now in a transaction of its own. It is
 // best effort: a read does not fail because its atime could not be kept
-// (a full volume, say), so errors are dropped. begin may release the lock
-// while it waits; callers read the inode again afterwards.
+// (a full volume, say), so errors are dropped (one after its change stops
+// the volume all the same: update). begin may release the lock while it
+// waits; callers read the inode again afterwards.
 func (v *Volume) touchAtime(ino Ino, now Timespec) {
-	t, err := v.begin(opSetAttr, v.metaOp(1, false))
-	if err != nil {
-		return
-	}
-	r, err := v.getInode(ino)
-	if err != nil {
-		return
-	}
-	r.Atime = now
-	if t.putInode(ino, r) != nil {
-		return
-	}
-	t.touch(ino)
-	t.commit()
+	_ = v.update(opSetAttr, v.metaOp(1, false), func(t *tx) error {
+		r, err := v.getInode(ino)
+		if err != nil {
+			return err
+		}
+		r.Atime = now
+		if err := t.putInode(ino, r); err != nil {
+			return err
+		}
+		t.touch(ino)
+		return nil
+	})
 }

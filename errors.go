@@ -91,3 +91,11 @@ type Location = corrupt.Location
 // CorruptionAt returns where the damage err reports was found, if err is
 // corruption whose place is known.
 func CorruptionAt(err error) (Location, bool) { return corrupt.LocationOf(err) }
+
+// failIf stops the volume with err, if there is one (v.fail).
+func (v *Volume) failIf(err error) error {
+	if err == nil {
+		return nil
+	}
+	return v.fail(err)
+}

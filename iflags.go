@@ -144,34 +144,31 @@ func (v *Volume) SetFlags(ino Ino, flags uint32, by Owner) error {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(opSetAttr, v.metaOp(1, false))
-	if err != nil {
-		return err
-	}
-	r, err := v.getInode(ino)
-	if err != nil {
-		return err
-	}
-	if mt := r.Mode & syscall.S_IFMT; mt != syscall.S_IFREG && mt != syscall.S_IFDIR && flags&^otherTypeFlags != 0 {
-		return fmt.Errorf("%w: inode flags %#x on file type %#o", ErrNotSupported, flags, mt)
-	}
-	if by.Uid != 0 && by.Uid != r.Uid {
-		return fmt.Errorf("%w: only the owner changes inode flags", ErrPermission)
-	}
-	if by.Uid != 0 && (r.Flags^flags)&(FlagImmutable|FlagAppend) != 0 {
-		return fmt.Errorf("%w: only root sets or clears the immutable and append-only flags", ErrPermission)
-	}
-	if immutable(r) && flags&FlagImmutable != 0 && flags != r.Flags {
-		return fmt.Errorf("%w: the inode is immutable: clear that flag first", ErrPermission)
-	}
-	r.Flags = flags
-	r.Ctime = nowSpec()
-	if err := t.putInode(ino, r); err != nil {
-		return err
-	}
-	t.touch(ino)
-	t.commit()
-	return nil
+	return v.update(opSetAttr, v.metaOp(1, false), func(t *tx) error {
+		r, err := v.getInode(ino)
+		if err != nil {
+			return err
+		}
+		if mt := r.Mode & syscall.S_IFMT; mt != syscall.S_IFREG && mt != syscall.S_IFDIR && flags&^otherTypeFlags != 0 {
+			return fmt.Errorf("%w: inode flags %#x on file type %#o", ErrNotSupported, flags, mt)
+		}
+		if by.Uid != 0 && by.Uid != r.Uid {
+			return fmt.Errorf("%w: only the owner changes inode flags", ErrPermission)
+		}
+		if by.Uid != 0 && (r.Flags^flags)&(FlagImmutable|FlagAppend) != 0 {
+			return fmt.Errorf("%w: only root sets or clears the immutable and append-only flags", ErrPermission)
+		}
+		if immutable(r) && flags&FlagImmutable != 0 && flags != r.Flags {
+			return fmt.Errorf("%w: the inode is immutable: clear that flag first", ErrPermission)
+		}
+		r.Flags = flags
+		r.Ctime = nowSpec()
+		if err := t.putInode(ino, r); err != nil {
+			return err
+		}
+		t.touch(ino)
+		return nil
+	})
 }
 
 // checkRenameFlags refuses a rename that takes the name of sr away from

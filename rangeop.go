@@ -64,59 +64,6 @@ func (v *Volume) rangeChunk() int {
 	return v.chunkBlocks(v.rangeChunkItems(), v.rangeStepOp)
 }
 
-// beginChange begins a change of regular file ino by a fallocate mode,
-// which removes its security.capability first, as the kernel's
-// file_modified does. An immutable file, or an append-only one unless
-// appendOK, is refused first (ErrPermission), as the VFS does. Lock held.
-func (v *Volume) beginChange(op int, ino Ino, f footprint, appendOK bool) (*tx, *inode.Record, error) {
-	t, err := v.beginSettled(op, f, ino)
-	if err != nil {
-		return nil, nil, err
-	}
-	r, err := v.regularInode(ino)
-	if err != nil {
-		return nil, nil, err
-	}
-	if immutable(r) || !appendOK {
-		if err := checkChange(r); err != nil {
-			return nil, nil, err
-		}
-	}
-	return t, r, t.dropCapabilities(ino)
-}
-
-// beginSettled is begin for an operation on the blocks of inos: none of
-// them has a truncate or a range operation in progress when it returns.
-// Those are finished first, and again if one started while begin waited
-// with the lock released. Lock held.
-func (v *Volume) beginSettled(op int, f footprint, inos ...Ino) (*tx, error) {
-	for {
-		for _, ino := range inos {
-			if err := v.finishTruncate(ino); err != nil {
-				return nil, err
-			}
-		}
-		t, err := v.begin(op, f)
-		if err != nil {
-			return nil, err
-		}
-		settled := true
-		for _, ino := range inos {
-			for _, k := range []btree.Key{inode.TruncKey(ino), inode.RangeKey(ino)} {
-				_, ok, err := v.tree.Get(k)
-				if err != nil {
-					return nil, v.fail(err)
-				}
-				settled = settled && !ok
-			}
-		}
-		if settled {
-			return t, nil
-		}
-		// t changed nothing: the next begin drops it.
-	}
-}
-
 // pendingRange returns the range operation in progress on ino, if any.
 func (v *Volume) pendingRange(ino Ino) (inode.RangeOp, bool, error) {
 	val, ok, err := v.tree.Get(inode.RangeKey(ino))
@@ -131,14 +78,20 @@ func (v *Volume) pendingRange(ino Ino) (inode.RangeOp, bool, error) {
 }
 
 // runRange does as much of o as t holds (chunk items, as it was begun
-// with), which changes r, and records what is left in the range item; it
-// then commits t and finishes o in further transactions.
-func (v *Volume) runRange(t *tx, ino Ino, r *inode.Record, o inode.RangeOp, chunk int) error {
+// with), which changes r, records what is left in the range item, and
+// reports whether o is done. finishRest finishes the rest.
+func (t *tx) runRange(ino Ino, r *inode.Record, o inode.RangeOp, chunk int) (bool, error) {
 	done, err := t.rangeStep(ino, r, &o, chunk)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if err := t.endStep(ino, r, o, done, false); err != nil || done {
+	return done, t.endStep(ino, r, o, done, false)
+}
+
+// finishRest finishes in further transactions the range operation on ino
+// whose first transaction ended with done and err.
+func (v *Volume) finishRest(ino Ino, done bool, err error) error {
+	if err != nil || done {
 		return err
 	}
 	// The operation is done for whoever looks; a full volume only delays
@@ -146,9 +99,9 @@ func (v *Volume) runRange(t *tx, ino Ino, r *inode.Record, o inode.RangeOp, chun
 	return v.deferFree(ino, v.finishRange(ino))
 }
 
-// endStep ends a transaction of range operation o on ino, whose inode is
-// now r: it records what is left of o in the range item, or removes the
-// item (which exists if had) when o is done, and commits.
+// endStep ends the work of a transaction of range operation o on ino,
+// whose inode is now r: it records what is left of o in the range item, or
+// removes the item (which exists if had) when o is done.
 func (t *tx) endStep(ino Ino, r *inode.Record, o inode.RangeOp, done, had bool) error {
 	var err error
 	switch {
@@ -164,7 +117,6 @@ func (t *tx) endStep(ino Ino, r *inode.Record, o inode.RangeOp, done, had bool) 
 		return err
 	}
 	t.touch(ino)
-	t.commit()
 	return nil
 }
 
@@ -200,31 +152,28 @@ func (v *Volume) finishRange(ino Ino) (err error) {
 			}
 		}
 		chunk := v.rangeChunk()
-		t, err := v.begin(opRangeStep, v.rangeStepOp(chunk))
-		if err != nil {
-			return err
-		}
-		o, ok, err := v.pendingRange(ino)
-		if err != nil || !ok {
-			return err
-		}
-		r, err := v.getInode(ino)
-		if errors.Is(err, ErrNotExist) {
-			// Nothing left to change (the item outlived its inode).
-			if err := t.del(inode.RangeKey(ino)); err != nil {
+		done := false
+		err := v.update(opRangeStep, v.rangeStepOp(chunk), func(t *tx) error {
+			o, ok, err := v.pendingRange(ino)
+			if err != nil || !ok {
+				done = true
 				return err
 			}
-			t.commit()
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		done, err := t.rangeStep(ino, r, &o, chunk)
-		if err != nil {
-			return err
-		}
-		if err := t.endStep(ino, r, o, done, true); err != nil || done {
+			r, err := v.getInode(ino)
+			if errors.Is(err, ErrNotExist) {
+				// Nothing left to change (the item outlived its inode).
+				done = true
+				return t.del(inode.RangeKey(ino))
+			}
+			if err != nil {
+				return err
+			}
+			if done, err = t.rangeStep(ino, r, &o, chunk); err != nil {
+				return err
+			}
+			return t.endStep(ino, r, o, done, true)
+		})
+		if err != nil || done {
 			return err
 		}
 	}

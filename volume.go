@@ -455,7 +455,8 @@ func (v *Volume) begin(op int, f footprint) (*tx, error) {
 // in-memory state and then ended without commit: an operation that failed
 // halfway (a block it had to read was unreadable, say). Those changes have
 // no log record, so no checkpoint may write them; recovery on the next
-// Open starts from what was committed. Lock held.
+// Open starts from what was committed. update ends its transactions
+// itself, at once; this catches one begun and left without it. Lock held.
 func (v *Volume) checkAbandoned() error {
 	t := v.open
 	v.open = nil

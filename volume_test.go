@@ -742,33 +742,19 @@ func TestConcurrentOperations(t *testing.T) {
 // An operation that fails halfway through its transaction (here a write
 // whose second block cannot be read back) has already changed some of the
 // in-memory state. Nothing may make that half durable: the volume stops
-// writing, and the next Open finds the file as the last commit left it.
+// writing there and then, saying which operation failed and why, and the
+// next Open finds the file as the last commit left it.
 func TestHalfDoneTransactionStopsVolume(t *testing.T) {
-	v, dev := newTestVolume(t, 32<<20, Options{})
-	f, _ := v.Create(RootIno, "f", 0o644, Owner{})
-	old := bytes.Repeat([]byte("old!"), 2048) // two blocks
-	if _, err := v.Write(f.Ino, old, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	v.mu.Lock()
-	m, err := v.blockMap(f.Ino, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := v.dat.Live(m[1])
-	v.mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dev.WriteAt(bytes.Repeat([]byte{0x5a}, int(e.Len)), int64(e.Addr)); err != nil {
-		t.Fatal(err)
-	}
+	v, dev, ino, old := volumeWithDamage(t)
 	// Block 0 is rewritten in memory, then block 1 fails to read.
-	_, err = v.Write(f.Ino, bytes.Repeat([]byte("new!"), 1500), 100)
+	_, err := v.Write(ino, bytes.Repeat([]byte("new!"), 1500), 100)
 	mustErr(t, err, ErrIO)
+	if !strings.Contains(err.Error(), "write failed halfway") || !strings.Contains(err.Error(), "checksum") {
+		t.Fatalf("error %q does not say which operation failed halfway and why", err)
+	}
+	if werr := v.writableNow(); werr == nil || !strings.Contains(werr.Error(), "write failed halfway") {
+		t.Fatalf("right after the failed write the volume says %v; want it stopped with the reason", werr)
+	}
 	if _, err := v.Create(RootIno, "g", 0o644, Owner{}); err == nil {
 		t.Fatal("the volume took another operation after one failed halfway")
 	}
@@ -779,7 +765,7 @@ func TestHalfDoneTransactionStopsVolume(t *testing.T) {
 	}
 	defer v2.Close()
 	got := make([]byte, 4096)
-	if _, err := v2.Read(f.Ino, got, 0); err != nil || !bytes.Equal(got, old[:4096]) {
+	if _, err := v2.Read(ino, got, 0); err != nil || !bytes.Equal(got, old[:4096]) {
 		t.Fatalf("block 0 after reopen: %q, %v; want the old content", got[:16], err)
 	}
 }
