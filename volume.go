@@ -242,11 +242,11 @@ func Open(dev segment.Device, o Options) (*Volume, error) {
 	if err := v.markInUse(); err != nil {
 		return nil, fmt.Errorf("%w: superblock: %v", ErrIO, err)
 	}
+	if v.accepted {
+		v.changes++ // before the checkpointer runs: it reads changes
+	}
 	go v.log.Run(v.done)
 	go v.checkpointer()
-	if v.accepted {
-		v.changes++
-	}
 	if replayed > 0 || v.accepted {
 		// First make what was replayed the checkpoint: it always fits
 		// (space.go), and it gives back what the replayed deletes freed.
