@@ -59,6 +59,44 @@ func (a fsckAccess) Inspect(forRepair bool, fn func(fsck.View) error) error {
 	return nil
 }
 
+func (a fsckAccess) InspectDurable(fn func(fsck.View) error) (moved bool, err error) {
+	v := a.v
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return false, ErrClosed
+	}
+	sb := *v.sb
+	outer := fsckView{v}
+	warnings, damage := append([]string(nil), v.warnings...), outer.Damage()
+	v.mu.Unlock()
+	// A volume of its own, private to fn, that reads only the device.
+	d := newVolume(v.dev, &sb, 0, Options{ReadOnly: true, CacheBytes: durableCheckCache})
+	_, c, err := d.loadCheckpoint(sb.Checkpoint)
+	if err == nil {
+		err = fn(durableView{fsckView{d}, c.FreedNodes, warnings, damage})
+	}
+	v.mu.Lock()
+	moved = v.sb.Generation != sb.Generation
+	v.mu.Unlock()
+	return moved, err
+}
+
+// durableCheckCache is the memory the caches of a durable check take.
+const durableCheckCache = MinCacheBytes
+
+// durableView is a checkpoint's metadata as the checker reads it.
+type durableView struct {
+	fsckView
+	freed    []uint64 // nodes the checkpoint dropped: freed once it was durable
+	warnings []string
+	damage   string
+}
+
+func (d durableView) DroppedNodes() []uint64 { return d.freed }
+func (d durableView) Warnings() []string     { return d.warnings }
+func (d durableView) Damage() string         { return d.damage }
+
 func (a fsckAccess) Fix(fn func(fsck.Tx) error) error {
 	v := a.v
 	v.mu.Lock()

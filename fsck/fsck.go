@@ -6,7 +6,9 @@
 // Repair decides what ordinary transactions can fix and asks the volume to
 // run them. Neither knows the volume's internals: the volume gives them a
 // Volume (txfs.Volume.Fsck), which says how they may read it and runs their
-// changes. The root package's Check and Repair, which the tests use
+// changes. Check reads the volume as it is now, under the volume lock;
+// CheckDurable reads its last durable checkpoint from the device while
+// the volume goes on. The root package's Check and Repair, which the tests use
 // everywhere, are this package's functions on that access; so fsck sits
 // below the root package and imports only the layers under it.
 package fsck
@@ -34,6 +36,13 @@ type Volume interface {
 	// writable, and an error from fn (an item that does not decode) stops
 	// the volume, as corruption met by any operation does.
 	Inspect(forRepair bool, fn func(View) error) error
+	// InspectDurable runs fn with read access to the metadata of the
+	// volume's last durable checkpoint, read from the device, while the
+	// volume goes on with its operations. Copy-on-write never writes over
+	// what a checkpoint uses, but once a later checkpoint is durable the
+	// segments it shows empty are reused: moved says that happened while
+	// fn ran, so a block fn found damaged may have been sound.
+	InspectDurable(fn func(View) error) (moved bool, err error)
 	// Fix runs fn as one transaction.
 	Fix(fn func(Tx) error) error
 	// LostFound returns the directory name in the root directory, made
