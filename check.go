@@ -8,6 +8,7 @@ import (
 	"github.com/txfs/txfs/cow"
 	"github.com/txfs/txfs/fsck"
 	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/segment"
 )
 
 // The checker and repair live in package fsck; the volume gives them their
@@ -33,6 +34,12 @@ func (v *Volume) Repair() ([]string, error) { return fsck.Repair(v.Fsck()) }
 // RepairCounts sets the reference counts and the segment usage to the
 // references that exist (fsck.RepairCounts).
 func (v *Volume) RepairCounts() ([]string, error) { return fsck.RepairCounts(v.Fsck()) }
+
+// superblockWarnings are the warnings of the checker Open finds in the
+// superblocks (fsck.SuperblockWarnings).
+func superblockWarnings(dev segment.Device, bs uint32) []string {
+	return fsck.SuperblockWarnings(dev, bs)
+}
 
 // Fsck gives the checker and repair (package fsck) their access to the
 // volume: reads under the volume lock, changes as transactions.
