@@ -7,8 +7,8 @@
 // run them. Neither knows the volume's internals: the volume gives them a
 // Volume (txfs.Volume.Fsck), which says how they may read it and runs their
 // changes. Check reads the volume as it is now, under the volume lock;
-// CheckDurable reads its last durable checkpoint from the device while
-// the volume goes on. The root package's Check and Repair, which the tests use
+// CheckDurable reads its last durable checkpoint from the device while the
+// volume goes on. The root package's Check and Repair, which the tests use
 // everywhere, are this package's functions on that access; so fsck sits
 // below the root package and imports only the layers under it.
 package fsck
