@@ -2,6 +2,7 @@ package txfs
 
 import (
 	"errors"
+	"fmt"
 	"syscall"
 
 	"github.com/txfs/txfs/btree"
@@ -80,7 +81,9 @@ func (a fsckAccess) InspectDurable(fn func(fsck.View) error) (moved bool, err er
 	// A volume of its own, private to fn, that reads only the device.
 	d := newVolume(v.dev, &sb, 0, Options{ReadOnly: true, CacheBytes: durableCheckCache})
 	_, c, err := d.loadCheckpoint(sb.Checkpoint)
-	if err == nil {
+	if err != nil {
+		err = fmt.Errorf("%w: %w", fsck.ErrCheckpoint, err)
+	} else {
 		err = fn(durableView{fsckView{d}, c.FreedNodes, warnings, damage})
 	}
 	v.mu.Lock()

@@ -1,6 +1,7 @@
 package fsck
 
 import (
+	"errors"
 	"sort"
 	"syscall"
 
@@ -54,6 +55,11 @@ func CheckDurable(vol Volume, p Progress) (*Report, error) {
 			return nil
 		})
 		if err != nil && !moved {
+			if errors.Is(err, ErrCheckpoint) {
+				rep = &Report{}
+				rep.addf("%v", err)
+				return rep, nil
+			}
 			return nil, err
 		}
 		// Every block is verified by its checksum: a reused segment can

@@ -93,6 +93,10 @@ type Tx interface {
 	Delete(k btree.Key) error
 }
 
+// ErrCheckpoint is wrapped by the error of InspectDurable when the
+// checkpoint cannot be read: damage CheckDurable reports.
+var ErrCheckpoint = errors.New("the last durable checkpoint cannot be read")
+
 // ErrCheck is wrapped by every problem Check finds.
 var ErrCheck = errors.New("txfs: check found problems")
 
