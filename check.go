@@ -3,440 +3,205 @@ package txfs
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"syscall"
 
 	"github.com/txfs/txfs/btree"
+	"github.com/txfs/txfs/cow"
+	"github.com/txfs/txfs/fsck"
 	"github.com/txfs/txfs/inode"
+	"github.com/txfs/txfs/segment"
 )
 
-// ErrCheck is wrapped by every problem Check finds.
-var ErrCheck = errors.New("txfs: check found problems")
+// The checker and repair live in package fsck; the volume gives them their
+// access (Fsck). Check and Repair stay here as methods, for every caller
+// that has a volume at hand.
 
-// CheckReport is what Check found.
-type CheckReport struct {
-	Inodes      uint64
-	Directories uint64
-	DataBlocks  uint64 // virtual blocks of file data
-	Nodes       uint64 // metadata tree nodes
-	Orphans     uint64
-	Problems    []string
-	// Warnings are damage that recovery works around and the next
-	// checkpoint repairs: one superblock slot unreadable, as a power cut
-	// during its write leaves it.
-	Warnings []string
-}
+// CheckReport is what the checker found.
+type CheckReport = fsck.Report
 
-func (r *CheckReport) addf(format string, a ...any) {
-	if len(r.Problems) < 1000 {
-		r.Problems = append(r.Problems, fmt.Sprintf(format, a...))
-	}
-}
+// LostFound is the directory Repair puts inodes that have no name into.
+const LostFound = fsck.LostFound
 
-// Err returns nil for a clean report, else an error listing the problems.
-func (r *CheckReport) Err() error {
-	if len(r.Problems) == 0 {
-		return nil
-	}
-	n := min(len(r.Problems), 10)
-	return fmt.Errorf("%w: %d problems, first: %v", ErrCheck, len(r.Problems), r.Problems[:n])
-}
-
-// Check verifies the whole volume as it is now (after recovery): every
-// tree node and data block is read and its checksum verified; every
-// reference count in the DAT equals the references that exist; the free
-// list is whole; the segment usage table equals the live blocks; link
-// counts, directory entries, parents and block counts agree; every inode is
-// reachable or an orphan. It returns an error when it finds a problem.
-func (v *Volume) Check() error {
-	r, err := v.CheckReport()
-	if err != nil {
-		return err
-	}
-	return r.Err()
-}
+// Check verifies the whole volume as it is now (fsck.Check).
+func (v *Volume) Check() error { return fsck.Check(v.Fsck()) }
 
 // CheckReport runs the checks of Check and returns everything found. The
 // error is for the checker itself failing (a closed volume).
-func (v *Volume) CheckReport() (*CheckReport, error) { return v.CheckWithProgress(nil) }
+func (v *Volume) CheckReport() (*CheckReport, error) { return fsck.CheckWithProgress(v.Fsck(), nil) }
 
-// Progress is told, now and then, how far the checker is: which of its
-// four passes (1 tree, 2 names, 3 virtual blocks, 4 segments) and how far
-// through it, as done of total.
-type Progress func(pass int, done, total uint64)
+// Repair fixes the namespace through ordinary transactions (fsck.Repair).
+func (v *Volume) Repair() ([]string, error) { return fsck.Repair(v.Fsck()) }
 
-// CheckWithProgress is CheckReport reporting its progress to p (nil: none).
-func (v *Volume) CheckWithProgress(p Progress) (*CheckReport, error) {
-	if p == nil {
-		p = func(int, uint64, uint64) {}
-	}
+// RepairCounts sets the reference counts and the segment usage to the
+// references that exist (fsck.RepairCounts).
+func (v *Volume) RepairCounts() ([]string, error) { return fsck.RepairCounts(v.Fsck()) }
+
+// superblockWarnings are the warnings of the checker Open finds in the
+// superblocks (fsck.SuperblockWarnings).
+func superblockWarnings(dev segment.Device, bs uint32) []string {
+	return fsck.SuperblockWarnings(dev, bs)
+}
+
+// Fsck gives the checker and repair (package fsck) their access to the
+// volume: reads under the volume lock, changes as transactions.
+func (v *Volume) Fsck() fsck.Volume { return fsckAccess{v} }
+
+type fsckAccess struct{ v *Volume }
+
+func (a fsckAccess) Inspect(forRepair bool, fn func(fsck.View) error) error {
+	v := a.v
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if !forRepair {
+		if v.closed {
+			return ErrClosed
+		}
+		return fn(fsckView{v})
+	}
+	if err := v.writable(); err != nil {
+		return err
+	}
+	if err := fn(fsckView{v}); err != nil {
+		return v.fail(err)
+	}
+	return nil
+}
+
+func (a fsckAccess) InspectDurable(fn func(fsck.View) error) (moved bool, err error) {
+	v := a.v
+	v.mu.Lock()
 	if v.closed {
-		return nil, ErrClosed
+		v.mu.Unlock()
+		return false, ErrClosed
 	}
-	rep := &CheckReport{Warnings: append([]string(nil), v.warnings...)}
-	if v.damage != nil {
-		rep.addf("the log is damaged: %s", v.damage)
-	}
-	refs := map[uint64]uint32{} // references that exist to each virtual block
-	count := v.dat.Count()
-	p(1, 0, count)
-	// Tree structure and nodes.
-	err := v.tree.Walk(func(id btree.NodeID, level int) error {
-		if uint64(id)&(1<<63) != 0 {
-			return nil // new in memory, not yet in the DAT
-		}
-		rep.Nodes++
-		if rep.Nodes%256 == 0 {
-			p(1, rep.Nodes, count)
-		}
-		refs[uint64(id)]++
-		if _, err := v.readBlock(uint64(id), nil); err != nil {
-			rep.addf("tree node %d: %v", id, err)
-		}
-		return nil
-	})
+	sb := *v.sb
+	outer := fsckView{v}
+	warnings, damage := append([]string(nil), v.warnings...), outer.Damage()
+	v.mu.Unlock()
+	// A volume of its own, private to fn, that reads only the device.
+	d := newVolume(v.dev, &sb, 0, Options{ReadOnly: true, CacheBytes: durableCheckCache})
+	_, c, err := d.loadCheckpoint(sb.Checkpoint)
 	if err != nil {
-		rep.addf("metadata tree: %v", err)
-		return rep, nil
+		err = fmt.Errorf("%w: %w", fsck.ErrCheckpoint, err)
+	} else {
+		err = fn(durableView{fsckView{d}, c.FreedNodes, warnings, damage})
 	}
-	for _, id := range v.tree.PendingFree() {
-		refs[uint64(id)]++ // dropped from the tree, freed at the next checkpoint
-	}
-	for _, id := range v.ckptFreed {
-		refs[id]++ // dropped by a checkpoint not yet durable
-	}
-	v.checkNamespace(rep, refs, func(done uint64) { p(2, done, count) })
-	v.checkDAT(rep, refs, func(done uint64) { p(3, done, count) })
-	v.checkUsage(rep, func(done uint64) { p(4, done, count) })
-	return rep, nil
+	v.mu.Lock()
+	moved = v.sb.Generation != sb.Generation
+	v.mu.Unlock()
+	return moved, err
 }
 
-type inodeInfo struct {
-	rec      *inode.Record
-	names    uint32 // directory entries naming it
-	subdirs  uint32
-	parents  []Ino
-	blocks   uint64
-	symBytes uint64
-	orphan   bool
+// durableCheckCache is the memory the caches of a durable check take.
+const durableCheckCache = MinCacheBytes
+
+// durableView is a checkpoint's metadata as the checker reads it.
+type durableView struct {
+	fsckView
+	freed    []uint64 // nodes the checkpoint dropped: freed once it was durable
+	warnings []string
+	damage   string
 }
 
-func (v *Volume) checkNamespace(rep *CheckReport, refs map[uint64]uint32, progress func(uint64)) {
-	inodes := map[Ino]*inodeInfo{}
-	get := func(ino Ino) *inodeInfo {
-		i := inodes[ino]
-		if i == nil {
-			i = &inodeInfo{}
-			inodes[ino] = i
-		}
-		return i
-	}
-	type entry struct {
-		dir Ino
-		e   inode.Dirent
-	}
-	var entries []entry
-	var blocks []struct {
-		ino Ino
-		off uint64
-		vb  uint64
-	}
-	truncs := map[Ino]uint64{}
-	ranges := map[Ino]inode.RangeOp{}
-	var rangeInos []Ino // in key order, for a stable report
-	err := v.tree.Ascend(btree.Key{}, func(k btree.Key, val []byte) bool {
-		switch k.Type {
-		case inode.TypeInode:
-			if k.Off != 0 {
-				// Every lookup of an inode uses offset 0.
-				rep.addf("inode item %v is not at offset 0", k)
-				return true
-			}
-			r, err := inode.DecodeRecord(k.Ino, val)
-			if err != nil {
-				rep.addf("inode %d: %v", k.Ino, err)
-				return true
-			}
-			get(k.Ino).rec = r
-			if r.Flags&^SupportedFlags != 0 {
-				rep.addf("inode %d has inode flags %#x, which txfs does not define", k.Ino, r.Flags&^SupportedFlags)
-			}
-			if k.Ino >= v.nextIno {
-				rep.addf("inode %d at or above the next inode number %d", k.Ino, v.nextIno)
-			}
-		case inode.TypeDirent:
-			es, err := inode.DecodeDirents(val)
-			if err != nil {
-				rep.addf("directory %d entry item %d: %v", k.Ino, k.Off, err)
-				return true
-			}
-			names := map[string]bool{}
-			for _, e := range es {
-				if inode.NameHash(e.Name) != k.Off {
-					rep.addf("directory %d: entry %q filed under the wrong hash", k.Ino, e.Name)
-				}
-				if err := checkName(e.Name); err != nil {
-					rep.addf("directory %d: entry %q: %v", k.Ino, e.Name, err)
-				}
-				if names[e.Name] {
-					rep.addf("directory %d has two entries named %q", k.Ino, e.Name)
-				}
-				names[e.Name] = true
-				entries = append(entries, entry{k.Ino, e})
-			}
-		case inode.TypeXattr:
-			es, err := inode.DecodeXattrs(val)
-			if err != nil {
-				rep.addf("inode %d xattr item: %v", k.Ino, err)
-			}
-			names := map[string]bool{}
-			for _, e := range es {
-				if inode.NameHash(e.Name) != k.Off {
-					rep.addf("inode %d: attribute %q filed under the wrong hash", k.Ino, e.Name)
-				}
-				if err := v.checkXattrName(e.Name); err != nil {
-					rep.addf("inode %d: attribute %q: %v", k.Ino, e.Name, err)
-				}
-				if names[e.Name] {
-					rep.addf("inode %d has two attributes named %q", k.Ino, e.Name)
-				}
-				names[e.Name] = true
-			}
-			get(k.Ino)
-		case inode.TypeSymlink:
-			get(k.Ino).symBytes += uint64(len(val))
-		case inode.TypeBlock:
-			if len(val) != 8 {
-				rep.addf("inode %d block %d: mapping of %d bytes", k.Ino, k.Off, len(val))
-				return true
-			}
-			blocks = append(blocks, struct {
-				ino Ino
-				off uint64
-				vb  uint64
-			}{k.Ino, k.Off, inode.DecodeBlockItem(val)})
-			get(k.Ino).blocks++
-		case inode.TypeOrphan, inode.TypeTrunc:
-			// Open finds these marks among the items of inode 0 only.
-			if k.Ino != 0 {
-				rep.addf("%s mark %v outside the list of inode 0", map[uint8]string{inode.TypeOrphan: "orphan", inode.TypeTrunc: "truncate"}[k.Type], k)
-				return true
-			}
-			i := get(k.Off) // a mark of an inode that does not exist is a problem
-			if k.Type == inode.TypeOrphan {
-				i.orphan = true
-			} else if size, err := inode.DecodeTruncItem(val); err != nil {
-				rep.addf("truncate mark of inode %d: %v", k.Off, err)
-			} else {
-				truncs[k.Off] = size
-			}
-		case inode.TypeRange:
-			o, err := inode.DecodeRangeOp(val)
-			if err != nil {
-				rep.addf("range operation of inode %d: %v", k.Off, err)
-				return true
-			}
-			ranges[k.Off] = o
-			rangeInos = append(rangeInos, k.Off)
-		default:
-			rep.addf("item of unknown type %d (inode %d)", k.Type, k.Ino)
-		}
-		return true
-	})
+func (d durableView) DroppedNodes() []uint64 { return d.freed }
+func (d durableView) Warnings() []string     { return d.warnings }
+func (d durableView) Damage() string         { return d.damage }
+
+func (a fsckAccess) Fix(fn func(fsck.Tx) error) error {
+	v := a.v
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, err := v.begin(opRepair, v.metaOp(8, true))
 	if err != nil {
-		rep.addf("metadata tree: %v", err)
-		return
+		return err
 	}
-	for _, en := range entries {
-		d := inodes[en.dir]
-		if d == nil || d.rec == nil || !isDir(d.rec.Mode) {
-			rep.addf("entry %q in %d, which is not a directory", en.e.Name, en.dir)
-			continue
-		}
-		t := inodes[en.e.Ino]
-		if t == nil || t.rec == nil {
-			rep.addf("entry %q in directory %d names missing inode %d", en.e.Name, en.dir, en.e.Ino)
-			continue
-		}
-		t.names++
-		t.parents = append(t.parents, en.dir)
-		if uint32(en.e.Type) != t.rec.Mode>>12 {
-			rep.addf("entry %q in directory %d has type %d, inode %d has mode %#o", en.e.Name, en.dir, en.e.Type, en.e.Ino, t.rec.Mode)
-		}
-		if isDir(t.rec.Mode) {
-			d.subdirs++
-		}
+	if err := fn(fsckTx{t}); err != nil {
+		return err
 	}
-	for _, b := range blocks {
-		refs[b.vb]++
-		rep.DataBlocks++
-		if rep.DataBlocks%1024 == 0 {
-			progress(rep.DataBlocks)
-		}
-		i := inodes[b.ino]
-		if i == nil || i.rec == nil {
-			rep.addf("block %d of missing inode %d", b.off, b.ino)
-			continue
-		}
-		limit := i.rec.Size
-		if t, ok := truncs[b.ino]; ok {
-			limit = max(limit, t)
-		}
-		if o, ok := ranges[b.ino]; ok && o.Kind == inode.RangeCollapse {
-			// The blocks not yet moved down lie past the new size.
-			limit += o.Count * uint64(v.bs)
-		}
-		if _, ok := truncs[b.ino]; !ok && b.off*uint64(v.bs) >= limit {
-			rep.addf("inode %d maps block %d past its size %d", b.ino, b.off, i.rec.Size)
-		}
-		if _, err := v.readBlock(b.vb, nil); err != nil {
-			rep.addf("inode %d block %d: %v", b.ino, b.off, err)
-		}
-	}
-	for _, ino := range rangeInos {
-		if i := inodes[ino]; i == nil || i.rec == nil || i.rec.Mode&syscall.S_IFMT != syscall.S_IFREG {
-			rep.addf("range operation of inode %d, which is not a regular file", ino)
-		}
-	}
-	if r := inodes[RootIno]; r == nil || r.rec == nil {
-		rep.addf("the root directory (inode %d) does not exist", RootIno)
-	} else if !isDir(r.rec.Mode) {
-		rep.addf("the root directory (inode %d) has mode %#o", RootIno, r.rec.Mode)
-	}
-	inos := make([]Ino, 0, len(inodes))
-	for ino := range inodes {
-		inos = append(inos, ino)
-	}
-	sort.Slice(inos, func(a, b int) bool { return inos[a] < inos[b] })
-	for _, ino := range inos {
-		i := inodes[ino]
-		if i.rec == nil {
-			rep.addf("items of inode %d, which does not exist", ino)
-			continue
-		}
-		rep.Inodes++
-		r := i.rec
-		want := i.names
-		if isDir(r.Mode) {
-			rep.Directories++
-			if i.names > 1 {
-				rep.addf("directory %d has %d names", ino, i.names)
-			}
-			want = 2 + i.subdirs
-			if ino != RootIno && i.names == 0 {
-				want = 0
-			}
-			if i.names == 1 && r.Parent != i.parents[0] {
-				rep.addf("directory %d records parent %d, is in %d", ino, r.Parent, i.parents[0])
-			}
-		}
-		if ino == RootIno && i.names != 0 {
-			rep.addf("the root directory has a name")
-		}
-		if r.Nlink != want {
-			rep.addf("inode %d has link count %d, want %d", ino, r.Nlink, want)
-		}
-		if i.orphan {
-			rep.Orphans++
-			if r.Nlink != 0 {
-				rep.addf("orphan inode %d has link count %d", ino, r.Nlink)
-			}
-		} else if ino != RootIno && i.names == 0 {
-			rep.addf("inode %d is not reachable and not an orphan", ino)
-		}
-		if r.NBlocks != i.blocks {
-			rep.addf("inode %d counts %d blocks, maps %d", ino, r.NBlocks, i.blocks)
-		}
-		if r.Mode&syscall.S_IFMT == syscall.S_IFLNK && i.symBytes != r.Size {
-			rep.addf("symlink %d has %d target bytes, size %d", ino, i.symBytes, r.Size)
-		}
-	}
+	t.commit()
+	return nil
 }
 
-func (v *Volume) checkDAT(rep *CheckReport, refs map[uint64]uint32, progress func(uint64)) {
-	st := v.dat.State()
-	var free uint64
-	for vb := uint64(1); vb < st.Count; vb++ {
-		if vb%4096 == 0 {
-			progress(vb)
-		}
-		e, err := v.dat.Get(vb)
-		if err != nil {
-			rep.addf("DAT entry %d: %v", vb, err)
-			return
-		}
-		if e.Free() {
-			free++
-			if refs[vb] != 0 {
-				rep.addf("virtual block %d is free but referenced %d times", vb, refs[vb])
-			}
-			continue
-		}
-		if e.Refs != refs[vb] {
-			rep.addf("virtual block %d has reference count %d, referenced %d times", vb, e.Refs, refs[vb])
-		} else if e.Refs == 0 {
-			rep.addf("virtual block %d is in use with reference count 0", vb) // 0 frees a block
-		}
-		delete(refs, vb)
+func (a fsckAccess) LostFound(name string) (Ino, error) {
+	lf, err := a.v.Lookup(RootIno, name)
+	if errors.Is(err, ErrNotExist) {
+		// As a repair, which the root's inode flags do not stop.
+		lf, err = a.v.mknod(opRepair, RootIno, name, syscall.S_IFDIR|0o700, 0, Owner{}, "")
 	}
-	for vb, n := range refs {
-		if vb >= st.Count {
-			rep.addf("virtual block %d referenced %d times is beyond the DAT (%d)", vb, n, st.Count)
-		}
-	}
-	if free != st.FreeCount {
-		rep.addf("DAT has %d free entries, records %d", free, st.FreeCount)
-	}
-	// The free list must link every free entry once, both ways.
-	var n, prev uint64
-	for vb := st.FreeHead; vb != 0; n++ {
-		if n > st.FreeCount {
-			rep.addf("DAT free list is longer than the free count (a cycle?)")
-			return
-		}
-		e, err := v.dat.Get(vb)
-		if err != nil || !e.Free() {
-			rep.addf("DAT free list reaches virtual block %d, which is not free", vb)
-			return
-		}
-		if e.Sum != prev {
-			rep.addf("DAT free entry %d links back to %d, not %d", vb, e.Sum, prev)
-		}
-		prev, vb = vb, e.Addr
-	}
-	if n != st.FreeCount {
-		rep.addf("DAT free list has %d entries, free count %d", n, st.FreeCount)
-	}
+	return lf.Ino, err
 }
 
-// checkUsage compares every segment's usage with what the DAT says it
-// holds: the invariant of block accounting (cow.Blocks).
-func (v *Volume) checkUsage(rep *CheckReport, progress func(uint64)) {
-	live, err := v.blocks.LiveBySegment(progress, func(vb, addr uint64) {
-		rep.addf("virtual block %d at %d is outside the segments", vb, addr)
-	})
-	if err != nil {
-		return // checkDAT reported it
-	}
-	tables, err := v.blocks.TablesBySegment(func(level int, index uint64, addr uint64) {
-		rep.addf("DAT block %d/%d at %d is outside the segments", level, index, addr)
-	})
-	if err != nil {
-		rep.addf("DAT table: %v", err)
-	}
-	bad, err := v.blocks.Mismatches(nil, live, tables)
-	for _, m := range bad {
-		rep.addf("%s", m)
-	}
-	if err != nil {
-		rep.addf("%v", err)
-		return
-	}
-	for _, s := range v.log.Free {
-		if live[s] != 0 || tables[s] != 0 {
-			rep.addf("free segment %d holds %d live bytes and %d table blocks", s, live[s], tables[s])
+func (a fsckAccess) FixCounts(fn func(fsck.View) (func(vb uint64) uint32, error)) ([]string, error) {
+	v := a.v
+	var changed []string
+	v.mu.Lock()
+	err := v.writable()
+	if err == nil {
+		var refs func(vb uint64) uint32
+		if refs, err = fn(fsckView{v}); err == nil {
+			err = v.blocks.Repair(refs, func(c string) { changed = append(changed, c) })
 		}
 	}
+	if len(changed) > 0 {
+		v.changes++ // changed outside a transaction: only a checkpoint writes it
+	}
+	v.mu.Unlock()
+	if err != nil {
+		return changed, err
+	}
+	if len(changed) > 0 {
+		err = v.checkpoint()
+	}
+	return changed, err
 }
+
+func (a fsckAccess) OpenRepairs() []string {
+	a.v.mu.Lock()
+	defer a.v.mu.Unlock()
+	did := append([]string(nil), a.v.opened...)
+	a.v.opened = nil
+	return did
+}
+
+// fsckView is the volume's metadata as the checker reads it, under the
+// volume lock.
+type fsckView struct{ v *Volume }
+
+func (f fsckView) BlockSize() int           { return f.v.bs }
+func (f fsckView) Tree() *btree.Tree        { return f.v.tree }
+func (f fsckView) Blocks() *cow.Blocks      { return f.v.blocks }
+func (f fsckView) NextIno() Ino             { return f.v.nextIno }
+func (f fsckView) FreeSegments() []uint32   { return f.v.log.Free }
+func (f fsckView) KnownFlags() uint32       { return SupportedFlags }
+func (f fsckView) Warnings() []string       { return f.v.warnings }
+func (f fsckView) NameError(n string) error { return checkName(n) }
+
+func (f fsckView) XattrNameError(n string) error { return f.v.checkXattrName(n) }
+
+func (f fsckView) DroppedNodes() []uint64 {
+	var out []uint64
+	for _, id := range f.v.tree.PendingFree() {
+		out = append(out, uint64(id)) // freed at the next checkpoint
+	}
+	return append(out, f.v.ckptFreed...) // freed once the running checkpoint is durable
+}
+
+func (f fsckView) ReadBlock(vb uint64) error {
+	_, err := f.v.readBlock(vb, nil)
+	return err
+}
+
+func (f fsckView) Damage() string {
+	if f.v.damage == nil {
+		return ""
+	}
+	return f.v.damage.String()
+}
+
+// fsckTx is a repair's transaction.
+type fsckTx struct{ t *tx }
+
+func (f fsckTx) PutInode(ino Ino, r *inode.Record) error { return f.t.putInode(ino, r) }
+func (f fsckTx) AddEntry(dir Ino, e inode.Dirent) error  { return f.t.addEntry(dir, e) }
+func (f fsckTx) RemoveEntry(dir Ino, name string) error  { return f.t.removeEntry(dir, name) }
+func (f fsckTx) Delete(k btree.Key) error                { return f.t.del(k) }

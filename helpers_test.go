@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/txfs/txfs/fsck"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -39,11 +40,31 @@ func newSmallVolume(t testing.TB, size int64, seg uint32, o Options) (*Volume, *
 		if err := v.Check(); err != nil {
 			t.Errorf("check at end of test: %v", err)
 		}
+		checkDurable(t, v)
 		if err := v.Close(); err != nil {
 			t.Errorf("close: %v", err)
 		}
 	})
 	return v, dev
+}
+
+// checkDurable takes a checkpoint of a volume that can still write and
+// checks it as a mounted volume is checked (fsck.CheckDurable).
+func checkDurable(t testing.TB, v *Volume) {
+	t.Helper()
+	v.mu.Lock()
+	writable := v.writable() == nil
+	v.mu.Unlock()
+	if !writable || v.Sync() != nil {
+		return
+	}
+	rep, err := fsck.CheckDurable(v.Fsck(), nil)
+	if err == nil {
+		err = rep.Err()
+	}
+	if err != nil {
+		t.Errorf("check of the last checkpoint at end of test: %v", err)
+	}
 }
 
 // reopen closes v and opens the device again, running the checker.

@@ -14,28 +14,10 @@ import (
 // returns the number of units replayed.
 func (v *Volume) recover() (int, error) {
 	ref := v.sb.Checkpoint
-	u, err := v.readCheckpoint(ref)
+	u, c, err := v.loadCheckpoint(ref)
 	if err != nil {
 		return 0, err
 	}
-	c, err := decodeCheckpoint(u.Records)
-	if err != nil {
-		return 0, err
-	}
-	v.logf("superblock slot %d (generation %d) names checkpoint %d: unit %d at byte %d", v.sbSlot, v.sb.Generation, c.Number, ref.Seq, ref.Addr)
-	v.ckptNo = c.Number
-	v.nextIno = c.NextIno
-	v.dat = cow.Open(c.DAT, v.bs, v.log.ReadRaw, v.mem.tables)
-	if n := c.DAT.Count; n > 1 {
-		// The checkpoint that counts entry n-1 wrote its leaf; a count past
-		// the table would make every walk of the DAT endless.
-		if ok, err := v.dat.Stored(n - 1); err != nil || !ok {
-			return 0, fmt.Errorf("%w: checkpoint %d counts %d DAT entries, its table does not hold them (%v)", ErrIO, c.Number, n, err)
-		}
-	}
-	v.sut = segment.OpenUsage(v.geo.Segments, v.bs, c.SUTRoot, c.SUTDepth, v.log.ReadRaw)
-	v.blocks = cow.NewBlocks(v.geo, v.dat, v.sut)
-	v.tree = btree.NewTree(v, btree.NodeID(c.TreeRoot), v.bs, v.mem.tree)
 	if err := v.freeCheckpointNodes(c.FreedNodes); err != nil {
 		return 0, fmt.Errorf("%w: checkpoint %d: %v", ErrIO, c.Number, err)
 	}
@@ -156,6 +138,34 @@ func (v *Volume) warn(format string, a ...any) {
 }
 
 // readCheckpoint reads the checkpoint unit the superblock names, or its
+// loadCheckpoint reads the checkpoint the superblock names (ref) and
+// loads its tree, DAT and usage table, as they were when it was taken.
+func (v *Volume) loadCheckpoint(ref segment.UnitRef) (*segment.Unit, *checkpointRec, error) {
+	u, err := v.readCheckpoint(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := decodeCheckpoint(u.Records)
+	if err != nil {
+		return nil, nil, err
+	}
+	v.logf("superblock slot %d (generation %d) names checkpoint %d: unit %d at byte %d", v.sbSlot, v.sb.Generation, c.Number, ref.Seq, ref.Addr)
+	v.ckptNo = c.Number
+	v.nextIno = c.NextIno
+	v.dat = cow.Open(c.DAT, v.bs, v.log.ReadRaw, v.mem.tables)
+	if n := c.DAT.Count; n > 1 {
+		// The checkpoint that counts entry n-1 wrote its leaf; a count past
+		// the table would make every walk of the DAT endless.
+		if ok, err := v.dat.Stored(n - 1); err != nil || !ok {
+			return nil, nil, fmt.Errorf("%w: checkpoint %d counts %d DAT entries, its table does not hold them (%v)", ErrIO, c.Number, n, err)
+		}
+	}
+	v.sut = segment.OpenUsage(v.geo.Segments, v.bs, c.SUTRoot, c.SUTDepth, v.log.ReadRaw)
+	v.blocks = cow.NewBlocks(v.geo, v.dat, v.sut)
+	v.tree = btree.NewTree(v, btree.NodeID(c.TreeRoot), v.bs, v.mem.tree)
+	return u, c, nil
+}
+
 // copy (the unit right after it) when the checkpoint unit is damaged.
 func (v *Volume) readCheckpoint(ref segment.UnitRef) (*segment.Unit, error) {
 	u, err := v.log.ReadUnit(ref.Addr, ref.Len)

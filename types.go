@@ -11,7 +11,7 @@ import (
 type Ino = inode.Ino
 
 // RootIno is the inode of the root directory.
-const RootIno Ino = 1
+const RootIno = inode.RootIno
 
 // MaxNameLen is the longest name of a directory entry, in bytes.
 const MaxNameLen = 255

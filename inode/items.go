@@ -13,6 +13,9 @@ import (
 // generation of every inode is 1.
 type Ino = uint64
 
+// RootIno is the inode of the root directory.
+const RootIno Ino = 1
+
 // ErrCorrupt is wrapped by every error about an item value that does not
 // decode.
 var ErrCorrupt = corrupt.Kind("inode: corrupt item")

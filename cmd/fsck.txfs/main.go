@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/txfs/txfs"
+	"github.com/txfs/txfs/fsck"
 	"github.com/txfs/txfs/segment"
 	"github.com/urfave/cli/v2"
 )
@@ -158,10 +159,10 @@ func run(c *cli.Context) error {
 			res.Problems = append(res.Problems, err.Error())
 			return report(c, res)
 		}
-		changed, err := v.Repair()
+		changed, err := fsck.Repair(v.Fsck())
 		res.Repaired = append(res.Repaired, changed...)
 		if err == nil {
-			changed, err = v.RepairCounts()
+			changed, err = fsck.RepairCounts(v.Fsck())
 			res.Repaired = append(res.Repaired, changed...)
 		}
 		if cerr := v.Close(); err == nil {
@@ -182,12 +183,12 @@ func run(c *cli.Context) error {
 		return report(c, res)
 	}
 	defer v.Close()
-	var progress txfs.Progress
+	var progress fsck.Progress
 	bar := c.Bool("progress") || isTerminal(os.Stderr)
 	if bar {
 		progress = progressBar(os.Stderr)
 	}
-	rep, err := v.CheckWithProgress(progress)
+	rep, err := fsck.CheckWithProgress(v.Fsck(), progress)
 	if bar {
 		fmt.Fprint(os.Stderr, "\r\033[K") // the report replaces the bar
 	}
@@ -289,7 +290,7 @@ func isTerminal(f *os.File) bool {
 
 // progressBar draws one line that the checker's passes overwrite, at most
 // ten times a second.
-func progressBar(w io.Writer) txfs.Progress {
+func progressBar(w io.Writer) fsck.Progress {
 	names := []string{"", "tree", "names", "virtual blocks", "segments"}
 	var last time.Time
 	return func(pass int, done, total uint64) {

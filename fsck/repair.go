@@ -1,17 +1,14 @@
-package txfs
+package fsck
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"syscall"
+	"time"
 
 	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/inode"
 )
-
-// LostFound is the directory Repair puts inodes that have no name into.
-const LostFound = "lost+found"
 
 // Repair fixes the damage to the namespace that ordinary transactions can
 // fix, and says what it changed (including the orphans Open freed and the
@@ -23,27 +20,25 @@ const LostFound = "lost+found"
 // like any operation, so Repair never makes a volume worse. Damage it does
 // not fix (checksums, reference counts, space accounting) is left for Check
 // to report.
-func (v *Volume) Repair() ([]string, error) {
-	v.mu.Lock()
-	changed := append([]string(nil), v.opened...) // what Open already fixed
-	v.opened = nil
-	v.mu.Unlock()
+func Repair(v Volume) ([]string, error) {
+	changed := v.OpenRepairs()
 	say := func(format string, a ...any) { changed = append(changed, fmt.Sprintf(format, a...)) }
 
-	facts, err := v.namespaceFacts()
+	facts, err := namespaceFacts(v)
 	if err != nil {
 		return nil, err
 	}
 	// Without the root directory nothing has a path: make an empty one,
 	// which gives the entries it still has their names back.
 	if r := facts.inodes[RootIno]; r == nil || r.rec == nil {
-		now := nowSpec()
+		t := time.Now()
+		now := inode.Timespec{Sec: t.Unix(), Nsec: uint32(t.Nanosecond())}
 		root := &inode.Record{Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}
-		if err := v.repairTx(func(tx *tx) error { return tx.putInode(RootIno, root) }); err != nil {
+		if err := v.Fix(func(tx Tx) error { return tx.PutInode(RootIno, root) }); err != nil {
 			return changed, err
 		}
 		say("the root directory was missing: made an empty one")
-		if facts, err = v.namespaceFacts(); err != nil {
+		if facts, err = namespaceFacts(v); err != nil {
 			return changed, err
 		}
 	}
@@ -52,17 +47,17 @@ func (v *Volume) Repair() ([]string, error) {
 		t := facts.inodes[e.e.Ino]
 		switch {
 		case t == nil || t.rec == nil:
-			if err := v.repairTx(func(tx *tx) error { return tx.removeEntry(e.dir, e.e.Name) }); err != nil {
+			if err := v.Fix(func(tx Tx) error { return tx.RemoveEntry(e.dir, e.e.Name) }); err != nil {
 				return changed, err
 			}
 			say("removed entry %q of directory %d: it named missing inode %d", e.e.Name, e.dir, e.e.Ino)
 		case uint32(e.e.Type) != t.rec.Mode>>12:
 			fixed := inode.Dirent{Name: e.e.Name, Ino: e.e.Ino, Type: uint8(t.rec.Mode >> 12)}
-			if err := v.repairTx(func(tx *tx) error {
-				if err := tx.removeEntry(e.dir, e.e.Name); err != nil {
+			if err := v.Fix(func(tx Tx) error {
+				if err := tx.RemoveEntry(e.dir, e.e.Name); err != nil {
 					return err
 				}
-				return tx.addEntry(e.dir, fixed)
+				return tx.AddEntry(e.dir, fixed)
 			}); err != nil {
 				return changed, err
 			}
@@ -70,7 +65,7 @@ func (v *Volume) Repair() ([]string, error) {
 		}
 	}
 	// Inodes no directory names, that are not orphans: into lost+found.
-	var lost []Ino
+	var lost []inode.Ino
 	for ino, i := range facts.inodes {
 		if i.rec != nil && ino != RootIno && facts.names[ino] == 0 && !i.orphan {
 			lost = append(lost, ino)
@@ -78,25 +73,21 @@ func (v *Volume) Repair() ([]string, error) {
 	}
 	sort.Slice(lost, func(a, b int) bool { return lost[a] < lost[b] })
 	if len(lost) > 0 {
-		lf, err := v.Lookup(RootIno, LostFound)
-		if errors.Is(err, ErrNotExist) {
-			// As a repair, which the root's inode flags do not stop.
-			lf, err = v.mknod(opRepair, RootIno, LostFound, syscall.S_IFDIR|0o700, 0, Owner{}, "")
-		}
+		lf, err := v.LostFound(LostFound)
 		if err != nil {
 			return changed, fmt.Errorf("%s: %w", LostFound, err)
 		}
 		for _, ino := range lost {
 			name := fmt.Sprintf("#%d", ino)
 			rec := facts.inodes[ino].rec
-			if err := v.repairTx(func(tx *tx) error {
+			if err := v.Fix(func(tx Tx) error {
 				if isDir(rec.Mode) {
-					rec.Parent = lf.Ino
+					rec.Parent = lf
 				}
-				if err := tx.putInode(ino, rec); err != nil {
+				if err := tx.PutInode(ino, rec); err != nil {
 					return err
 				}
-				return tx.addEntry(lf.Ino, inode.Dirent{Name: name, Ino: ino, Type: uint8(rec.Mode >> 12)})
+				return tx.AddEntry(lf, inode.Dirent{Name: name, Ino: ino, Type: uint8(rec.Mode >> 12)})
 			}); err != nil {
 				return changed, err
 			}
@@ -104,7 +95,7 @@ func (v *Volume) Repair() ([]string, error) {
 		}
 	}
 	// With the names right, set every link count (and parent) to match.
-	if facts, err = v.namespaceFacts(); err != nil {
+	if facts, err = namespaceFacts(v); err != nil {
 		return changed, err
 	}
 	for _, ino := range facts.sorted() {
@@ -121,7 +112,7 @@ func (v *Volume) Repair() ([]string, error) {
 			parent = i.parents[0]
 		}
 		if i.orphan && facts.names[ino] > 0 {
-			if err := v.repairTx(func(tx *tx) error { return tx.del(inode.OrphanKey(ino)) }); err != nil {
+			if err := v.Fix(func(tx Tx) error { return tx.Delete(inode.OrphanKey(ino)) }); err != nil {
 				return changed, err
 			}
 			say("inode %d is named but was marked as an orphan: mark removed", ino)
@@ -132,7 +123,7 @@ func (v *Volume) Repair() ([]string, error) {
 		old := i.rec.Nlink
 		rec := *i.rec
 		rec.Nlink, rec.Parent = want, parent
-		if err := v.repairTx(func(tx *tx) error { return tx.putInode(ino, &rec) }); err != nil {
+		if err := v.Fix(func(tx Tx) error { return tx.PutInode(ino, &rec) }); err != nil {
 			return changed, err
 		}
 		if old != want {
@@ -144,41 +135,26 @@ func (v *Volume) Repair() ([]string, error) {
 	return changed, nil
 }
 
-// repairTx runs fn as one transaction.
-func (v *Volume) repairTx(fn func(*tx) error) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	t, err := v.begin(opRepair, v.metaOp(8, true))
-	if err != nil {
-		return err
-	}
-	if err := fn(t); err != nil {
-		return err
-	}
-	t.commit()
-	return nil
-}
-
 type nsEntry struct {
-	dir Ino
+	dir inode.Ino
 	e   inode.Dirent
 }
 
 type nsInode struct {
 	rec     *inode.Record
 	subdirs uint32
-	parents []Ino
+	parents []inode.Ino
 	orphan  bool
 }
 
 type nsFacts struct {
-	inodes  map[Ino]*nsInode
+	inodes  map[inode.Ino]*nsInode
 	entries []nsEntry
-	names   map[Ino]uint32 // entries that name each inode and point to it validly
+	names   map[inode.Ino]uint32 // entries that name each inode and point to it validly
 }
 
-func (f *nsFacts) sorted() []Ino {
-	out := make([]Ino, 0, len(f.inodes))
+func (f *nsFacts) sorted() []inode.Ino {
+	out := make([]inode.Ino, 0, len(f.inodes))
 	for ino := range f.inodes {
 		out = append(out, ino)
 	}
@@ -187,48 +163,46 @@ func (f *nsFacts) sorted() []Ino {
 }
 
 // namespaceFacts reads every inode, entry and orphan mark.
-func (v *Volume) namespaceFacts() (*nsFacts, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if err := v.writable(); err != nil {
-		return nil, err
-	}
-	f := &nsFacts{inodes: map[Ino]*nsInode{}, names: map[Ino]uint32{}}
-	get := func(ino Ino) *nsInode {
+func namespaceFacts(v Volume) (*nsFacts, error) {
+	f := &nsFacts{inodes: map[inode.Ino]*nsInode{}, names: map[inode.Ino]uint32{}}
+	get := func(ino inode.Ino) *nsInode {
 		if f.inodes[ino] == nil {
 			f.inodes[ino] = &nsInode{}
 		}
 		return f.inodes[ino]
 	}
-	var derr error
-	err := v.tree.Ascend(btree.Key{}, func(k btree.Key, val []byte) bool {
-		switch k.Type {
-		case inode.TypeInode:
-			r, err := inode.DecodeRecord(k.Ino, val)
-			if err != nil {
-				derr = err
-				return false
+	err := v.Inspect(true, func(view View) error {
+		var derr error
+		err := view.Tree().Ascend(btree.Key{}, func(k btree.Key, val []byte) bool {
+			switch k.Type {
+			case inode.TypeInode:
+				r, err := inode.DecodeRecord(k.Ino, val)
+				if err != nil {
+					derr = err
+					return false
+				}
+				get(k.Ino).rec = r
+			case inode.TypeDirent:
+				es, err := inode.DecodeDirents(val)
+				if err != nil {
+					derr = err
+					return false
+				}
+				for _, e := range es {
+					f.entries = append(f.entries, nsEntry{k.Ino, e})
+				}
+			case inode.TypeOrphan:
+				get(k.Off).orphan = true
 			}
-			get(k.Ino).rec = r
-		case inode.TypeDirent:
-			es, err := inode.DecodeDirents(val)
-			if err != nil {
-				derr = err
-				return false
-			}
-			for _, e := range es {
-				f.entries = append(f.entries, nsEntry{k.Ino, e})
-			}
-		case inode.TypeOrphan:
-			get(k.Off).orphan = true
+			return true
+		})
+		if err == nil {
+			err = derr
 		}
-		return true
+		return err
 	})
-	if err == nil {
-		err = derr
-	}
 	if err != nil {
-		return nil, v.fail(err)
+		return nil, err
 	}
 	for _, e := range f.entries {
 		d, t := f.inodes[e.dir], f.inodes[e.e.Ino]
@@ -237,7 +211,7 @@ func (v *Volume) namespaceFacts() (*nsFacts, error) {
 		}
 		f.names[e.e.Ino]++
 		t.parents = append(t.parents, e.dir)
-		if t.rec.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		if isDir(t.rec.Mode) {
 			d.subdirs++
 		}
 	}
@@ -249,32 +223,21 @@ func (v *Volume) namespaceFacts() (*nsFacts, error) {
 // to what the DAT says lives there, then takes a checkpoint, which is how
 // these tables reach the disk. A block that is referenced but free cannot
 // be repaired here: its content is gone.
-func (v *Volume) RepairCounts() ([]string, error) {
-	var changed []string
-	v.mu.Lock()
-	err := v.writable()
-	if err == nil {
-		changed, err = v.repairCountsLocked()
-	}
-	if len(changed) > 0 {
-		v.changes++ // changed outside a transaction: only a checkpoint writes it
-	}
-	v.mu.Unlock()
-	if err != nil {
-		return changed, err
-	}
-	if len(changed) > 0 {
-		err = v.checkpoint()
-	}
-	return changed, err
+func RepairCounts(v Volume) ([]string, error) {
+	return v.FixCounts(func(view View) (func(vb uint64) uint32, error) {
+		refs, err := references(view)
+		if err != nil {
+			return nil, err
+		}
+		return func(vb uint64) uint32 { return refs[vb] }, nil
+	})
 }
 
-// repairCountsLocked sets every block's reference count to the references
-// that exist, and every segment's usage to what the DAT then says.
-func (v *Volume) repairCountsLocked() ([]string, error) {
-	var changed []string
+// references counts the references that exist to each virtual block: tree
+// nodes, nodes dropped but not yet freed, and the blocks files map.
+func references(v View) (map[uint64]uint32, error) {
 	refs := map[uint64]uint32{}
-	err := v.tree.Walk(func(id btree.NodeID, level int) error {
+	err := v.Tree().Walk(func(id btree.NodeID, level int) error {
 		if uint64(id)&(1<<63) == 0 {
 			refs[uint64(id)]++
 		}
@@ -283,13 +246,10 @@ func (v *Volume) repairCountsLocked() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, id := range v.tree.PendingFree() {
-		refs[uint64(id)]++
-	}
-	for _, id := range v.ckptFreed {
+	for _, id := range v.DroppedNodes() {
 		refs[id]++
 	}
-	err = v.tree.Ascend(btree.Key{}, func(k btree.Key, val []byte) bool {
+	err = v.Tree().Ascend(btree.Key{}, func(k btree.Key, val []byte) bool {
 		if k.Type == inode.TypeBlock && len(val) == 8 {
 			refs[inode.DecodeBlockItem(val)]++
 		}
@@ -298,6 +258,5 @@ func (v *Volume) repairCountsLocked() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = v.blocks.Repair(func(vb uint64) uint32 { return refs[vb] }, func(c string) { changed = append(changed, c) })
-	return changed, err
+	return refs, nil
 }

@@ -1,4 +1,4 @@
-package txfs
+package fsck
 
 import (
 	"fmt"
@@ -6,12 +6,13 @@ import (
 	"github.com/txfs/txfs/segment"
 )
 
-// superblockWarnings lists the superblock copies that cannot be read or
+// SuperblockWarnings lists the superblock copies that cannot be read or
 // decoded. Each slot holds two copies (version 2) and Open takes the newest
 // that decodes, so one damaged copy loses nothing; but it is damage all the
-// same, and the checker reports it (a torn superblock write leaves exactly
-// that; the next checkpoint rewrites the slot).
-func superblockWarnings(dev segment.Device, bs uint32) []string {
+// same, and the checker reports it among the warnings Open found (a torn
+// superblock write leaves exactly that; the next checkpoint rewrites the
+// slot).
+func SuperblockWarnings(dev segment.Device, bs uint32) []string {
 	var out []string
 	buf := make([]byte, segment.CopyOffset+segment.SuperSize)
 	for slot := range 2 {
