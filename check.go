@@ -111,15 +111,7 @@ func (a fsckAccess) Fix(fn func(fsck.Tx) error) error {
 	v := a.v
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t, err := v.begin(opRepair, v.metaOp(8, true))
-	if err != nil {
-		return err
-	}
-	if err := fn(fsckTx{t}); err != nil {
-		return err
-	}
-	t.commit()
-	return nil
+	return v.update(opRepair, v.metaOp(8, true), func(t *tx) error { return fn(fsckTx{t}) })
 }
 
 func (a fsckAccess) LostFound(name string) (Ino, error) {

@@ -119,10 +119,6 @@ func (v *Volume) checkpoint() error {
 	v.ckptMu.Lock()
 	defer v.ckptMu.Unlock()
 	v.mu.Lock()
-	if err := v.checkAbandoned(); err != nil {
-		v.mu.Unlock()
-		return err
-	}
 	if err := v.writable(); err != nil {
 		v.mu.Unlock()
 		return err

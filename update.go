@@ -101,10 +101,8 @@ func (t *tx) end(op int, err error) error {
 		t.commit()
 		return nil
 	case err == nil || !t.changed:
-		v.open = nil
 		return err
 	}
-	v.open = nil
 	return v.fail(fmt.Errorf("%s failed halfway through its transaction: %w", opNames[uint64(op)], err))
 }
 

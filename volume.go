@@ -120,7 +120,6 @@ type Volume struct {
 	ckptFreed []uint64   // tree nodes the running checkpoint dropped, freed once it is durable
 	opened    []string   // what Open repaired: orphans freed, truncates finished
 	changes   int64      // transactions committed since the last checkpoint began
-	open      *tx        // the transaction begun and not yet committed
 	scratch   []byte     // one block, for building blocks under the lock
 	packed    []byte     // one block, for compressing blocks under the lock
 
@@ -410,9 +409,6 @@ const (
 // does not, a checkpoint may make room: it writes the dirty metadata for
 // less than its bound and gives back the segments deletes emptied.
 func (v *Volume) begin(op int, f footprint) (*tx, error) {
-	if err := v.checkAbandoned(); err != nil {
-		return nil, err
-	}
 	if err := v.writable(); err != nil {
 		return nil, err
 	}
@@ -447,23 +443,7 @@ func (v *Volume) begin(op int, f footprint) (*tx, error) {
 	}
 	t := &tx{v: v}
 	t.rec.Op(uint64(op))
-	v.open = t
 	return t, nil
-}
-
-// checkAbandoned stops the volume if the last transaction changed the
-// in-memory state and then ended without commit: an operation that failed
-// halfway (a block it had to read was unreadable, say). Those changes have
-// no log record, so no checkpoint may write them; recovery on the next
-// Open starts from what was committed. update ends its transactions
-// itself, at once; this catches one begun and left without it. Lock held.
-func (v *Volume) checkAbandoned() error {
-	t := v.open
-	v.open = nil
-	if t == nil || !t.changed {
-		return nil
-	}
-	return v.fail(fmt.Errorf("%w: an operation failed halfway through its transaction", ErrIO))
 }
 
 func (t *tx) touch(inos ...Ino) { t.touched = append(t.touched, inos...) }
@@ -537,7 +517,6 @@ func (t *tx) mustCopy(vb uint64) (bool, error) {
 // the log with its blocks, and reaches the device with the unit.
 func (t *tx) commit() {
 	v := t.v
-	v.open = nil
 	v.log.Commit(t.rec.Buf)
 	v.changes++
 	for _, ino := range t.touched {
