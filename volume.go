@@ -57,6 +57,11 @@ type Options struct {
 	// Log, if set, is told every decision recovery takes: the checkpoint it
 	// starts from, each unit it replays or skips, and why the log ends.
 	Log func(format string, args ...any)
+	// OnStop, if set, is told once why the volume stopped writing: a
+	// device error, corruption (with where it was found), an operation
+	// that failed halfway. It runs with the volume's lock held: it must
+	// not call the volume.
+	OnStop func(err error)
 }
 
 func (v *Volume) logf(format string, args ...any) {
@@ -320,6 +325,9 @@ func (v *Volume) fail(err error) error {
 	if v.err == nil {
 		v.err = fmt.Errorf("%w: %w", ErrIO, err)
 		v.logf("the volume stops writing: %v", err)
+		if v.opts.OnStop != nil {
+			v.opts.OnStop(err)
+		}
 		v.changed.Broadcast()
 		v.wake.Broadcast()
 	}

@@ -746,6 +746,8 @@ func TestConcurrentOperations(t *testing.T) {
 // next Open finds the file as the last commit left it.
 func TestHalfDoneTransactionStopsVolume(t *testing.T) {
 	v, dev, ino, old := volumeWithDamage(t)
+	var stops []string
+	v.opts.OnStop = func(err error) { stops = append(stops, err.Error()) }
 	// Block 0 is rewritten in memory, then block 1 fails to read.
 	_, err := v.Write(ino, bytes.Repeat([]byte("new!"), 1500), 100)
 	mustErr(t, err, ErrIO)
@@ -757,6 +759,9 @@ func TestHalfDoneTransactionStopsVolume(t *testing.T) {
 	}
 	if _, err := v.Create(RootIno, "g", 0o644, Owner{}); err == nil {
 		t.Fatal("the volume took another operation after one failed halfway")
+	}
+	if len(stops) != 1 || !strings.Contains(stops[0], "write failed halfway") {
+		t.Fatalf("OnStop heard %q; want the one reason", stops)
 	}
 	v.Close()
 	v2, err := Open(dev, Options{})

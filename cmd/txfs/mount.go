@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -13,12 +14,11 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
-
 	"github.com/txfs/txfs"
 	txfuse "github.com/txfs/txfs/fuse"
 	"github.com/txfs/txfs/internal/bytesize"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 )
 
 // startCPUProfile profiles the daemon into path; stop writes the profile.
@@ -295,7 +295,8 @@ func runMount(c *cli.Context) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 
-	v, err := txfs.OpenPath(image, txfs.Options{ReadOnly: cfg.ReadOnly, NoAtime: cfg.NoAtime, CacheBytes: set.cacheBytes})
+	v, err := txfs.OpenPath(image, txfs.Options{ReadOnly: cfg.ReadOnly, NoAtime: cfg.NoAtime, CacheBytes: set.cacheBytes,
+		OnStop: func(err error) { log.Printf("txfs: %s: the volume stops writing: %v", image, err) }})
 	if err != nil {
 		return fmt.Errorf("open %s: %w", image, err)
 	}
