@@ -43,10 +43,6 @@ func (v *Volume) touchAtime(ino Ino, now Timespec) {
 			return err
 		}
 		r.Atime = now
-		if err := t.putInode(ino, r); err != nil {
-			return err
-		}
-		t.touch(ino)
-		return nil
+		return t.putInode(ino, r)
 	})
 }

@@ -22,7 +22,12 @@ func (v *Volume) getInode(ino Ino) (*inode.Record, error) {
 	return r, asErrIO(err, ino)
 }
 
-func (t *tx) putInode(ino Ino, r *inode.Record) error { return t.put(inode.InodeKey(ino), r.Encode()) }
+// putInode stores ino's record, and notes that ino changed in this
+// transaction: an fsync of ino waits for the unit that holds it.
+func (t *tx) putInode(ino Ino, r *inode.Record) error {
+	t.touch(ino)
+	return t.put(inode.InodeKey(ino), r.Encode())
+}
 
 func attrOf(r *inode.Record, ino Ino, bs int) Attr {
 	return Attr{Ino: ino, Gen: 1, Mode: r.Mode, Nlink: r.Nlink, Uid: r.Uid, Gid: r.Gid, Size: r.Size,
@@ -118,7 +123,6 @@ func (v *Volume) SetAttr(ino Ino, in *SetAttrIn) (Attr, error) {
 		if err := t.putInode(ino, r); err != nil {
 			return err
 		}
-		t.touch(ino)
 		a = attrOf(r, ino, v.bs)
 		return nil
 	})

@@ -195,7 +195,6 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes
 		if err := t.putInode(dst, dr); err != nil {
 			return err
 		}
-		t.touch(dst)
 		copied = bytes
 		return nil
 	})

@@ -163,11 +163,7 @@ func (v *Volume) SetFlags(ino Ino, flags uint32, by Owner) error {
 		}
 		r.Flags = flags
 		r.Ctime = nowSpec()
-		if err := t.putInode(ino, r); err != nil {
-			return err
-		}
-		t.touch(ino)
-		return nil
+		return t.putInode(ino, r)
 	})
 }
 

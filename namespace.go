@@ -69,6 +69,18 @@ func (t *tx) addEntry(dir Ino, e inode.Dirent) error {
 	return t.put(k, inode.EncodeDirents(append(es, e)))
 }
 
+// enter gives inode ino, whose record is now r, the name name in dir,
+// whose record is now parent, and stores both records.
+func (t *tx) enter(dir Ino, parent *inode.Record, name string, ino Ino, r *inode.Record) error {
+	if err := t.addEntry(dir, inode.Dirent{Name: name, Ino: ino, Type: uint8(r.Mode >> 12)}); err != nil {
+		return err
+	}
+	if err := t.putInode(ino, r); err != nil {
+		return err
+	}
+	return t.putInode(dir, parent)
+}
+
 func (t *tx) removeEntry(dir Ino, name string) error {
 	k := inode.DirentKey(dir, inode.NameHash(name))
 	b, _, err := t.v.tree.Get(k)
@@ -153,7 +165,6 @@ func (v *Volume) Tmpfile(dir Ino, mode uint32, o Owner) (Attr, error) {
 		if err := t.put(inode.OrphanKey(ino), nil); err != nil {
 			return err
 		}
-		t.touch(ino)
 		a = attrOf(r, ino, v.bs)
 		return nil
 	})
@@ -234,16 +245,9 @@ func (v *Volume) mknod(op int, dir Ino, name string, mode uint32, rdev uint64, o
 			}
 		}
 		parent.Mtime, parent.Ctime = now, now
-		if err := t.putInode(ino, r); err != nil {
+		if err := t.enter(dir, parent, name, ino, r); err != nil {
 			return err
 		}
-		if err := t.addEntry(dir, inode.Dirent{Name: name, Ino: ino, Type: uint8(mode >> 12)}); err != nil {
-			return err
-		}
-		if err := t.putInode(dir, parent); err != nil {
-			return err
-		}
-		t.touch(ino, dir)
 		a = attrOf(r, ino, v.bs)
 		return nil
 	})
@@ -332,16 +336,9 @@ func (v *Volume) Link(ino Ino, newDir Ino, newName string) (Attr, error) {
 		r.Nlink++
 		r.Ctime = now
 		parent.Mtime, parent.Ctime = now, now
-		if err := t.addEntry(newDir, inode.Dirent{Name: newName, Ino: ino, Type: uint8(r.Mode >> 12)}); err != nil {
+		if err := t.enter(newDir, parent, newName, ino, r); err != nil {
 			return err
 		}
-		if err := t.putInode(ino, r); err != nil {
-			return err
-		}
-		if err := t.putInode(newDir, parent); err != nil {
-			return err
-		}
-		t.touch(ino, newDir)
 		a = attrOf(r, ino, v.bs)
 		return nil
 	})
@@ -416,7 +413,6 @@ func (v *Volume) remove(dir Ino, name string, wantDir bool) error {
 		if err := t.putInode(dir, parent); err != nil {
 			return err
 		}
-		t.touch(dir, e.Ino)
 		gone = e.Ino
 		return nil
 	})

@@ -113,11 +113,7 @@ func (t *tx) endStep(ino Ino, r *inode.Record, o inode.RangeOp, done, had bool) 
 	if err != nil {
 		return err
 	}
-	if err := t.putInode(ino, r); err != nil {
-		return err
-	}
-	t.touch(ino)
-	return nil
+	return t.putInode(ino, r)
 }
 
 // finishRange finishes the range operation in progress on ino, if any,

@@ -187,11 +187,7 @@ func (v *Volume) markModified(ino Ino, size int64) error {
 		r.Size = max(r.Size, uint64(size))
 		now := nowSpec()
 		r.Mtime, r.Ctime = now, now
-		if err := t.putInode(ino, r); err != nil {
-			return err
-		}
-		t.touch(ino)
-		return nil
+		return t.putInode(ino, r)
 	})
 }
 

@@ -173,9 +173,7 @@ func (v *Volume) RenameAs(oldDir Ino, oldName string, newDir Ino, newName string
 				return err
 			}
 		}
-		t.touch(oldDir, newDir, src.Ino)
 		if dstOK {
-			t.touch(dst.Ino)
 			if dr.Nlink == 0 {
 				unlinked = dst.Ino
 			}

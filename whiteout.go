@@ -19,6 +19,5 @@ func (t *tx) addWhiteout(dir Ino, name string, o Owner, now Timespec) error {
 	if err := t.putInode(ino, r); err != nil {
 		return err
 	}
-	t.touch(ino)
 	return t.addEntry(dir, inode.Dirent{Name: name, Ino: ino, Type: uint8(whiteoutMode >> 12)})
 }

@@ -169,9 +169,5 @@ func (t *tx) write(ino Ino, data []byte, off int64, first, last uint64) error {
 	now := nowSpec()
 	r.Size = max(r.Size, uint64(off)+uint64(len(data)))
 	r.Mtime, r.Ctime = now, now
-	if err := t.putInode(ino, r); err != nil {
-		return err
-	}
-	t.touch(ino)
-	return nil
+	return t.putInode(ino, r)
 }

@@ -128,11 +128,7 @@ func (v *Volume) SetXattr(ino Ino, name string, value []byte, flags uint32) erro
 			return err
 		}
 		r.Ctime = nowSpec()
-		if err := t.putInode(ino, r); err != nil {
-			return err
-		}
-		t.touch(ino)
-		return nil
+		return t.putInode(ino, r)
 	})
 }
 
@@ -192,11 +188,7 @@ func (v *Volume) RemoveXattr(ino Ino, name string) error {
 			return ErrNoAttr
 		}
 		r.Ctime = nowSpec()
-		if err := t.putInode(ino, r); err != nil {
-			return err
-		}
-		t.touch(ino)
-		return nil
+		return t.putInode(ino, r)
 	})
 }
 
