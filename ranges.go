@@ -220,23 +220,3 @@ func (t *tx) zeroPart(ino Ino, b, from, to int64) error {
 	return t.rewriteBlock(ino, uint64(b), vb, block)
 }
 
-// rewriteBlock stores new content for file block b, which maps to vb: in
-// place when vb is the file's own, in a new block when vb is shared.
-func (t *tx) rewriteBlock(ino Ino, b, vb uint64, block []byte) error {
-	shared, err := t.mustCopy(vb)
-	if err != nil {
-		return err
-	}
-	if shared {
-		if err := t.ref(vb, -1); err != nil {
-			return err
-		}
-		if vb, err = t.allocBlock(); err != nil {
-			return err
-		}
-		if err := t.put(inode.BlockKey(ino, b), inode.EncodeBlockItem(vb)); err != nil {
-			return err
-		}
-	}
-	return t.writeBlock(vb, block, ino, b)
-}

@@ -139,30 +139,12 @@ func (t *tx) write(ino Ino, data []byte, off int64, first, last uint64) error {
 		}
 		copy(block[lo-bstart:], data[lo-uint64(off):hi-uint64(off)])
 		if mapped {
-			shared, err := t.mustCopy(vb)
-			if err != nil {
-				return err
-			}
-			if shared {
-				// Shared with a snapshot or a clone: this file gets its own copy.
-				if err := t.ref(vb, -1); err != nil {
-					return err
-				}
-				mapped = false
-			}
+			err = t.rewriteBlock(ino, b, vb, block)
+		} else {
+			err = t.newBlock(ino, b, block)
+			r.NBlocks++
 		}
-		if !mapped {
-			if vb, err = t.allocBlock(); err != nil {
-				return err
-			}
-			if err := t.put(inode.BlockKey(ino, b), inode.EncodeBlockItem(vb)); err != nil {
-				return err
-			}
-			if _, had := m[b]; !had {
-				r.NBlocks++
-			}
-		}
-		if err := t.writeBlock(vb, block, ino, b); err != nil {
+		if err != nil {
 			return err
 		}
 	}
@@ -170,4 +152,34 @@ func (t *tx) write(ino Ino, data []byte, off int64, first, last uint64) error {
 	r.Size = max(r.Size, uint64(off)+uint64(len(data)))
 	r.Mtime, r.Ctime = now, now
 	return t.putInode(ino, r)
+}
+
+// rewriteBlock stores new content for file block b, which maps to vb: in
+// place when vb is the file's own, in a new block when vb is shared.
+func (t *tx) rewriteBlock(ino Ino, b, vb uint64, block []byte) error {
+	shared, err := t.mustCopy(vb)
+	if err != nil {
+		return err
+	}
+	if !shared {
+		return t.writeBlock(vb, block, ino, b)
+	}
+	// Shared with a snapshot or a clone: this file gets its own copy.
+	if err := t.ref(vb, -1); err != nil {
+		return err
+	}
+	return t.newBlock(ino, b, block)
+}
+
+// newBlock stores block as file block b of ino in a new virtual block,
+// which the block map item of b then names.
+func (t *tx) newBlock(ino Ino, b uint64, block []byte) error {
+	vb, err := t.allocBlock()
+	if err != nil {
+		return err
+	}
+	if err := t.put(inode.BlockKey(ino, b), inode.EncodeBlockItem(vb)); err != nil {
+		return err
+	}
+	return t.writeBlock(vb, block, ino, b)
 }
