@@ -147,10 +147,9 @@ func (v *Volume) freeChunk(ino Ino, from uint64, whole bool) (bool, error) {
 }
 
 // freeOrphans finishes interrupted range operations and truncates and
-// frees the orphans nobody
-// has open, and says what it did. At Open nothing is open yet, so that is
-// every orphan a crash left; Close calls it once it has dropped the open
-// references still held. Called with the lock held.
+// frees the orphans nobody has open, and says what it did. At Open nothing
+// is open yet, so that is every orphan a crash left; Close calls it once it
+// has dropped the open references still held. Called with the lock held.
 func (v *Volume) freeOrphans() ([]string, error) {
 	var orphans, truncs, ranges []Ino
 	err := v.tree.Ascend(btree.Key{Ino: 0, Type: inode.TypeOrphan}, func(k btree.Key, _ []byte) bool {
@@ -170,38 +169,30 @@ func (v *Volume) freeOrphans() ([]string, error) {
 		return nil, v.fail(err)
 	}
 	var did []string
-	for _, ino := range ranges {
-		if err := v.finishRange(ino); errors.Is(err, ErrNoSpace) {
-			v.deferred[ino] = true
-			did = append(did, fmt.Sprintf("left the interrupted range operation of inode %d for later: no space yet", ino))
-			continue
-		} else if err != nil {
-			return did, err
+	for _, w := range []struct {
+		inos   []Ino
+		finish func(Ino) error
+		done   string // what finishing one did
+		left   string // what is left
+		orphan bool   // an orphan that is open is its last user's to free
+	}{
+		{ranges, v.finishRange, "finished the interrupted range operation (hole punch, zero, collapse or insert) of inode %d", "the interrupted range operation of inode %d", false},
+		{truncs, v.finishTruncate, "finished the interrupted truncate of inode %d", "the interrupted truncate of inode %d", false},
+		{orphans, v.finishFree, "freed orphan inode %d (open with no name: unlinked, or never linked)", "orphan inode %d", true},
+	} {
+		for _, ino := range w.inos {
+			if w.orphan && v.opens[ino] > 0 {
+				continue
+			}
+			if err := w.finish(ino); errors.Is(err, ErrNoSpace) {
+				v.deferred[ino] = true
+				did = append(did, "left "+fmt.Sprintf(w.left, ino)+" for later: no space yet")
+				continue
+			} else if err != nil {
+				return did, err
+			}
+			did = append(did, fmt.Sprintf(w.done, ino))
 		}
-		did = append(did, fmt.Sprintf("finished the interrupted range operation (hole punch, zero, collapse or insert) of inode %d", ino))
-	}
-	for _, ino := range truncs {
-		if err := v.finishTruncate(ino); errors.Is(err, ErrNoSpace) {
-			v.deferred[ino] = true
-			did = append(did, fmt.Sprintf("left the interrupted truncate of inode %d for later: no space yet", ino))
-			continue
-		} else if err != nil {
-			return did, err
-		}
-		did = append(did, fmt.Sprintf("finished the interrupted truncate of inode %d", ino))
-	}
-	for _, ino := range orphans {
-		if v.opens[ino] > 0 {
-			continue
-		}
-		if err := v.finishFree(ino); errors.Is(err, ErrNoSpace) {
-			v.deferred[ino] = true
-			did = append(did, fmt.Sprintf("left orphan inode %d for later: no space yet", ino))
-			continue
-		} else if err != nil {
-			return did, err
-		}
-		did = append(did, fmt.Sprintf("freed orphan inode %d (open with no name: unlinked, or never linked)", ino))
 	}
 	return did, nil
 }

@@ -219,4 +219,3 @@ func (t *tx) zeroPart(ino Ino, b, from, to int64) error {
 	clear(block[from:to])
 	return t.rewriteBlock(ino, uint64(b), vb, block)
 }
-
