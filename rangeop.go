@@ -19,8 +19,9 @@ import (
 // which removes the item. No one ever sees the block map half changed:
 // every access to the file's blocks finishes the operation first (reads,
 // seeks, writes, truncates, copies), and Open finishes one a crash
-// interrupted. A read-only volume finishes it in memory; a full volume
-// reads through it (fileView) until there is room to finish it.
+// interrupted. A read-only volume, which writes nothing, and a full volume
+// until there is room read the file through a view of the operation as
+// finished (fileView).
 
 // rangeItemBytes bounds the records of one block map item a range
 // operation frees (a Del and a Ref record) or moves (a Del and a Put).
@@ -127,7 +128,7 @@ func (v *Volume) finishRange(ino Ino) (err error) {
 		return err
 	}
 	if v.ro {
-		return v.finishRangeInMemory(ino)
+		return nil // it writes nothing: readers go through the view (readView)
 	}
 	v.opens[ino]++
 	defer func() {
@@ -181,33 +182,6 @@ func (v *Volume) finishRange(ino Ino) (err error) {
 func (t *tx) dropRange(ino Ino) error {
 	if _, ok, err := t.v.tree.Get(inode.RangeKey(ino)); err != nil || !ok {
 		return t.v.failIf(err)
-	}
-	return t.del(inode.RangeKey(ino))
-}
-
-// finishRangeInMemory finishes a range operation on a read-only volume,
-// which writes nothing: the changes go to the in-memory state only, and
-// the next read-write Open makes them durable. So a read-only mount shows
-// the file as that Open will.
-func (v *Volume) finishRangeInMemory(ino Ino) error {
-	o, _, err := v.pendingRange(ino)
-	if err != nil {
-		return err
-	}
-	t := &tx{v: v} // never committed: its records are dropped
-	r, err := v.getInode(ino)
-	if err == nil {
-		for done := false; !done && err == nil; {
-			done, err = t.rangeStep(ino, r, &o, 1<<20)
-		}
-		if err == nil {
-			err = t.putInode(ino, r)
-		}
-	} else if errors.Is(err, ErrNotExist) {
-		err = nil
-	}
-	if err != nil {
-		return err
 	}
 	return t.del(inode.RangeKey(ino))
 }
