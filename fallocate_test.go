@@ -513,3 +513,50 @@ func blockSummary(data []byte) string {
 	}
 	return b.String()
 }
+
+// A range operation a crash interrupted on a volume that has no room to
+// finish it at Open is left for later, and Open says so; the file reads as
+// the finished operation leaves it meanwhile, and once there is room a
+// checkpoint's retry finishes it.
+func TestRangeLeftAtOpenForLackOfSpace(t *testing.T) {
+	defer func() { testRangeChunk, testHookRangeStep = 0, nil }()
+	for _, call := range rangeCalls(4096) {
+		x := newRangeFixture(t)
+		want := call.want(append([]byte{}, x.data...))
+		stopAfterFirst(t, x, call)
+		if err := x.v.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		testHookRangeStep = func(*Volume, Ino) error { return ErrNoSpace }
+		v, err := Open(x.dev.Crash(segment.CrashOptions{KeepPrefix: 0}, nil), Options{})
+		if err != nil {
+			t.Fatalf("%s: open: %v", call.name, err)
+		}
+		if said := strings.Join(v.opened, "\n"); !strings.Contains(said, fmt.Sprintf("left the interrupted range operation of inode %d for later: no space yet", x.f)) {
+			t.Fatalf("%s: Open said %q", call.name, said)
+		}
+		if got := readAll(t, v, x.f); !bytes.Equal(got, want) {
+			t.Fatalf("%s: before it finished the file reads as %s, want %s", call.name, blockSummary(got), blockSummary(want))
+		}
+		if err := v.Check(); err != nil {
+			t.Fatalf("%s: check: %v", call.name, err)
+		}
+		testHookRangeStep = nil
+		v.mu.Lock()
+		err = v.retryDeferred()
+		_, pending, _ := v.pendingRange(x.f)
+		v.mu.Unlock()
+		if err != nil || pending {
+			t.Fatalf("%s: retry with room: %v, still pending %v", call.name, err, pending)
+		}
+		if got := readAll(t, v, x.f); !bytes.Equal(got, want) {
+			t.Fatalf("%s: once finished the file differs from the model", call.name)
+		}
+		if err := v.Check(); err != nil {
+			t.Fatalf("%s: check once finished: %v", call.name, err)
+		}
+		if err := v.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
