@@ -327,6 +327,7 @@ func (v *Volume) freeCheckpointNodes(ids []uint64) error {
 // segments and the log head's).
 func (v *Volume) emptySegments(holders map[uint32]bool) ([]uint32, error) {
 	holders = maps.Clone(holders)
+	holders[v.log.ColdSeg] = true // the cleaner's, whatever it holds
 	err := v.sut.Walk(func(level int, index uint64, p segment.BlockPtr) error {
 		s, _ := v.geo.SegmentOf(p.Addr)
 		holders[s] = true

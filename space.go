@@ -72,12 +72,24 @@ func (f footprint) need(bs int) int64 {
 }
 
 // reserveBytes is what ordinary operations leave in the log; operations
-// that free space leave nothing but the next checkpoint.
+// that free space leave what the cleaner needs to go on (cleanerReserve).
 func (v *Volume) reserveBytes(frees bool) int64 {
 	if frees {
-		return 0
+		return v.cleanerReserve()
 	}
 	return int64(v.log.Reserve) * int64(v.geo.SegmentSize)
+}
+
+// cleanerReserve is what the log keeps for the cleaner even from
+// operations that free space: a fresh segment for its copies, less what
+// its own segment still takes, and the DAT blocks that moving a segment's
+// worth of blocks dirties. Without it, deletes on a full volume whose
+// segments all hold some live block could leave the cleaner no segment,
+// and nothing would ever come back.
+func (v *Volume) cleanerReserve() int64 {
+	seg := int64(v.geo.SegmentSize)
+	dat := int64(v.dat.BlocksFor(v.segmentBlocks())) * int64(v.bs+segment.SummarySize)
+	return max(seg-v.log.ColdRoom(), 0) + dat
 }
 
 // treeGrowth bounds the tree nodes a change of items items in runs places
@@ -233,10 +245,12 @@ func (v *Volume) blockOverhead() int64 {
 // availableBytes is what ordinary writers can still put in the log, with
 // the space that deletes freed since the last checkpoint and the segments
 // it gives back by moving table blocks, less what moving them costs (a
-// writer that needs it takes a checkpoint).
+// writer that needs it takes a checkpoint), and the dead space the
+// cleaner can give back (a writer that needs it waits for the cleaner).
 func (v *Volume) availableBytes() int64 {
 	n, _ := v.reclaimable()
 	moved, blocks := v.tablesBack()
 	s := int64(v.geo.SegmentSize)
-	return v.log.Room() + int64(n+moved)*(s-v.log.PerBoundary()) - v.ckptCostWith(0, blocks) - v.reserveBytes(false)
+	return v.log.Room() + int64(n+moved)*(s-v.log.PerBoundary()) + v.reclaimableBytes() -
+		v.ckptCostWith(0, blocks) - v.reserveBytes(false)
 }

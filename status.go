@@ -61,11 +61,27 @@ func (v *Volume) Status() (Status, error) {
 	if v.log.Cur != nil {
 		st.FreeSegments = len(v.log.Free)
 		st.FreeBytes = max(v.availableBytes(), 0)
+		st.ReclaimableBytes = v.reclaimableBytes()
+	}
+	for s := range v.geo.Segments {
+		e, err := v.sut.Get(s)
+		if err != nil {
+			return st, err
+		}
+		st.LiveBytes += int64(e.Live) + int64(e.Tables)*int64(v.bs)
+	}
+	c := &v.clean
+	st.Cleaner = CleanerStatus{Policy: c.policy.Name(), State: "idle", LowWatermark: c.low, HighWatermark: c.high,
+		Passes: c.passes, SegmentsCleaned: c.cleaned, BytesMoved: c.moved,
+		UserBytes: v.log.OpsBytes, DeviceBytes: v.log.LogBytes + c.written}
+	switch {
+	case v.ro:
+		st.Cleaner.State = "off"
+	case c.running:
+		st.Cleaner.State = "cleaning"
+	}
+	if st.Cleaner.UserBytes > 0 {
+		st.Cleaner.WriteAmplification = float64(st.Cleaner.DeviceBytes) / float64(st.Cleaner.UserBytes)
 	}
 	return st, nil
-}
-
-// Clean runs one cleaning pass now.
-func (v *Volume) Clean() (CleanResult, error) {
-	return CleanResult{}, nil
 }

@@ -45,7 +45,7 @@ func (v *Volume) strandedCounts() (map[uint32]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	skip := map[uint32]bool{v.log.CurSeg: true, v.log.NextSeg: true}
+	skip := map[uint32]bool{v.log.CurSeg: true, v.log.NextSeg: true, v.log.ColdSeg: true}
 	for _, s := range v.log.UsedSince {
 		skip[s] = true
 	}

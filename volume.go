@@ -62,6 +62,8 @@ type Options struct {
 	// that failed halfway. It runs with the volume's lock held: it must
 	// not call the volume.
 	OnStop func(err error)
+	// Cleaner sets the segment cleaner (clean.go).
+	Cleaner CleanerOptions
 }
 
 func (v *Volume) logf(format string, args ...any) {
@@ -118,6 +120,7 @@ type Volume struct {
 	closed    bool
 	done      chan struct{}
 	ckptMu    sync.Mutex
+	clean     cleanState // the segment cleaner (clean.go)
 	closeDev  bool       // Close closes the device (OpenPath opened it)
 	warnings  []string   // damage Open found and worked around, for the checker
 	damage    *LogDamage // damage in the log Open found and left in place (read-only)
@@ -212,6 +215,7 @@ func newVolume(dev segment.Device, sb *segment.Superblock, slot int, o Options) 
 	v.changed = sync.NewCond(&v.mu)
 	v.wake = sync.NewCond(&v.mu)
 	v.log = v.newLog()
+	v.setupCleaner()
 	return v
 }
 
@@ -228,6 +232,9 @@ func Open(dev segment.Device, o Options) (*Volume, error) {
 	}
 	if need := sb.Geometry.DeviceBytes(); dev.Size() < need {
 		return nil, fmt.Errorf("%w: the device has %d bytes, the volume needs %d (truncated image?)", ErrIO, dev.Size(), need)
+	}
+	if err := checkCleanerOptions(o.Cleaner); err != nil {
+		return nil, err
 	}
 	v := newVolume(dev, sb, slot, o)
 	v.warnings = append(v.warnings, superblockWarnings(dev, sb.Geometry.BlockSize)...)
@@ -267,6 +274,8 @@ func Open(dev segment.Device, o Options) (*Volume, error) {
 		v.stop()
 		return nil, err
 	}
+	v.clean.started = true
+	go v.cleanerLoop()
 	return v, nil
 }
 
@@ -290,6 +299,7 @@ func (v *Volume) Close() error {
 	// Open that nothing follows it in the log.
 	v.stopping = true
 	v.mu.Unlock()
+	v.stopCleaner()
 	if !v.ro {
 		if cerr := v.checkpoint(); err == nil {
 			err = cerr
@@ -415,7 +425,8 @@ const (
 // begin starts a transaction of footprint f, once the log has room for it
 // and for everything it leaves to the next checkpoint (space.go). When it
 // does not, a checkpoint may make room: it writes the dirty metadata for
-// less than its bound and gives back the segments deletes emptied.
+// less than its bound and gives back the segments deletes emptied; then
+// the cleaner may, by emptying segments that still hold live blocks.
 func (v *Volume) begin(op int, f footprint) (*tx, error) {
 	if err := v.writable(); err != nil {
 		return nil, err
@@ -426,13 +437,33 @@ func (v *Volume) begin(op int, f footprint) (*tx, error) {
 	if err := v.relieveMemory(); err != nil {
 		return nil, err
 	}
+	stalled := 0
 	for tries := 0; !v.admits(f); tries++ {
-		if tries == 1 || !v.checkpointHelps() {
+		// First a checkpoint, if one can help; then the cleaner, for as
+		// long as it empties segments.
+		var err error
+		if tries == 0 && v.checkpointHelps() {
+			v.mu.Unlock()
+			err = v.checkpoint()
+			v.mu.Lock()
+		} else if v.stopping {
 			return nil, ErrNoSpace
+		} else {
+			// Only while the cleaner makes room: near full, passes may
+			// spend on copies and their checkpoints what they give back.
+			before := v.log.Room() - v.ckptCost()
+			var cleaned bool
+			cleaned, err = v.cleanForSpace()
+			cleanDebug("begin: try %d cleaned %v headroom %d -> %d (reserve %d)", tries, cleaned, before, v.log.Room()-v.ckptCost(), v.reserveBytes(f.frees))
+			if v.log.Room()-v.ckptCost() <= before {
+				stalled++
+			} else {
+				stalled = 0
+			}
+			if err == nil && (!cleaned || stalled == 3) {
+				return nil, ErrNoSpace
+			}
 		}
-		v.mu.Unlock()
-		err := v.checkpoint()
-		v.mu.Lock()
 		if err != nil {
 			return nil, err
 		}

@@ -335,3 +335,22 @@ func (b *Blocks) Repair(want func(vb uint64) uint32, note func(string)) error {
 	}
 	return nil
 }
+
+// PlacedIn calls fn for every live, written block that the DAT places in
+// a segment for which in is true: the cleaner's census of its victims
+// when their summaries do not name every live block.
+func (b *Blocks) PlacedIn(in func(s uint32) bool, fn func(vb uint64, e Entry)) error {
+	for vb := uint64(1); vb < b.dat.Count(); vb++ {
+		e, err := b.dat.Get(vb)
+		if err != nil {
+			return err
+		}
+		if e.Free() || e.Addr == 0 {
+			continue
+		}
+		if s, ok := b.geo.SegmentOf(e.Addr); ok && in(s) {
+			fn(vb, e)
+		}
+	}
+	return nil
+}

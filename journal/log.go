@@ -91,6 +91,9 @@ type Log struct {
 	// SealedBytes counts the bytes of the units sealed; the owner resets
 	// it (when a checkpoint begins).
 	SealedBytes int64
+	// OpsBytes and LogBytes count the bytes of the units of operations and
+	// of all units sealed since the log was opened (write amplification).
+	OpsBytes, LogBytes int64
 
 	Free      []uint32 // segments the log may take
 	Reserve   int      // free segments kept from ordinary operations
@@ -98,14 +101,20 @@ type Log struct {
 	// Checkpointing: a checkpoint is being written. Units are sealed as
 	// soon as the writer can, and the segments taken are noted.
 	Checkpointing bool
-	Closing       bool // the writer ends once everything is durable
-	WriterDone    bool // the writer goroutine has ended
+	// ColdSeg is the segment the cleaner copies live blocks into (NoSeg:
+	// none), and ColdPos where its next unit goes. It is held apart from
+	// the free segments and the chain: the log never enters it, and a
+	// checkpoint never gives it back while the cleaner holds it.
+	ColdSeg    uint32
+	ColdPos    uint64
+	Closing    bool // the writer ends once everything is durable
+	WriterDone bool // the writer goroutine has ended
 }
 
 // NewLog makes a Log with no head yet: the owner sets the position, the
 // sequence numbers and the free segments, then calls Restart.
 func NewLog(cfg Config) *Log {
-	return &Log{cfg: cfg, bs: int(cfg.Geo.BlockSize), Reserve: max(4, int(cfg.Geo.Segments/20))}
+	return &Log{cfg: cfg, bs: int(cfg.Geo.BlockSize), Reserve: max(4, int(cfg.Geo.Segments/20)), ColdSeg: NoSeg}
 }
 
 // SealedUnit is a unit sealed and waiting for the device.
@@ -157,7 +166,7 @@ func (l *Log) Resume(pos uint64, free []uint32) {
 // segments, except those the log took while it was written, and takes
 // the next segment from them if the head has none.
 func (l *Log) GiveBack(empty []uint32) {
-	taken := map[uint32]bool{l.CurSeg: true, l.NextSeg: true}
+	taken := map[uint32]bool{l.CurSeg: true, l.NextSeg: true, l.ColdSeg: true}
 	for _, s := range l.UsedSince {
 		taken[s] = true
 	}
@@ -189,6 +198,46 @@ func (l *Log) TakeNext() {
 	}
 }
 
+// TakeCold gives the cleaner a free segment to copy blocks into, if it
+// holds none, and reports whether it holds one.
+func (l *Log) TakeCold() bool {
+	if l.ColdSeg != NoSeg {
+		return true
+	}
+	if len(l.Free) == 0 {
+		return false
+	}
+	l.ColdSeg = l.Free[len(l.Free)-1]
+	l.Free = l.Free[:len(l.Free)-1]
+	l.ColdPos = uint64(l.cfg.Geo.SegmentOffset(l.ColdSeg))
+	if l.Checkpointing {
+		l.UsedSince = append(l.UsedSince, l.ColdSeg)
+	}
+	return true
+}
+
+// ReleaseCold ends the cleaner's hold on its segment: what it holds is
+// counted like any segment's from now on. A checkpoint being written
+// may have found it empty before the cleaner moved blocks there, so it
+// counts as taken while that checkpoint runs.
+func (l *Log) ReleaseCold() {
+	if l.ColdSeg == NoSeg {
+		return
+	}
+	if l.Checkpointing {
+		l.UsedSince = append(l.UsedSince, l.ColdSeg)
+	}
+	l.ColdSeg = NoSeg
+}
+
+// ColdRoom is how many bytes the cleaner's segment can still take.
+func (l *Log) ColdRoom() int64 {
+	if l.ColdSeg == NoSeg {
+		return 0
+	}
+	return int64(l.SegEnd(l.ColdSeg) - l.ColdPos)
+}
+
 // Seal closes Cur and queues it for the writer; the next unit starts right
 // after it, in the next segment if it reached there.
 func (l *Log) Seal() error {
@@ -212,6 +261,10 @@ func (l *Log) Seal() error {
 	l.Queue = append(l.Queue, u)
 	l.Queued += u.Mem
 	l.SealedBytes += int64(len(buf))
+	l.LogBytes += int64(len(buf))
+	if l.Cur.Kind == segment.UnitOps {
+		l.OpsBytes += int64(len(buf))
+	}
 	l.PrevSum = sum
 	l.Seq++
 	l.Txns = 0

@@ -19,7 +19,7 @@ import (
 //	header (64 bytes)
 //	  0  4 magic "TXLU"
 //	  4  2 format version
-//	  6  2 kind (UnitOps, UnitMeta, UnitCheckpoint)
+//	  6  2 kind (UnitOps, UnitMeta, UnitCheckpoint, UnitMoved)
 //	  8  8 volume ID (first 8 bytes of the UUID)
 //	 16  8 sequence number: previous unit's + 1
 //	 24  8 checksum of the previous unit (a hash chain: a stale unit left
@@ -49,6 +49,11 @@ const (
 	UnitOps        = 1 // journal records of operations and the blocks they wrote
 	UnitMeta       = 2 // blocks written by a checkpoint, no records
 	UnitCheckpoint = 3 // a checkpoint record; superblocks point at these
+	// UnitMoved holds blocks the cleaner copied, no records. It is not part
+	// of the chain: sequence number and previous checksum 0, no next
+	// segment; it never leaves its segment. Only DAT entries (made durable
+	// by a checkpoint) point at its blocks.
+	UnitMoved = 4
 )
 
 // Summary entry kinds: what a stored block is. Part of the on-disk format.
@@ -116,7 +121,7 @@ func ParseUnitHeader(b []byte, maxLen uint32) (UnitHeader, error) {
 		Length: le.Uint32(b[32:]), BlocksLen: le.Uint32(b[36:]), NSum: le.Uint32(b[40:]),
 		RecStored: le.Uint32(b[44:]), RecRaw: le.Uint32(b[48:]), NextSeg: le.Uint32(b[52:]), Sum: le.Uint64(b[56:]),
 	}
-	if h.Kind < UnitOps || h.Kind > UnitCheckpoint {
+	if h.Kind < UnitOps || h.Kind > UnitMoved {
 		return h, fmt.Errorf("%w: unit kind %d", ErrCorrupt, h.Kind)
 	}
 	need := uint64(UnitHeaderSize) + uint64(h.BlocksLen) + uint64(h.NSum)*SummarySize + uint64(h.RecStored)
