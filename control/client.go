@@ -10,11 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"syscall"
 )
 
 // ErrNoSocket: the mount point has no control socket (it is not a txfs
 // mount, or its daemon could not open one).
-var ErrNoSocket = errors.New("control: no control socket")
+var ErrNoSocket = errors.New("no control socket")
 
 // Error is a request the server refused or failed: the HTTP status and
 // the server's message.
@@ -44,14 +45,14 @@ func Dial(mountpoint string) (*Client, error) {
 		return nil, err
 	}
 	fi, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w for %s at %s", ErrNoSocket, dir, path)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, fmt.Errorf("%w at %s", ErrNoSocket, path)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if fi.Mode().Type() != os.ModeSocket {
-		return nil, fmt.Errorf("%w for %s: %s is not a socket", ErrNoSocket, dir, path)
+		return nil, fmt.Errorf("%w: %s is not a socket", ErrNoSocket, path)
 	}
 	return DialSocket(path), nil
 }

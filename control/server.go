@@ -161,13 +161,23 @@ func makeRunDir(dir string) error {
 }
 
 // canonicalPath is dir absolute and with symlinks resolved, as the kernel
-// names a mount point in /proc/self/mountinfo.
+// names a mount point in /proc/self/mountinfo. Only the parent is
+// resolved when dir itself cannot be looked at: the root of a FUSE mount
+// refuses every user but the one who mounted (without allow_other), and
+// a dead mount answers ENOTCONN; and dir is taken as it is when not even
+// its parent can be (a user who may not search it asks root's mount).
 func canonicalPath(dir string) (string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err
 	}
-	return filepath.EvalSymlinks(abs)
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real, nil
+	}
+	if parent, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		return filepath.Join(parent, filepath.Base(abs)), nil
+	}
+	return abs, nil
 }
 
 // peer is who is at the other end of a connection.
