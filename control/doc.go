@@ -16,8 +16,9 @@
 // {"error": "what went wrong"}: 403 for a peer that may not use the
 // socket, 404 for an unknown path, 405 for the wrong method (with an
 // Allow header), 409 when the volume cannot do it now (read-only, busy),
-// 507 when it has no space for it, 500 for anything else (I/O errors,
-// damage). Endpoints are added to the table in server.go.
+// 507 when it has no space for it, 503 once the server is closing (the
+// volume is being unmounted), 500 for anything else (I/O errors, damage).
+// Endpoints are added to the table in server.go.
 //
 // # Socket path
 //
@@ -29,7 +30,8 @@
 // and 32 hex digits of the SHA-256 of DIR. The daemon creates RUNDIR (mode
 // 0755) if it is missing, replaces a socket a crashed daemon left behind
 // when it mounts, and removes its socket when it unmounts (unless another
-// daemon has replaced it since).
+// daemon has replaced it since), once the requests in progress are
+// answered (Server.Close).
 //
 // # Security
 //

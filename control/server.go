@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,7 +39,16 @@ type Server struct {
 	created os.FileInfo // the socket file as Listen made it
 	http    *http.Server
 	served  chan struct{} // closed when the serving goroutine returns
+
+	mu      sync.Mutex
+	idle    sync.Cond // signalled when busy drops to 0
+	busy    int       // requests being answered
+	closing bool      // Close has begun: no request is started any more
 }
+
+// closeGrace is how long Close gives connections to finish their last
+// answer before it closes them.
+const closeGrace = time.Second
 
 // Serve opens the control socket of the volume mounted on mountpoint
 // (SocketPath of its absolute path with symlinks resolved) and serves fs
@@ -91,18 +101,15 @@ func ServeSocket(path string, fs Filesystem, owner int) (*Server, error) {
 		os.Remove(path)
 		return nil, fmt.Errorf("control: %w", err)
 	}
-	s := &Server{
-		path:    path,
-		created: created,
-		http: &http.Server{
-			Handler:           Handler(fs, owner),
-			ConnContext:       withPeer,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       time.Minute,
-			MaxHeaderBytes:    64 << 10,
-		},
-		served: make(chan struct{}),
+	s := &Server{path: path, created: created, served: make(chan struct{})}
+	s.http = &http.Server{
+		Handler:           s.counted(Handler(fs, owner)),
+		ConnContext:       withPeer,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    64 << 10,
 	}
+	s.idle.L = &s.mu
 	go func() {
 		defer close(s.served)
 		_ = s.http.Serve(ln) // returns ErrServerClosed after Close
@@ -113,11 +120,50 @@ func ServeSocket(path string, fs Filesystem, owner int) (*Server, error) {
 // Path is the socket's path.
 func (s *Server) Path() string { return s.path }
 
-// Close stops accepting connections, waits for the requests being
-// served (a cleaning pass runs to its end) and removes the socket file,
-// unless another daemon has replaced it since.
+// counted runs h for every request begun before Close, and answers 503 to
+// the others.
+func (s *Server) counted(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusServiceUnavailable, errors.New("the volume is being unmounted"))
+			return
+		}
+		s.busy++
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			if s.busy--; s.busy == 0 {
+				s.idle.Broadcast()
+			}
+			s.mu.Unlock()
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Close waits for the requests being answered (a cleaning pass runs to
+// its end) and starts no other, stops accepting connections, gives the
+// open ones closeGrace to send their answers and closes them, and
+// removes the socket file, unless another daemon has replaced it since.
+// Once it returns, the Filesystem is not called any more.
 func (s *Server) Close() error {
-	err := s.http.Shutdown(context.Background())
+	s.mu.Lock()
+	s.closing = true
+	for s.busy > 0 {
+		s.idle.Wait()
+	}
+	s.mu.Unlock()
+	// A connection that never completes a request cannot hold the
+	// unmount for longer than closeGrace.
+	ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+	err := s.http.Shutdown(ctx)
+	cancel()
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = s.http.Close()
+	}
 	<-s.served
 	if fi, lerr := os.Lstat(s.path); lerr == nil && os.SameFile(fi, s.created) {
 		if rerr := os.Remove(s.path); rerr != nil && err == nil {

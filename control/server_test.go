@@ -570,3 +570,74 @@ func TestCloseWaitsForClean(t *testing.T) {
 		t.Error("status after Close succeeded")
 	}
 }
+
+// A connection that never finishes its request holds Close for no
+// longer than closeGrace (and its reader then sees the connection end).
+func TestCloseDoesNotWaitForSilentPeers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.sock")
+	s, err := ServeSocket(path, &fakeFS{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle, err := net.Dial("unix", path) // says nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	half, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer half.Close()
+	if _, err := half.Write([]byte("GET /v1/sta")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let the server read it
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > closeGrace+time.Second {
+		t.Errorf("Close took %v with a silent and a half-sent request, want at most %v", took, closeGrace)
+	}
+	half.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := half.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("the half-sent request's connection after Close: %v, want EOF", err)
+	}
+}
+
+// A request that arrives once Close has begun is not served: 503.
+func TestRequestDuringCloseRefused(t *testing.T) {
+	fs := &fakeFS{cleaning: make(chan struct{}), finish: make(chan struct{})}
+	path := filepath.Join(t.TempDir(), "c.sock")
+	s, err := ServeSocket(path, fs, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go DialSocket(path).Clean()
+	<-fs.cleaning
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	// Close waits for the pass; the listener still accepts meanwhile.
+	var err2 error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		s.mu.Lock()
+		closing := s.closing
+		s.mu.Unlock()
+		if closing {
+			_, err2 = DialSocket(path).Status()
+			break
+		}
+	}
+	var e *Error
+	if !errors.As(err2, &e) || e.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("status while closing: %v, want 503", err2)
+	}
+	close(fs.finish)
+	if err := <-closed; err != nil {
+		t.Error(err)
+	}
+	if fs.cleans != 1 {
+		t.Errorf("%d passes, want 1", fs.cleans)
+	}
+}
