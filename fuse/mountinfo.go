@@ -3,7 +3,6 @@ package fuse
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,14 +26,13 @@ func MountsOn(dir string) ([]MountInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	all, err := Mounts()
 	if err != nil {
 		return nil, err
 	}
 	var on []MountInfo
-	for _, line := range strings.Split(string(data), "\n") {
-		m, ok := parseMountInfo(line)
-		if ok && m.Dir == dir {
+	for _, m := range all {
+		if m.Dir == dir {
 			on = append(on, m)
 		}
 	}

@@ -2,6 +2,8 @@
 //
 //	txfs mount [-o OPTIONS] [--ready-fd N] IMAGE DIR
 //	txfs umount DIR
+//	txfs status [--json] TARGET
+//	txfs clean [--json] TARGET
 //
 // txfs mount refuses a DIR that is missing, not a directory, not empty or
 // already a mount point (unless -o nonempty), and when it fails it leaves
@@ -63,14 +65,19 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:  "txfs",
 		Usage: "a transactional log-structured filesystem",
-		Description: `Mount a txfs image (made with mkfs.txfs) on a directory, and unmount it.
+		Description: `Mount a txfs image (made with mkfs.txfs) on a directory, and unmount it;
+show a volume's space and cleaner, and clean it.
 
 Examples:
    txfs mount disk.img /mnt/txfs
+   txfs status /mnt/txfs
+   txfs clean /mnt/txfs
    txfs umount /mnt/txfs`,
 		Commands: []*cli.Command{
 			mountCommand(),
 			umountCommand(),
+			statusCommand(),
+			cleanCommand(),
 		},
 		// No command, or an unknown one.
 		Action: func(c *cli.Context) error {

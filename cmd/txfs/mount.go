@@ -79,6 +79,12 @@ Options (-o, comma separated, repeatable):
 exits; --memprofile FILE writes a Go heap profile to FILE on SIGUSR1 and
 when it exits (go tool pprof bin/txfs FILE).
 
+Once mounted, txfs serves the control socket of the mount, which "txfs
+status" and "txfs clean" use: /run/txfs/ESCAPED.sock (ESCAPED is DIR as
+"systemd-escape --path" writes it; $TXFS_RUN_DIR replaces /run/txfs), for
+root and the user who mounted only. If it cannot be opened, txfs warns and
+serves the mount without it.
+
 Examples:
    txfs mount disk.img /mnt/txfs
    txfs mount -o ro,allow_other disk.img /mnt/txfs
@@ -305,6 +311,9 @@ func runMount(c *cli.Context) error {
 		v.Close()
 		return err
 	}
+	// The socket opens before "ready", so that whoever waits for it can
+	// ask for the status at once; it closes before the volume does.
+	ctl := serveControl(dir, v)
 	if ready != nil {
 		_, err := ready.WriteString("ready\n")
 		ready.Close()
@@ -313,6 +322,7 @@ func runMount(c *cli.Context) error {
 			// Whoever waits for "ready" will not hear it: take the
 			// mount back rather than leave one nobody knows of.
 			err = fmt.Errorf("--ready-fd %d: %w", readyFd, err)
+			closeControl(ctl)
 			if rerr := txfuse.Release(srv, dir); rerr != nil {
 				return fmt.Errorf("%w; the mount stays: %v", err, rerr)
 			}
@@ -346,6 +356,7 @@ serve:
 		}
 	}
 	<-done
+	closeControl(ctl)
 
 	// Every request is answered: write the checkpoint and let the
 	// image go.

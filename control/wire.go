@@ -1,0 +1,72 @@
+package control
+
+import "github.com/txfs/txfs"
+
+// The JSON the API speaks. Field names are part of API version 1: fields
+// may be added, none renamed, removed or given another meaning.
+
+// Status is the answer to GET /v1/status: the volume's space and its
+// cleaner's state (txfs.Status).
+type Status struct {
+	BlockSize        uint32        `json:"block_size"`        // bytes
+	SegmentSize      uint32        `json:"segment_size"`      // bytes
+	Segments         int           `json:"segments"`          // segments of the volume
+	FreeSegments     int           `json:"free_segments"`     // segments the log may take now
+	ReserveSegments  int           `json:"reserve_segments"`  // free segments kept from ordinary writers
+	SizeBytes        int64         `json:"size_bytes"`        // the segments' bytes
+	LiveBytes        int64         `json:"live_bytes"`        // stored bytes of the blocks in use
+	FreeBytes        int64         `json:"free_bytes"`        // what ordinary writers can still write, as statfs counts it
+	ReclaimableBytes int64         `json:"reclaimable_bytes"` // dead bytes in segments that still hold live blocks
+	ReadOnly         bool          `json:"read_only"`
+	Cleaner          CleanerStatus `json:"cleaner"`
+}
+
+// CleanerStatus is the segment cleaner's part of Status
+// (txfs.CleanerStatus): how it is set and what it has done since the
+// volume was opened.
+type CleanerStatus struct {
+	Policy             string  `json:"policy"`              // "greedy", "cost-benefit" or "age-threshold"
+	State              string  `json:"state"`               // "idle", "cleaning" or "off"
+	LowWatermark       int     `json:"low_watermark"`       // free segments below which cleaning starts
+	HighWatermark      int     `json:"high_watermark"`      // free segments up to which it goes on
+	Passes             uint64  `json:"passes"`              // cleaning passes run
+	SegmentsCleaned    uint64  `json:"segments_cleaned"`    // victims emptied
+	BytesMoved         int64   `json:"bytes_moved"`         // live bytes copied
+	UserBytes          int64   `json:"user_bytes"`          // bytes operations wrote to the log
+	DeviceBytes        int64   `json:"device_bytes"`        // bytes written to the device
+	WriteAmplification float64 `json:"write_amplification"` // device_bytes / user_bytes (0 before any write)
+}
+
+// CleanResult is the answer to POST /v1/clean: what one cleaning pass
+// did (txfs.CleanResult).
+type CleanResult struct {
+	SegmentsCleaned int   `json:"segments_cleaned"` // victims emptied
+	BytesMoved      int64 `json:"bytes_moved"`      // live bytes copied
+	BytesFreed      int64 `json:"bytes_freed"`      // bytes of the victims given back
+}
+
+// errorBody is the answer to every request that fails.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// StatusOf is the wire form of a volume's status.
+func StatusOf(s txfs.Status) Status {
+	c := s.Cleaner
+	return Status{
+		BlockSize: s.BlockSize, SegmentSize: s.SegmentSize, Segments: s.Segments,
+		FreeSegments: s.FreeSegments, ReserveSegments: s.ReserveSegments,
+		SizeBytes: s.SizeBytes, LiveBytes: s.LiveBytes, FreeBytes: s.FreeBytes,
+		ReclaimableBytes: s.ReclaimableBytes, ReadOnly: s.ReadOnly,
+		Cleaner: CleanerStatus{
+			Policy: c.Policy, State: c.State, LowWatermark: c.LowWatermark, HighWatermark: c.HighWatermark,
+			Passes: c.Passes, SegmentsCleaned: c.SegmentsCleaned, BytesMoved: c.BytesMoved,
+			UserBytes: c.UserBytes, DeviceBytes: c.DeviceBytes, WriteAmplification: c.WriteAmplification,
+		},
+	}
+}
+
+// CleanResultOf is the wire form of a cleaning pass's result.
+func CleanResultOf(r txfs.CleanResult) CleanResult {
+	return CleanResult{SegmentsCleaned: r.Segments, BytesMoved: r.BytesMoved, BytesFreed: r.BytesFreed}
+}
