@@ -36,6 +36,12 @@ func (v *Volume) logChanged() {
 	case v.ckpter.kick <- struct{}{}:
 	default:
 	}
+	if len(v.log.Free) < v.clean.low && v.clean.kick != nil {
+		select {
+		case v.clean.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // checkpointer runs until the volume is closed or stopped by an error.

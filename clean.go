@@ -72,8 +72,9 @@ type cleanState struct {
 	low, high int
 	pace      time.Duration
 	off       bool
-	kick      chan struct{}
-	done      chan struct{}
+	kick      chan struct{} // something may have become due
+	stop      chan struct{} // closed when the volume closes
+	done      chan struct{} // closed when the background cleaner ends
 	started   bool // the background cleaner runs
 	running   bool // a batch is under way
 
@@ -98,6 +99,7 @@ func (v *Volume) setupCleaner() {
 		c.pace = defaultCleanPace
 	}
 	c.kick = make(chan struct{}, 1)
+	c.stop = make(chan struct{})
 	c.done = make(chan struct{})
 }
 
@@ -115,7 +117,17 @@ func checkCleanerOptions(o CleanerOptions) error {
 	return nil
 }
 
-var cleanDebug = func(string, ...any) {}
+// testHookClean, if set, is called without the volume lock at each stage
+// of a batch ("written": copies written, not yet synced; "synced": not yet
+// moved; "moved") and of a pass ("checkpoint": before its checkpoint), so
+// that tests can cut the power there.
+var testHookClean func(v *Volume, stage string)
+
+func (v *Volume) cleanStage(stage string) {
+	if testHookClean != nil {
+		testHookClean(v, stage)
+	}
+}
 
 // victim is a segment a batch cleans, and what it found there.
 type victim struct {
@@ -172,11 +184,14 @@ func (v *Volume) cleanPass(more func(n int) bool, ceiling float64, pause time.Du
 		time.Sleep(pause)
 	}
 	if res.Segments > 0 && err == nil {
+		v.cleanStage("checkpoint")
 		err = v.checkpoint()
 	}
-	v.mu.Lock()
-	v.clean.passes++
-	v.mu.Unlock()
+	if res.Segments > 0 || res.BytesMoved > 0 {
+		v.mu.Lock()
+		v.clean.passes++
+		v.mu.Unlock()
+	}
 	if errors.Is(err, ErrClosed) {
 		err = nil
 	}
@@ -189,6 +204,7 @@ func (v *Volume) cleanBatch(ceiling float64) (CleanResult, error) {
 
 	v.mu.Lock()
 	victims, err := v.pickVictims(ceiling)
+	volumeID := v.sb.VolumeID()
 	v.mu.Unlock()
 	if err != nil || len(victims) == 0 {
 		return CleanResult{}, err
@@ -197,7 +213,7 @@ func (v *Volume) cleanBatch(ceiling float64) (CleanResult, error) {
 	defer v.setCleaning(false)
 
 	// Read each victim and list what its units name, without the lock.
-	sc := cleaner.Scanner{Geo: v.geo, VolumeID: v.sb.VolumeID(), Read: func(buf []byte, addr uint64) error {
+	sc := cleaner.Scanner{Geo: v.geo, VolumeID: volumeID, Read: func(buf []byte, addr uint64) error {
 		_, err := v.dev.ReadAt(buf, int64(addr))
 		return err
 	}}
@@ -223,10 +239,11 @@ func (v *Volume) cleanBatch(ceiling float64) (CleanResult, error) {
 	if err := v.readMoves(moves); err != nil {
 		return CleanResult{}, err
 	}
-	end, written, err := v.writeMoved(moves, coldPos)
+	end, written, err := v.writeMoved(moves, coldPos, volumeID)
 	if err != nil {
 		return CleanResult{}, v.failIO(err)
 	}
+	v.cleanStage("synced")
 
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -284,6 +301,11 @@ func (v *Volume) cleanBatch(ceiling float64) (CleanResult, error) {
 		v.log.ReleaseCold()
 	}
 	v.logChanged()
+	if testHookClean != nil {
+		v.mu.Unlock()
+		v.cleanStage("moved")
+		v.mu.Lock()
+	}
 	return res, nil
 }
 
@@ -392,20 +414,25 @@ func (v *Volume) pickVictims(ceiling float64) ([]*victim, error) {
 	if v.log.ColdRoom() < v.coldMin() {
 		return nil, nil
 	}
-	cleanDebug("pick: cold %d room %d free %d logroom %d ckpt %d cands %d", v.log.ColdSeg, v.log.ColdRoom(), len(v.log.Free), v.log.Room(), v.ckptCost(), len(cands))
 	room := min(v.log.ColdRoom(), cleanBatchBytes)
 	var out []*victim
-	var total int64
+	var total, dead int64
 	for _, s := range ranked {
 		e, err := v.sut.Get(s.ID)
 		if err != nil {
 			return nil, err
 		}
 		total += int64(e.Live)
+		dead += s.Size - s.Live
 		out = append(out, &victim{seg: s.ID, lastSeq: s.LastSeq})
 		if len(out) == cleanMaxVictims || total >= room {
 			break
 		}
+	}
+	// A batch is followed by a checkpoint: one that would write more
+	// than the batch gives back is not worth it.
+	if dead < v.checkpointBytes(int64(v.sut.FlushBound()), 0) {
+		return nil, nil
 	}
 	return out, nil
 }
@@ -514,7 +541,6 @@ func (v *Volume) planMoves(victims []*victim) ([]move, []tableBlock, []*victim, 
 			break
 		}
 	}
-	cleanDebug("plan: %d victims -> %d kept, %d moves, census %d", len(victims), len(keep), len(moves), len(census))
 	return moves, marks, keep, nil
 }
 
@@ -598,7 +624,7 @@ func cmpU64(a, b uint64) int {
 // writeMoved writes the blocks read into units of moved blocks from pos
 // in the cleaner's segment, sets each block's new address, and syncs the
 // device. It returns where the next unit goes and the bytes written.
-func (v *Volume) writeMoved(moves []move, pos uint64) (uint64, int64, error) {
+func (v *Volume) writeMoved(moves []move, pos, volumeID uint64) (uint64, int64, error) {
 	seg, _ := v.geo.SegmentOf(pos)
 	segEnd := uint64(v.geo.SegmentOffset(seg)) + uint64(v.geo.SegmentSize)
 	var written int64
@@ -607,7 +633,7 @@ func (v *Volume) writeMoved(moves []move, pos uint64) (uint64, int64, error) {
 		if u == nil || u.Empty() {
 			return nil
 		}
-		buf, _ := u.Seal(v.sb.VolumeID(), 0, 0, journal.NoSeg)
+		buf, _ := u.Seal(volumeID, 0, 0, journal.NoSeg)
 		_, err := v.dev.WriteAt(buf, int64(u.Addr))
 		pos = u.Addr + uint64(len(buf))
 		written += int64(len(buf))
@@ -640,6 +666,7 @@ func (v *Volume) writeMoved(moves []move, pos uint64) (uint64, int64, error) {
 	if err := flush(); err != nil {
 		return pos, written, err
 	}
+	v.cleanStage("written")
 	if written > 0 {
 		if err := v.dev.Sync(); err != nil {
 			return pos, written, err
@@ -659,10 +686,19 @@ func (v *Volume) cleanerLoop() {
 	defer tick.Stop()
 	var events uint64
 	changed := time.Now()
+	found := true // the last pass found something to do
 	for {
+		// After a pass that found nothing, only time can change that
+		// quickly enough to look again: kicks come with every commit.
+		kick := c.kick
+		if !found {
+			kick = nil
+		}
 		select {
-		case <-c.kick:
+		case <-kick:
 		case <-tick.C:
+		case <-c.stop:
+			return
 		}
 		v.mu.Lock()
 		if v.stopping || v.closed || v.err != nil {
@@ -683,20 +719,19 @@ func (v *Volume) cleanerLoop() {
 			defer v.mu.Unlock()
 			return len(v.log.Free)+n < c.high && !v.stopping
 		}
-		if _, err := v.cleanPass(more, cleanCeiling, c.pace); err != nil {
+		r, err := v.cleanPass(more, cleanCeiling, c.pace)
+		if err != nil {
 			v.logf("cleaner: %v", err)
 		}
+		found = r.Segments > 0 || r.BytesMoved > 0
 	}
 }
 
 // stopCleaner ends the background cleaner and waits for a pass in
 // progress (its checkpoint included). v.stopping is set.
 func (v *Volume) stopCleaner() {
-	select {
-	case v.clean.kick <- struct{}{}:
-	default:
-	}
 	if v.clean.started {
+		close(v.clean.stop)
 		<-v.clean.done
 	}
 	v.clean.mu.Lock()

@@ -12,6 +12,7 @@ package txfs
 import (
 	"crypto/rand"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -437,7 +438,7 @@ func (v *Volume) begin(op int, f footprint) (*tx, error) {
 	if err := v.relieveMemory(); err != nil {
 		return nil, err
 	}
-	stalled := 0
+	best, stalled := int64(math.MinInt64), 0
 	for tries := 0; !v.admits(f); tries++ {
 		// First a checkpoint, if one can help; then the cleaner, for as
 		// long as it empties segments.
@@ -450,15 +451,14 @@ func (v *Volume) begin(op int, f footprint) (*tx, error) {
 			return nil, ErrNoSpace
 		} else {
 			// Only while the cleaner makes room: near full, passes may
-			// spend on copies and their checkpoints what they give back.
-			before := v.log.Room() - v.ckptCost()
+			// spend on copies and their checkpoints what they give back,
+			// and the room goes up and down without getting anywhere.
 			var cleaned bool
 			cleaned, err = v.cleanForSpace()
-			cleanDebug("begin: try %d cleaned %v headroom %d -> %d (reserve %d)", tries, cleaned, before, v.log.Room()-v.ckptCost(), v.reserveBytes(f.frees))
-			if v.log.Room()-v.ckptCost() <= before {
-				stalled++
+			if room := v.log.Room() - v.ckptCost(); room > best {
+				best, stalled = room, 0
 			} else {
-				stalled = 0
+				stalled++
 			}
 			if err == nil && (!cleaned || stalled == 3) {
 				return nil, ErrNoSpace
