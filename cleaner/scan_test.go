@@ -396,6 +396,10 @@ func TestScanBadLengthAndNextSegment(t *testing.T) {
 			if len(got) != 0 {
 				t.Fatalf("length %d at %d: listed %d blocks", length, off, len(got))
 			}
+			// Also when the bytes given end before the segment does.
+			if got, _ := f.scanner().Segment(s, seg[:off+4096:off+4096]); len(got) != 0 {
+				t.Fatalf("length %d at %d, bytes to %d: listed %d blocks", length, off, off+4096, len(got))
+			}
 		}
 	}
 }
@@ -406,6 +410,31 @@ func resealed(b []byte) {
 	n := min(int(binary.LittleEndian.Uint32(b[32:])), len(b))
 	clear(b[56:64])
 	binary.LittleEndian.PutUint64(b[56:], segment.Checksum(b[:n]))
+}
+
+// Bytes handed to Segment that end before the segment does are scanned
+// as far as they go: units they hold whole are listed, and one they cut
+// off is not.
+func TestScanShortSegmentBytes(t *testing.T) {
+	f := newScanFixture(t)
+	ops, meta, moved, _, _, _ := twoSegments(f)
+	seg := f.segment(2)
+	sc := f.scanner()
+	cut := int(moved.end() - f.segStart(2))
+	got, first := sc.Segment(2, seg[:cut])
+	checkBlocks(t, "segment 2 up to the end of its third unit", got, concat(ops.want, meta.want, moved.want))
+	if first != 0 {
+		t.Fatalf("first unit at %d", first)
+	}
+	got, _ = sc.Segment(2, seg[:cut-4096])
+	checkBlocks(t, "segment 2 cut inside its third unit", got, concat(ops.want, meta.want))
+	// Cut inside the unit that goes on into the next segment, in an
+	// array of that size only.
+	for _, n := range []int{cut + 64, cut + 4096, len(seg) - 4096} {
+		short := slices.Clip(slices.Clone(seg[:n]))
+		got, _ = sc.Segment(2, short)
+		checkBlocks(t, fmt.Sprintf("segment 2 cut at %d", n), got, concat(ops.want, meta.want, moved.want))
+	}
 }
 
 // FuzzScanSegment feeds arbitrary bytes to Segment as segment 2 of a
@@ -421,6 +450,9 @@ func FuzzScanSegment(f *testing.F) {
 	f.Add(fx.segment(3))
 	f.Add([]byte{})
 	f.Add(make([]byte, fx.geo.SegmentSize))
+	header := slices.Clone(seg2[:4096])
+	binary.LittleEndian.PutUint32(header[32:], 2*fx.geo.SegmentSize)
+	f.Add(header)
 	sc := Scanner{Geo: fx.geo, VolumeID: testVolume, Read: func(buf []byte, addr uint64) error {
 		_, err := fx.dev.ReadAt(buf, int64(addr))
 		return err
