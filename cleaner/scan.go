@@ -87,7 +87,7 @@ func (sc Scanner) decodeAt(s uint32, off uint32, seg []byte) *segment.Unit {
 	place := segment.UnitPlace{Addr: uint64(sc.Geo.SegmentOffset(s)) + uint64(off), Split: split}
 	buf := seg[off:min(uint32(len(seg)), size)]
 	if h.Length > split {
-		if h.NextSeg >= sc.Geo.Segments || h.NextSeg == s || sc.Read == nil {
+		if uint32(len(buf)) < split || h.NextSeg >= sc.Geo.Segments || h.NextSeg == s || sc.Read == nil {
 			return nil
 		}
 		place.Next = uint64(sc.Geo.SegmentOffset(h.NextSeg))
