@@ -75,8 +75,8 @@ type cleanState struct {
 	kick      chan struct{} // something may have become due
 	stop      chan struct{} // closed when the volume closes
 	done      chan struct{} // closed when the background cleaner ends
-	started   bool // the background cleaner runs
-	running   bool // a batch is under way
+	started   bool          // the background cleaner runs
+	running   bool          // a batch is under way
 
 	passes, cleaned uint64
 	moved, written  int64
