@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
+	"time"
 )
 
 // fileSet is files of one size on a volume, and what each should hold.
@@ -187,4 +189,160 @@ func TestCleanerFullThenHalfDeleted(t *testing.T) {
 	fs := newFileSet(t, v, r, "new", deleted*9/10, size)
 	fs.verify(t)
 	t.Logf("%d files filled the volume; %d deleted, %d written again", len(names), deleted, len(fs.inos))
+}
+
+// A block rewritten or freed after the cleaner copied it keeps its new
+// state: the move is a compare-and-set on the DAT entry, so the copy is
+// garbage and never brings back deleted or old data.
+func TestCleanerMoveLosesToOverwriteAndDelete(t *testing.T) {
+	v, dev := newSmallVolume(t, 16<<20, 256<<10, Options{Cleaner: CleanerOptions{Off: true}})
+	r := rand.New(rand.NewPCG(7, 8))
+	const size = 64 << 10
+	// Files to keep alternate with files to delete, so that segments are
+	// left half live: victims for the cleaner.
+	all := newFileSet(t, v, r, "f", 48, size)
+	keep := &fileSet{v: v}
+	for i := range all.inos {
+		if i%2 == 0 {
+			keep.inos, keep.data, keep.names = append(keep.inos, all.inos[i]), append(keep.data, all.data[i]), append(keep.names, all.names[i])
+		} else if err := v.Unlink(RootIno, all.names[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := v.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	stages := 0
+	testHookClean = func(hv *Volume, stage string) {
+		if hv != v || stage != "synced" || stages > 0 {
+			return
+		}
+		stages++
+		// The copies are durable and not yet moved: overwrite half of
+		// the kept files and delete the others.
+		for i := range keep.inos {
+			if i%2 == 0 {
+				d := randBytes(r, size)
+				if _, err := v.Write(keep.inos[i], d, 0); err != nil {
+					t.Errorf("overwrite: %v", err)
+				}
+				keep.data[i] = d
+			} else if err := v.Unlink(RootIno, keep.names[i]); err != nil {
+				t.Errorf("unlink: %v", err)
+			}
+		}
+	}
+	defer func() { testHookClean = nil }()
+	res, err := v.Clean()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stages == 0 {
+		t.Fatalf("the cleaner never reached its moves: %+v", res)
+	}
+	var left fileSet
+	left.v = v
+	for i := 0; i < len(keep.inos); i += 2 {
+		left.inos, left.data, left.names = append(left.inos, keep.inos[i]), append(left.data, keep.data[i]), append(left.names, keep.names[i])
+	}
+	left.verify(t)
+	for i := 1; i < len(keep.names); i += 2 {
+		if _, err := v.Lookup(RootIno, keep.names[i]); !errors.Is(err, ErrNotExist) {
+			t.Fatalf("%s: deleted, lookup says %v", keep.names[i], err)
+		}
+	}
+	if err := v.Check(); err != nil {
+		t.Fatal(err)
+	}
+	v2 := reopen(t, v, dev)
+	defer v2.Close()
+	left.v = v2
+	left.verify(t)
+}
+
+// The background cleaner, explicit passes, writers that overwrite and
+// writers that delete and recreate all run at once; every file holds
+// what was last written to it, and the volume checks clean.
+func TestCleanerRacesWriters(t *testing.T) {
+	v, _ := newSmallVolume(t, 12<<20, 128<<10, Options{Cleaner: CleanerOptions{LowWatermark: 1000, HighWatermark: 1000, Pace: time.Millisecond}})
+	const size = 32 << 10
+	seedR := rand.New(rand.NewPCG(9, 10))
+	sets := []*fileSet{
+		newFileSet(t, v, seedR, "a", 60, size),
+		newFileSet(t, v, seedR, "b", 60, size),
+	}
+	var writers, cleaners sync.WaitGroup
+	stop := make(chan struct{})
+	errs := make(chan error, 8)
+	// One goroutine overwrites set a, mostly its first files; one deletes
+	// and recreates files of set b; each owns its set. Another runs
+	// explicit passes until they are done, beside the background cleaner.
+	writers.Add(2)
+	go func() {
+		defer writers.Done()
+		r := rand.New(rand.NewPCG(11, 12))
+		for i := 0; i < 600; i++ {
+			if err := sets[0].overwrite(r, 8<<10, 6, 0.9); err != nil {
+				errs <- fmt.Errorf("overwrite: %w", err)
+				return
+			}
+		}
+	}()
+	go func() {
+		defer writers.Done()
+		r := rand.New(rand.NewPCG(13, 14))
+		b := sets[1]
+		for i := 0; i < 300; i++ {
+			k := r.IntN(len(b.inos))
+			if err := v.Unlink(RootIno, b.names[k]); err != nil {
+				errs <- fmt.Errorf("unlink: %w", err)
+				return
+			}
+			a, err := v.Create(RootIno, b.names[k], 0o644, Owner{})
+			if err != nil {
+				errs <- fmt.Errorf("create: %w", err)
+				return
+			}
+			d := randBytes(r, size)
+			if _, err := v.Write(a.Ino, d, 0); err != nil {
+				errs <- fmt.Errorf("write: %w", err)
+				return
+			}
+			b.inos[k], b.data[k] = a.Ino, d
+		}
+	}()
+	cleaners.Add(1)
+	go func() {
+		defer cleaners.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := v.Clean(); err != nil {
+				errs <- fmt.Errorf("clean: %w", err)
+				return
+			}
+		}
+	}()
+	writers.Wait()
+	close(stop)
+	cleaners.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	for _, s := range sets {
+		s.verify(t)
+	}
+	st, _ := v.Status()
+	if st.Cleaner.BytesMoved == 0 {
+		t.Fatalf("the cleaner moved nothing: %+v", st.Cleaner)
+	}
+	t.Logf("%+v", st.Cleaner)
+	if err := v.Check(); err != nil {
+		t.Fatal(err)
+	}
 }
