@@ -13,8 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/txfs/txfs"
+	"github.com/txfs/txfs/cleaner"
 	txfuse "github.com/txfs/txfs/fuse"
 	"github.com/txfs/txfs/internal/bytesize"
 	"github.com/urfave/cli/v2"
@@ -72,8 +74,20 @@ Options (-o, comma separated, repeatable):
    cache=SIZE           the daemon's memory budget, with K, M or G (default
                         64M, from 4M to 1T): metadata caches, metadata not
                         yet checkpointed, writes not yet on the image. The
-                        daemon stays within it plus about 40 MiB, and 350
+                        daemon stays within it plus about 40 MiB, and 420
                         bytes for each inode the kernel keeps looked up
+   clean_policy=NAME    how the cleaner chooses segments to empty: greedy,
+                        cost-benefit (default) or age-threshold
+   clean_low=N          the cleaner works in the background while fewer
+                        than N segments are free (default: 2 times the
+                        reserve, 1/10 of the segments, at least 8)
+   clean_high=N         ... and up to N free segments, and cleans up to N
+                        when the volume is idle (default: 3 times the
+                        reserve, at least 12)
+   clean_pace=DURATION  pause between two batches of background cleaning
+                        (default 20ms)
+   noclean              no background cleaning; writers short of space
+                        and "txfs clean" still clean
 
 --cpuprofile FILE writes a Go CPU profile of the daemon to FILE until it
 exits; --memprofile FILE writes a Go heap profile to FILE on SIGUSR1 and
@@ -123,6 +137,8 @@ type mountSettings struct {
 	// cacheBytes is "-o cache=SIZE", the engine's memory budget
 	// (txfs.Options.CacheBytes); 0 is its default.
 	cacheBytes int64
+	// cleaner is the clean_* options (txfs.Options.Cleaner).
+	cleaner txfs.CleanerOptions
 }
 
 // mountOptions parses the -o options.
@@ -169,10 +185,58 @@ func mountOptions(opts []string) (mountSettings, error) {
 				m.cacheBytes = n
 				continue
 			}
+			if ok, err := cleanerOption(&m.cleaner, o); ok || err != nil {
+				if err != nil {
+					return m, err
+				}
+				continue
+			}
 			return m, usagef("unknown mount option %q", o)
 		}
 	}
+	if c := m.cleaner; c.HighWatermark > 0 && c.LowWatermark > c.HighWatermark {
+		return m, usagef("clean_low=%d is above clean_high=%d", c.LowWatermark, c.HighWatermark)
+	}
 	return m, nil
+}
+
+// cleanerOption parses a clean_* option into c, and reports whether o was
+// one.
+func cleanerOption(c *txfs.CleanerOptions, o string) (bool, error) {
+	name, val, _ := strings.Cut(o, "=")
+	segments := func() (int, error) {
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 1 || n > 1<<30 {
+			return 0, usagef("%s=%s: want a number of segments, at least 1", name, val)
+		}
+		return n, nil
+	}
+	var err error
+	switch name {
+	case "clean_policy":
+		if _, perr := cleaner.ByName(val); perr != nil || val == "" {
+			return true, usagef("clean_policy=%s: want one of %s", val, strings.Join(cleaner.Names(), ", "))
+		}
+		c.Policy = val
+	case "clean_low":
+		c.LowWatermark, err = segments()
+	case "clean_high":
+		c.HighWatermark, err = segments()
+	case "clean_pace":
+		d, perr := time.ParseDuration(val)
+		if perr != nil || d < time.Millisecond || d > time.Minute {
+			return true, usagef("clean_pace=%s: want a duration from 1ms to 1m, such as 20ms", val)
+		}
+		c.Pace = d
+	case "noclean":
+		if val != "" {
+			return true, usagef("noclean takes no value")
+		}
+		c.Off = true
+	default:
+		return false, nil
+	}
+	return true, err
 }
 
 // The range of -o cache: the engine's smallest budget, and a bound that
@@ -301,7 +365,7 @@ func runMount(c *cli.Context) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 
-	v, err := txfs.OpenPath(image, txfs.Options{ReadOnly: cfg.ReadOnly, NoAtime: cfg.NoAtime, CacheBytes: set.cacheBytes,
+	v, err := txfs.OpenPath(image, txfs.Options{ReadOnly: cfg.ReadOnly, NoAtime: cfg.NoAtime, CacheBytes: set.cacheBytes, Cleaner: set.cleaner,
 		OnStop: func(err error) { log.Printf("txfs: %s: the volume stops writing: %v", image, err) }})
 	if err != nil {
 		return fmt.Errorf("open %s: %w", image, err)

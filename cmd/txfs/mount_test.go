@@ -32,8 +32,16 @@ func TestMountOptions(t *testing.T) {
 	if m, err = mountOptions([]string{"cache=4m", "cache=1G"}); err != nil || m.cacheBytes != 1<<30 {
 		t.Errorf("cache=1G after cache=4m: %+v, %v", m, err)
 	}
+	m, err = mountOptions([]string{"clean_policy=greedy", "clean_low=3", "clean_high=9", "clean_pace=5ms", "noclean"})
+	if want := (txfs.CleanerOptions{Policy: "greedy", LowWatermark: 3, HighWatermark: 9, Pace: 5 * time.Millisecond, Off: true}); err != nil || m.cleaner != want {
+		t.Errorf("cleaner options: %+v, %v; want %+v", m.cleaner, err, want)
+	}
+	if _, err := mountOptions([]string{"clean_low=9", "clean_high=3"}); err == nil {
+		t.Errorf("clean_low above clean_high accepted")
+	}
 	for _, bad := range []string{"readahead=", "readahead=-4", "readahead=1x", "readahead=2000000", "sync", "ro=1",
-		"cache=", "cache=3M", "cache=2T", "cache=64X", "cache=-64M"} {
+		"cache=", "cache=3M", "cache=2T", "cache=64X", "cache=-64M", "clean_policy=", "clean_policy=lru",
+		"clean_low=0", "clean_low=x", "clean_high=-1", "clean_pace=0", "clean_pace=2h", "clean_pace=fast", "noclean=1"} {
 		if _, err := mountOptions([]string{bad}); err == nil || !strings.Contains(err.Error(), strings.SplitN(bad, "=", 2)[0]) {
 			t.Errorf("option %q: error %v, want one naming it", bad, err)
 		}
