@@ -80,6 +80,9 @@ type cleanState struct {
 
 	passes, cleaned uint64
 	moved, written  int64
+	// batches counts the batches that moved something, censuses those
+	// that had to walk the DAT for a victim's blocks.
+	batches, censuses uint64
 }
 
 // setupCleaner applies the options (Open has checked them).
@@ -135,6 +138,7 @@ type victim struct {
 	lastSeq uint64
 	found   []cleaner.Block // what its units' summaries name
 	first   uint32          // where its first unit starts
+	spanned []uint64        // blocks of units across it and a neighbour (journal.Log.Spanned)
 }
 
 // move is a block a batch copies: where it is, what the DAT says of it,
@@ -294,6 +298,7 @@ func (v *Volume) cleanBatch(ceiling float64) (CleanResult, error) {
 		}
 	}
 	v.changes++
+	c.batches++
 	c.cleaned += uint64(res.Segments)
 	c.moved += res.BytesMoved
 	c.written += written
@@ -424,7 +429,7 @@ func (v *Volume) pickVictims(ceiling float64) ([]*victim, error) {
 		}
 		total += int64(e.Live)
 		dead += s.Size - s.Live
-		out = append(out, &victim{seg: s.ID, lastSeq: s.LastSeq})
+		out = append(out, &victim{seg: s.ID, lastSeq: s.LastSeq, spanned: v.log.Spanned[s.ID]})
 		if len(out) == cleanMaxVictims || total >= room {
 			break
 		}
@@ -458,9 +463,30 @@ func (v *Volume) planMoves(victims []*victim) ([]move, []tableBlock, []*victim, 
 	}
 	per := make(map[uint32][]move, len(victims))
 	var census []uint32
+	seen := map[uint64]bool{}
 	for _, vic := range victims {
-		seen := map[uint64]bool{}
 		var live int64
+		{
+			// Units across the victim and a neighbour: their summaries
+			// lie in one of the two, which may have been written over.
+			for _, id := range vic.spanned {
+				vb := id & (1<<56 - 1)
+				if vb == 0 || vb >= v.dat.Count() || seen[vb] {
+					continue
+				}
+				e, err := v.dat.Get(vb)
+				if err != nil {
+					return nil, nil, nil, v.fail(err)
+				}
+				if s, ok := v.geo.SegmentOf(e.Addr); e.Free() || !ok || s != vic.seg {
+					continue
+				}
+				seen[vb] = true
+				sum := segment.SummaryEntry{Kind: uint8(id >> 56), ID: vb, Flags: uint8(e.Flags & cow.FlagLZ4), Len: e.Len, Sum: e.Sum}
+				per[vic.seg] = append(per[vic.seg], move{vb: vb, e: e, sum: sum})
+				live += int64(e.Len)
+			}
+		}
 		for _, b := range vic.found {
 			if (b.Kind != segment.SumData && b.Kind != segment.SumNode) || b.ID == 0 || b.ID >= v.dat.Count() || seen[b.ID] {
 				continue
@@ -474,7 +500,9 @@ func (v *Volume) planMoves(victims []*victim) ([]move, []tableBlock, []*victim, 
 			}
 			seen[b.ID] = true
 			per[vic.seg] = append(per[vic.seg], move{vb: b.ID, e: e, sum: b.SummaryEntry})
-			live += int64(e.Len)
+			if s, _ := v.geo.SegmentOf(e.Addr); s == vic.seg {
+				live += int64(e.Len)
+			}
 		}
 		u, err := v.sut.Get(vic.seg)
 		if err != nil {
@@ -485,6 +513,7 @@ func (v *Volume) planMoves(victims []*victim) ([]move, []tableBlock, []*victim, 
 		}
 	}
 	if len(census) > 0 {
+		v.clean.censuses++
 		// Some live block of these victims lies in a unit that began in
 		// another segment, or the summaries are damaged: ask the DAT.
 		in := map[uint32]bool{}

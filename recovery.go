@@ -94,6 +94,7 @@ func (v *Volume) recover() (int, error) {
 		if u.Header.Kind == segment.UnitOps {
 			replayed++
 		}
+		v.log.NoteSpan(u.Place, u.Header.Length, u.Summary)
 		pos, seq, prev = v.log.Follow(u, used)
 	}
 	v.log.Seq, v.log.PrevSum = seq, prev

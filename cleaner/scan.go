@@ -23,12 +23,14 @@ type Scanner struct {
 	Read func(buf []byte, addr uint64) error
 }
 
-// Segment lists the blocks in segment s of the units that start in it,
-// given its bytes seg. It looks for a unit at every block boundary, and
+// Segment lists the blocks of the units that start in segment s, given
+// its bytes seg: those in s, and those of its last unit that lie at the
+// start of the next segment (a scan of that segment cannot see them, so
+// the cleaner moves them with s's). It looks for a unit at every block boundary, and
 // goes on after the end of each whole unit it decodes. first is the
 // offset of the first unit found (the segment's size if none): the bytes
 // before it are the end of a unit begun in another segment, whose blocks
-// a scan of s alone cannot name (UnitAt can, given where it starts).
+// a scan of s alone cannot name.
 func (sc Scanner) Segment(s uint32, seg []byte) (blocks []Block, first uint32) {
 	size := sc.Geo.SegmentSize
 	bs := sc.Geo.BlockSize
@@ -40,37 +42,13 @@ func (sc Scanner) Segment(s uint32, seg []byte) (blocks []Block, first uint32) {
 			continue
 		}
 		first = min(first, off)
-		blocks = append(blocks, inSegment(sc.Geo, s, u)...)
+		blocks = append(blocks, blocksOf(sc.Geo, u)...)
 		if u.Header.Length >= size-off {
 			break // it goes on into the next segment
 		}
 		off += u.Header.Length
 	}
 	return blocks, first
-}
-
-// UnitAt decodes the unit that starts at addr (in another segment) and
-// lists its blocks that lie in segment s.
-func (sc Scanner) UnitAt(addr uint64, s uint32) ([]Block, error) {
-	from, ok := sc.Geo.SegmentOf(addr)
-	if !ok {
-		return nil, nil
-	}
-	start := uint64(sc.Geo.SegmentOffset(from))
-	seg := make([]byte, uint64(sc.Geo.SegmentSize)-(addr-start))
-	if err := sc.Read(seg, addr); err != nil {
-		return nil, err
-	}
-	// decodeAt wants the segment's bytes from its start: give it a view
-	// whose offset 0 is the segment's start.
-	off := uint32(addr - start)
-	full := make([]byte, off, uint64(off)+uint64(len(seg)))
-	full = append(full, seg...)
-	u := sc.decodeAt(from, off, full)
-	if u == nil {
-		return nil, nil
-	}
-	return inSegment(sc.Geo, s, u), nil
 }
 
 // decodeAt decodes the unit of this volume at offset off of segment s,
@@ -107,15 +85,15 @@ func (sc Scanner) decodeAt(s uint32, off uint32, seg []byte) *segment.Unit {
 	return u
 }
 
-// inSegment lists u's blocks (not padding) that lie in segment s.
-func inSegment(geo segment.Geometry, s uint32, u *segment.Unit) []Block {
+// blocksOf lists u's blocks (not padding).
+func blocksOf(geo segment.Geometry, u *segment.Unit) []Block {
 	var out []Block
 	for i, e := range u.Summary {
 		if e.Kind == segment.SumPad {
 			continue
 		}
 		addr := u.BlockAddr(i)
-		if seg, ok := geo.SegmentOf(addr); ok && seg == s {
+		if _, ok := geo.SegmentOf(addr); ok {
 			out = append(out, Block{SummaryEntry: e, Addr: addr})
 		}
 	}

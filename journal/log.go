@@ -105,8 +105,15 @@ type Log struct {
 	// none), and ColdPos where its next unit goes. It is held apart from
 	// the free segments and the chain: the log never enters it, and a
 	// checkpoint never gives it back while the cleaner holds it.
-	ColdSeg    uint32
-	ColdPos    uint64
+	ColdSeg uint32
+	ColdPos uint64
+	// Spanned maps a segment to the blocks it holds of units that lie
+	// across it and a neighbour (segment.SplitBlocks), for the units this
+	// Log sealed and those recovery followed. Such a unit's summary lies
+	// in one of the two segments, which may be written over while the
+	// other still holds its blocks: the cleaner looks these up in the DAT
+	// instead of walking it all. Dropped when the segment is taken again.
+	Spanned    map[uint32][]uint64
 	Closing    bool // the writer ends once everything is durable
 	WriterDone bool // the writer goroutine has ended
 }
@@ -114,7 +121,8 @@ type Log struct {
 // NewLog makes a Log with no head yet: the owner sets the position, the
 // sequence numbers and the free segments, then calls Restart.
 func NewLog(cfg Config) *Log {
-	return &Log{cfg: cfg, bs: int(cfg.Geo.BlockSize), Reserve: max(4, int(cfg.Geo.Segments/20)), ColdSeg: NoSeg}
+	return &Log{cfg: cfg, bs: int(cfg.Geo.BlockSize), Reserve: max(4, int(cfg.Geo.Segments/20)), ColdSeg: NoSeg,
+		Spanned: map[uint32][]uint64{}}
 }
 
 // SealedUnit is a unit sealed and waiting for the device.
@@ -193,6 +201,7 @@ func (l *Log) TakeNext() {
 	}
 	l.NextSeg = l.Free[len(l.Free)-1]
 	l.Free = l.Free[:len(l.Free)-1]
+	delete(l.Spanned, l.NextSeg)
 	if l.Checkpointing {
 		l.UsedSince = append(l.UsedSince, l.NextSeg)
 	}
@@ -210,6 +219,7 @@ func (l *Log) TakeCold() bool {
 	l.ColdSeg = l.Free[len(l.Free)-1]
 	l.Free = l.Free[:len(l.Free)-1]
 	l.ColdPos = uint64(l.cfg.Geo.SegmentOffset(l.ColdSeg))
+	delete(l.Spanned, l.ColdSeg)
 	if l.Checkpointing {
 		l.UsedSince = append(l.UsedSince, l.ColdSeg)
 	}
@@ -228,6 +238,22 @@ func (l *Log) ReleaseCold() {
 		l.UsedSince = append(l.UsedSince, l.ColdSeg)
 	}
 	l.ColdSeg = NoSeg
+}
+
+// NoteSpan notes the blocks of a unit of n bytes at place with that
+// summary, if it lies across two segments (Spanned).
+func (l *Log) NoteSpan(place segment.UnitPlace, n uint32, summary []segment.SummaryEntry) {
+	if n <= place.Split || place.Next == 0 {
+		return
+	}
+	from, ok1 := l.cfg.Geo.SegmentOf(place.Addr)
+	to, ok2 := l.cfg.Geo.SegmentOf(place.Next)
+	if !ok1 || !ok2 {
+		return
+	}
+	before, past := segment.SplitBlocks(summary, place.Split)
+	l.Spanned[from] = append(l.Spanned[from], before...)
+	l.Spanned[to] = append(l.Spanned[to], past...)
 }
 
 // ColdRoom is how many bytes the cleaner's segment can still take.
@@ -250,6 +276,7 @@ func (l *Log) Seal() error {
 		l.Cur.AppendRecords(w.Buf)
 	}
 	place := l.Cur.Place
+	summary := l.Cur.Summary()
 	buf, sum := l.Cur.Seal(l.cfg.VolumeID, l.Seq, l.PrevSum, l.NextSeg)
 	for _, p := range place.Pieces(uint32(len(buf))) {
 		s, _ := l.cfg.Geo.SegmentOf(p.Addr)
@@ -257,6 +284,7 @@ func (l *Log) Seal() error {
 			return l.cfg.Fail(err)
 		}
 	}
+	l.NoteSpan(place, uint32(len(buf)), summary)
 	u := &SealedUnit{Seq: l.Seq, Place: place, Buf: buf, Mem: int64(cap(buf))}
 	l.Queue = append(l.Queue, u)
 	l.Queued += u.Mem

@@ -468,6 +468,28 @@ func (u *UnitBuilder) AddBlock(e SummaryEntry, stored []byte) (int, uint64) {
 	return len(u.summary) - 1, u.Place.DevAddr(off)
 }
 
+// Summary is the summary of the blocks added so far (not to be changed).
+func (u *UnitBuilder) Summary() []SummaryEntry { return u.summary }
+
+// SplitBlocks lists the data and node blocks of a unit's summary that lie
+// before byte split of the unit and those past it, each as its kind << 56
+// | its id: what a unit that goes on into the next segment put at the end
+// of its segment and at the start of the next.
+func SplitBlocks(summary []SummaryEntry, split uint32) (before, past []uint64) {
+	off := uint64(UnitHeaderSize)
+	for _, e := range summary {
+		if (e.Kind == SumData || e.Kind == SumNode) && e.ID < 1<<56 {
+			if off >= uint64(split) {
+				past = append(past, uint64(e.Kind)<<56|e.ID)
+			} else {
+				before = append(before, uint64(e.Kind)<<56|e.ID)
+			}
+		}
+		off += uint64(e.Len)
+	}
+	return before, past
+}
+
 // BlockBytes returns the stored bytes at a device address inside this
 // unit, for reads of blocks not yet on the device.
 func (u *UnitBuilder) BlockBytes(addr uint64, n uint32) ([]byte, bool) {
