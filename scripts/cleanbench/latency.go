@@ -18,9 +18,9 @@ import (
 type latParams struct {
 	dir     string
 	imgSize int64
-	segSize uint32 // 0: what mkfs picks for imgSize
-	ops     int
-	util    float64 // of the background file set while the cleaner works
+	segSize uint32        // 0: what mkfs picks for imgSize
+	window  time.Duration // of each phase
+	util    float64       // of the background file set while the cleaner works
 	bgChunk int
 	bgRates []int64 // bytes per second of the background writer
 	rounds  int
@@ -32,7 +32,7 @@ type latParams struct {
 type latPhase struct {
 	lat     []time.Duration // sorted
 	elapsed time.Duration
-	bgBytes int64 // background data written during the measured ops
+	bgBytes int64 // background data written in the window
 	passes  uint64
 	cleaned uint64
 	moved   int64
@@ -95,8 +95,8 @@ func (s *latSeries) p99() float64 {
 // segments (the cleaner still idle) and a file set at p.util (the cleaner
 // working all along). Rounds are interleaved; medians are printed.
 func latencyBench(p latParams) bool {
-	fmt.Printf("\n== latency: 4 KiB write + Fsync at random aligned offsets of a 4 MiB file, %d per phase, %d rounds, image files in %s (%s)\n",
-		p.ops, p.rounds, p.dir, fsType(p.dir))
+	fmt.Printf("\n== latency: 4 KiB write + Fsync at random aligned offsets of a 4 MiB file, one after the other for %v per phase,\n   %d rounds, image files in %s (%s)\n",
+		p.window, p.rounds, p.dir, fsType(p.dir))
 	fmt.Printf("   background writer: overwrites of %d KiB at random aligned offsets, no fsync, at a set rate\n", p.bgChunk>>10)
 	idle := &latSeries{name: "idle"}
 	var series []*latSeries
@@ -131,14 +131,15 @@ func latencyBench(p latParams) bool {
 
 	fmt.Printf("   image %.0f MiB (no-cleaning phases: %.0f MiB), segments of %d KiB, policy %q, cleaning phases at u=%.2f\n\n",
 		mib(p.imgSize), mib(4*p.imgSize), seg>>10, policyName(p.policy), p.util)
-	fmt.Printf("%-26s %9s %9s %9s %9s %8s %6s %7s %8s %5s  %s\n", "phase (medians of rounds)", "p50", "p99", "max", "mean", "bg MiB/s", "passes", "cleaned", "moved", "busy", "p99 of each round")
+	fmt.Printf("%-26s %6s %9s %9s %9s %9s %8s %6s %7s %8s %5s  %s\n", "phase (medians of rounds)", "ops", "p50", "p99", "max", "mean", "bg MiB/s", "passes", "cleaned", "moved", "busy", "p99 of each round")
 	ok := true
 	for _, s := range append([]*latSeries{idle}, series...) {
 		var each []string
 		for _, ph := range s.rounds {
 			each = append(each, us(ph.pct(0.99)).String())
 		}
-		fmt.Printf("%-26s %9v %9v %9v %9v %8.1f %6.0f %7.0f %8.1f %4.0f%%  %s\n", s.name,
+		fmt.Printf("%-26s %6.0f %9v %9v %9v %9v %8.1f %6.0f %7.0f %8.1f %4.0f%%  %s\n", s.name,
+			s.median(func(p *latPhase) float64 { return float64(len(p.lat)) }),
 			us(time.Duration(s.median(func(p *latPhase) float64 { return float64(p.pct(0.5)) }))),
 			us(time.Duration(s.p99())),
 			us(time.Duration(s.median(func(p *latPhase) float64 { return float64(p.pct(1)) }))),
@@ -160,7 +161,7 @@ func latencyBench(p latParams) bool {
 		fmt.Printf("bg %3.0f MiB/s: p99(cleaning)/p99(idle) = %.2f;  p99(cleaning)/p99(same writer, no cleaning) = %.2f\n",
 			mib(pr[0].rate), pr[1].p99()/idle.p99(), pr[1].p99()/pr[0].p99())
 	}
-	fmt.Println(`columns: bg MiB/s = file data the background writer wrote per second of the window; passes, cleaned, moved =
+	fmt.Println(`columns: ops = writes with fsync measured; bg MiB/s = file data the background writer wrote per second of the window; passes, cleaned, moved =
 cleaning passes run, segments emptied and MiB copied in the window; busy = share of 20 ms samples with a cleaning batch
 under way`)
 	return ok
@@ -199,7 +200,7 @@ const latSettle = 3 * time.Second
 const latFile = 4 << 20
 
 // latRun makes an image of imgSize bytes, fills a background file set to
-// util of it (0: none), and measures p.ops writes with fsync while a
+// util of it (0: none), and measures writes with fsync for p.window while a
 // background writer overwrites that set at rate bytes a second. With util
 // at least 0.5 it first overwrites as fast as it can until the cleaner
 // has started, so that it works all through the window.
@@ -284,7 +285,7 @@ func latRun(p latParams, imgSize int64, util float64, rate int64) *latPhase {
 	ino := fg.inos[0]
 	b0 := bg.written()
 	start := time.Now()
-	for i := range p.ops {
+	for i := 0; time.Since(start) < p.window; i++ {
 		off := int64(r.IntN(latFile/len(buf)) * len(buf))
 		rng.Read(buf)
 		t0 := time.Now()
@@ -297,9 +298,9 @@ func latRun(p latParams, imgSize int64, util float64, rate int64) *latPhase {
 			smp.stop()
 			if errors.Is(err, txfs.ErrNoSpace) {
 				s, _ := v.Status()
-				return fail("write %d of %d: %v (status %+v)", i+1, p.ops, err, s)
+				return fail("write %d: %v (status %+v)", i+1, err, s)
 			}
-			return fail("write %d of %d: %v", i+1, p.ops, err)
+			return fail("write %d: %v", i+1, err)
 		}
 		copy(fg.data[0][off:], buf)
 		ph.lat = append(ph.lat, d)

@@ -42,7 +42,7 @@ func main() {
 		dir       = flag.String("dir", "/var/tmp", "latency: directory for the image file (on the disk to measure)")
 		imgSize   = flag.String("image", "256M", "latency: size of the image file")
 		imgSeg    = flag.String("image-segment", "0", "latency: segment size of the image (0: what mkfs picks)")
-		latOps    = flag.Int("ops", 3000, "latency: writes with fsync measured in each phase")
+		latWindow = flag.Duration("window-time", 8*time.Second, "latency: how long the writes with fsync of each phase go on")
 		latUtil   = flag.Float64("bg-util", 0.8, "latency: utilization of the file set the background writer overwrites while the cleaner works")
 		bgChunk   = flag.String("bg-chunk", "64K", "latency: bytes of each background overwrite")
 		bgRates   = flag.String("bg-rate", "8M,16M", "latency: bytes per second the background writer writes, one set of phases for each")
@@ -60,7 +60,7 @@ func main() {
 		ok = costBench(p, floats(*utils), split(*policies), split(*workloads)) && ok
 	}
 	if *mode != "cost" {
-		p := latParams{dir: *dir, imgSize: size(*imgSize), segSize: uint32(size(*imgSeg)), ops: *latOps,
+		p := latParams{dir: *dir, imgSize: size(*imgSize), segSize: uint32(size(*imgSeg)), window: *latWindow,
 			util: *latUtil, bgChunk: int(size(*bgChunk)), bgRates: sizes(*bgRates), rounds: *latRounds, policy: *latPolicy, seed: *seed}
 		ok = latencyBench(p) && ok
 	}

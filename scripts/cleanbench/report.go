@@ -35,11 +35,12 @@ func costBench(p costParams, utils []float64, policies, workloads []string) bool
 			}
 		}
 	}
-	var segSize int64
+	var segSize, usable int64
 	for _, r := range results {
-		segSize = max(segSize, r.segSize)
+		segSize, usable = max(segSize, r.segSize), max(usable, r.usable)
 	}
-	fmt.Printf("   segments of %d KiB; %v in all\n\n", segSize>>10, round(time.Since(start)))
+	fmt.Printf("   segments of %d KiB, statfs free on the fresh volume %.1f MiB (u is of that); %v in all\n\n",
+		segSize>>10, mib(usable), round(time.Since(start)))
 
 	// The summary: write cost per policy beside 2/(1-u), and their ratio.
 	fmt.Printf("write cost = bytes written to the device / bytes of file data written (window); LFS = 2/(1-u)\n")
