@@ -136,6 +136,9 @@ func (v *Volume) checkpoint() error {
 	if err := v.moveStrandedTables(); err != nil {
 		v.logf("checkpoint: table blocks stay where they are: %v", err)
 	}
+	// It writes the table blocks the cleaner left in its victims
+	// elsewhere: they are empty after it.
+	clear(v.clean.emptied)
 	// What recovery would write again if the power failed before this
 	// checkpoint is durable: operations must leave room for it meanwhile.
 	v.ckptInflight = v.ckptCost()

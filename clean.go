@@ -83,6 +83,9 @@ type cleanState struct {
 	// batches counts the batches that moved something, censuses those
 	// that had to walk the DAT for a victim's blocks.
 	batches, censuses uint64
+	// emptied are the victims left with nothing but table blocks for the
+	// next checkpoint to write elsewhere: no candidates until it begins.
+	emptied map[uint32]bool
 }
 
 // setupCleaner applies the options (Open has checked them).
@@ -121,9 +124,9 @@ func checkCleanerOptions(o CleanerOptions) error {
 }
 
 // testHookClean, if set, is called without the volume lock at each stage
-// of a batch ("written": copies written, not yet synced; "synced": not yet
-// moved; "moved") and of a pass ("checkpoint": before its checkpoint), so
-// that tests can cut the power there.
+// of a batch ("written": copies written, not yet moved; "moved") and of a
+// pass ("checkpoint": before its checkpoint), so that tests can cut the
+// power there.
 var testHookClean func(v *Volume, stage string)
 
 func (v *Volume) cleanStage(stage string) {
@@ -164,21 +167,26 @@ func (v *Volume) Clean() (CleanResult, error) {
 	if err != nil {
 		return CleanResult{}, err
 	}
-	return v.cleanPass(func(int) bool { return true }, 0.75, 0)
+	return v.cleanPass(func(int) bool { return true }, 0.75, 0, nil)
 }
 
 // cleanPass runs batches while more(segments emptied so far) says so and
 // a batch finds victims of at most utilization ceiling, pausing between
-// them, then takes a checkpoint if any segment was emptied, which gives
-// them back. One pass runs at a time, and Close waits for it.
-func (v *Volume) cleanPass(more func(n int) bool, ceiling float64, pause time.Duration) (CleanResult, error) {
-	v.clean.mu.Lock()
-	defer v.clean.mu.Unlock()
+// them, then takes a checkpoint if anything moved, which gives the
+// emptied victims back. policy chooses the victims (nil: the volume's). One batch
+// runs at a time, and Close waits for the one under way; a writer short
+// of space waits for a batch, not for a paced pass.
+func (v *Volume) cleanPass(more func(n int) bool, ceiling float64, pause time.Duration, policy cleaner.Policy) (CleanResult, error) {
+	if policy == nil {
+		policy = v.clean.policy
+	}
 	var res CleanResult
 	var err error
 	for more(res.Segments) {
 		var r CleanResult
-		r, err = v.cleanBatch(ceiling)
+		v.clean.mu.Lock()
+		r, err = v.cleanBatch(ceiling, policy)
+		v.clean.mu.Unlock()
 		res.Segments += r.Segments
 		res.BytesMoved += r.BytesMoved
 		res.BytesFreed += r.BytesFreed
@@ -187,7 +195,7 @@ func (v *Volume) cleanPass(more func(n int) bool, ceiling float64, pause time.Du
 		}
 		time.Sleep(pause)
 	}
-	if res.Segments > 0 && err == nil {
+	if (res.Segments > 0 || res.BytesMoved > 0) && err == nil {
 		v.cleanStage("checkpoint")
 		err = v.checkpoint()
 	}
@@ -203,11 +211,11 @@ func (v *Volume) cleanPass(more func(n int) bool, ceiling float64, pause time.Du
 }
 
 // cleanBatch cleans one batch of victims. clean.mu held.
-func (v *Volume) cleanBatch(ceiling float64) (CleanResult, error) {
+func (v *Volume) cleanBatch(ceiling float64, policy cleaner.Policy) (CleanResult, error) {
 	c := &v.clean
 
 	v.mu.Lock()
-	victims, err := v.pickVictims(ceiling)
+	victims, err := v.pickVictims(ceiling, policy)
 	volumeID := v.sb.VolumeID()
 	v.mu.Unlock()
 	if err != nil || len(victims) == 0 {
@@ -247,7 +255,6 @@ func (v *Volume) cleanBatch(ceiling float64) (CleanResult, error) {
 	if err != nil {
 		return CleanResult{}, v.failIO(err)
 	}
-	v.cleanStage("synced")
 
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -295,6 +302,10 @@ func (v *Volume) cleanBatch(ceiling float64) (CleanResult, error) {
 		if e.Live == 0 {
 			res.Segments++
 			res.BytesFreed += int64(v.geo.SegmentSize)
+			if c.emptied == nil {
+				c.emptied = map[uint32]bool{}
+			}
+			c.emptied[vic.seg] = true
 		}
 	}
 	v.changes++
@@ -302,9 +313,6 @@ func (v *Volume) cleanBatch(ceiling float64) (CleanResult, error) {
 	c.cleaned += uint64(res.Segments)
 	c.moved += res.BytesMoved
 	c.written += written
-	if v.log.ColdRoom() < int64(2*v.bs+segment.UnitHeaderSize+segment.SummarySize) {
-		v.log.ReleaseCold()
-	}
 	v.logChanged()
 	if testHookClean != nil {
 		v.mu.Unlock()
@@ -344,6 +352,9 @@ func (v *Volume) cleanCandidates(ceiling float64) ([]cleaner.Segment, error) {
 		skip[s] = true
 	}
 	for _, s := range v.log.UsedSince {
+		skip[s] = true
+	}
+	for s := range v.clean.emptied {
 		skip[s] = true
 	}
 	if s, ok := v.geo.SegmentOf(v.sb.Checkpoint.Addr); ok {
@@ -395,7 +406,7 @@ func (v *Volume) reclaimableBytes() int64 {
 // pickVictims takes the cleaner's segment if it holds none and chooses
 // the victims of a batch, in the policy's order, as far as their live
 // bytes fit in the rest of that segment. Lock held.
-func (v *Volume) pickVictims(ceiling float64) ([]*victim, error) {
+func (v *Volume) pickVictims(ceiling float64, policy cleaner.Policy) ([]*victim, error) {
 	if err := v.writable(); err != nil {
 		return nil, err
 	}
@@ -406,7 +417,7 @@ func (v *Volume) pickVictims(ceiling float64) ([]*victim, error) {
 	if err != nil || len(cands) == 0 {
 		return nil, err
 	}
-	ranked := v.clean.policy.Rank(cands, v.log.Seq)
+	ranked := policy.Rank(cands, v.log.Seq)
 	// The cleaner's segment is filled to its end, a victim's blocks split
 	// between two batches where it must; once too little of it is left for
 	// a few blocks, a new one is taken. That leaves the log's room: the
@@ -561,6 +572,13 @@ func (v *Volume) planMoves(victims []*victim) ([]move, []tableBlock, []*victim, 
 			moves = append(moves, m)
 			took++
 		}
+		if took < len(per[vic.seg]) && len(v.log.Free) == 0 {
+			// Part of a victim gives nothing back, and with no free
+			// segment the rest could not follow until this pass's
+			// checkpoint returns some.
+			moves = moves[:len(moves)-took]
+			break
+		}
 		if took == 0 && len(per[vic.seg]) > 0 {
 			break
 		}
@@ -651,8 +669,11 @@ func cmpU64(a, b uint64) int {
 }
 
 // writeMoved writes the blocks read into units of moved blocks from pos
-// in the cleaner's segment, sets each block's new address, and syncs the
-// device. It returns where the next unit goes and the bytes written.
+// in the cleaner's segment and sets each block's new address. It returns
+// where the next unit goes and the bytes written. It does not sync: the
+// DAT entries that name the copies reach the device only with a
+// checkpoint, whose flush makes the copies durable first (every write
+// before a flush is durable after it).
 func (v *Volume) writeMoved(moves []move, pos, volumeID uint64) (uint64, int64, error) {
 	seg, _ := v.geo.SegmentOf(pos)
 	segEnd := uint64(v.geo.SegmentOffset(seg)) + uint64(v.geo.SegmentSize)
@@ -696,11 +717,6 @@ func (v *Volume) writeMoved(moves []move, pos, volumeID uint64) (uint64, int64, 
 		return pos, written, err
 	}
 	v.cleanStage("written")
-	if written > 0 {
-		if err := v.dev.Sync(); err != nil {
-			return pos, written, err
-		}
-	}
 	return pos, written, nil
 }
 
@@ -748,7 +764,7 @@ func (v *Volume) cleanerLoop() {
 			defer v.mu.Unlock()
 			return len(v.log.Free)+n < c.high && !v.stopping
 		}
-		r, err := v.cleanPass(more, cleanCeiling, c.pace)
+		r, err := v.cleanPass(more, cleanCeiling, c.pace, nil)
 		if err != nil {
 			v.logf("cleaner: %v", err)
 		}
@@ -781,7 +797,12 @@ func (v *Volume) cleanForSpace() (bool, error) {
 		defer v.mu.Unlock()
 		return n == 0 || len(v.log.Free)+n < v.log.Reserve+2
 	}
-	r, err := v.cleanPass(more, cleanCeiling, 0)
+	// Greedy, whatever the volume's policy: a writer waits for space
+	// now, and the emptiest segments give the most of it for the least
+	// copying (a policy that favours old data may take nearly full
+	// segments and give back too little to keep up).
+	greedy, _ := cleaner.ByName(cleaner.Greedy)
+	r, err := v.cleanPass(more, cleanCeiling, 0, greedy)
 	v.mu.Lock()
 	return r.Segments > 0, err
 }

@@ -224,11 +224,11 @@ func TestCleanerMoveLosesToOverwriteAndDelete(t *testing.T) {
 	}
 	stages := 0
 	testHookClean = func(hv *Volume, stage string) {
-		if hv != v || stage != "synced" || stages > 0 {
+		if hv != v || stage != "written" || stages > 0 {
 			return
 		}
 		stages++
-		// The copies are durable and not yet moved: overwrite half of
+		// The copies are written and not yet moved: overwrite half of
 		// the kept files and delete the others.
 		for i := range keep.inos {
 			if i%2 == 0 {

@@ -191,7 +191,12 @@ func TestReadRetriesWhenBlocksMove(t *testing.T) {
 		{"lz4", func(int) bool { return false }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v, _ := newTestVolume(t, 24<<20, Options{})
+			v, _ := newTestVolume(t, 24<<20, Options{Cleaner: CleanerOptions{Off: true}})
+			// Every free segment is reused as the noise cycles through
+			// them: none is kept for the cleaner's next copies.
+			v.mu.Lock()
+			v.log.KeepForCleaner = false
+			v.mu.Unlock()
 			f := newGenFile(t, v, tc.kind)
 			buf := make([]byte, genBlocks*v.bs)
 			junk := make([]byte, 1<<20)

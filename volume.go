@@ -216,6 +216,7 @@ func newVolume(dev segment.Device, sb *segment.Superblock, slot int, o Options) 
 	v.changed = sync.NewCond(&v.mu)
 	v.wake = sync.NewCond(&v.mu)
 	v.log = v.newLog()
+	v.log.KeepForCleaner = !o.ReadOnly
 	v.setupCleaner()
 	return v
 }

@@ -46,10 +46,10 @@
 // a compare-and-set on the DAT entry (cow.Blocks.Move: address and
 // checksum must still be those that were copied), so a move never brings
 // back deleted data or an old version, the race badger's value-log GC
-// once had. The copies are synced before any DAT entry names them; the
-// entries reach the disk with the next checkpoint, and a victim is reused
-// only after that checkpoint is durable. A crash before it loses only
-// the moves.
+// once had. The DAT entries that name the copies reach the disk with the
+// next checkpoint, whose flush makes the copies durable first, and a
+// victim is reused only after that checkpoint is durable. A crash before
+// it loses only the moves.
 //
 // # Amplification
 //

@@ -113,9 +113,13 @@ type Log struct {
 	// in one of the two segments, which may be written over while the
 	// other still holds its blocks: the cleaner looks these up in the DAT
 	// instead of walking it all. Dropped when the segment is taken again.
-	Spanned    map[uint32][]uint64
-	Closing    bool // the writer ends once everything is durable
-	WriterDone bool // the writer goroutine has ended
+	Spanned map[uint32][]uint64
+	// KeepForCleaner: the log never takes the last free segment, so that
+	// the room kept for the cleaner's next segment lies in a segment it can
+	// take (the log's next segment, once named, is the log's for good).
+	KeepForCleaner bool
+	Closing        bool // the writer ends once everything is durable
+	WriterDone     bool // the writer goroutine has ended
 }
 
 // NewLog makes a Log with no head yet: the owner sets the position, the
@@ -194,9 +198,9 @@ func (l *Log) GiveBack(empty []uint32) {
 }
 
 // TakeNext chooses the next segment from the free list, if none is chosen
-// and one is free.
+// and one is free; never the last one if KeepForCleaner.
 func (l *Log) TakeNext() {
-	if l.NextSeg != NoSeg || len(l.Free) == 0 {
+	if l.NextSeg != NoSeg || len(l.Free) == 0 || len(l.Free) == 1 && l.KeepForCleaner {
 		return
 	}
 	l.NextSeg = l.Free[len(l.Free)-1]
