@@ -357,7 +357,7 @@ func (l *Log) Commit(records []byte) {
 func (l *Log) PerBoundary() int64 { return int64(l.bs + segment.SummarySize) }
 
 // Room is how many bytes the log can still write: the rest of the current
-// segment, the next segment and the free segments.
+// segment, the next segment and the free segments it may take.
 func (l *Log) Room() int64 {
 	s := int64(l.cfg.Geo.SegmentSize)
 	rest := int64(l.SegEnd(l.CurSeg)) - int64(l.Cur.Addr) - int64(l.Cur.Size())
@@ -366,8 +366,26 @@ func (l *Log) Room() int64 {
 	} else {
 		rest += s - l.PerBoundary()
 	}
-	rest += int64(len(l.Free)) * (s - l.PerBoundary())
+	rest += int64(l.usableFree()) * (s - l.PerBoundary())
 	return max(rest, 0)
+}
+
+// usableFree is how many free segments the log itself may take: all but
+// the last with KeepForCleaner.
+func (l *Log) usableFree() int {
+	if l.KeepForCleaner {
+		return max(len(l.Free)-1, 0)
+	}
+	return len(l.Free)
+}
+
+// ColdCost is how much Room loses if the cleaner takes a free segment now:
+// none when it takes the one kept for it.
+func (l *Log) ColdCost() int64 {
+	if l.usableFree() == 0 {
+		return 0
+	}
+	return int64(l.cfg.Geo.SegmentSize) - l.PerBoundary()
 }
 
 // ReadRaw reads bytes at a device address, from a unit not yet written if
