@@ -285,14 +285,8 @@ func (v *Volume) cleanBatch(ceiling float64, policy cleaner.Policy) (CleanResult
 			res.BytesMoved += int64(m.e.Len)
 		}
 	}
-	for _, b := range tables {
-		mark := v.dat.MarkDirty
-		if b.usage {
-			mark = v.sut.MarkDirty
-		}
-		if err := mark(b.level, b.index); err != nil {
-			return res, v.fail(err)
-		}
+	if err := v.markTablesDirty(tables); err != nil {
+		return res, v.fail(err)
 	}
 	for _, vic := range victims {
 		e, err := v.sut.Get(vic.seg)
@@ -360,13 +354,7 @@ func (v *Volume) cleanCandidates(ceiling float64) ([]cleaner.Segment, error) {
 	if s, ok := v.geo.SegmentOf(v.sb.Checkpoint.Addr); ok {
 		skip[s] = true
 	}
-	sutIn := map[uint32]int{}
-	err := v.sut.Walk(func(level int, index uint64, p segment.BlockPtr) error {
-		if s, ok := v.geo.SegmentOf(p.Addr); ok {
-			sutIn[s]++
-		}
-		return nil
-	})
+	sutIn, err := v.usageBlocksBySegment()
 	if err != nil {
 		return nil, err
 	}
@@ -420,12 +408,9 @@ func (v *Volume) pickVictims(ceiling float64, policy cleaner.Policy) ([]*victim,
 	ranked := policy.Rank(cands, v.log.Seq)
 	// The cleaner's segment is filled to its end, a victim's blocks split
 	// between two batches where it must; once too little of it is left for
-	// a few blocks, a new one is taken. That leaves the log's room: the
-	// next checkpoint must still fit (space.go).
-	if v.log.ColdRoom() < v.coldMin() && len(v.log.Free) > 0 &&
-		v.log.Room()-int64(v.geo.SegmentSize) >= v.ckptCostWith(0, v.segmentBlocks()) {
-		v.log.ReleaseCold()
-		v.log.TakeCold()
+	// a few blocks, a new one is taken.
+	if v.log.ColdRoom() < v.coldMin() {
+		v.renewCold()
 	}
 	if v.log.ColdRoom() < v.coldMin() {
 		return nil, nil
@@ -456,6 +441,18 @@ func (v *Volume) pickVictims(ceiling float64, policy cleaner.Policy) ([]*victim,
 // coldMin is the least room the cleaner's segment must have left to be
 // worth a batch: a unit of a few blocks.
 func (v *Volume) coldMin() int64 { return int64(segment.UnitHeaderSize + 5*v.bs) }
+
+// renewCold gives the cleaner a new segment for its copies, if one is
+// free and the next checkpoint still fits without the room that takes
+// from the log (none for the segment the log keeps for it: space.go); what
+// the batch then moves is held to what the checkpoint can take
+// (planMoves). Lock held.
+func (v *Volume) renewCold() {
+	if len(v.log.Free) > 0 && v.log.Room()-v.log.ColdCost() >= v.ckptCostWith(0, 1) {
+		v.log.ReleaseCold()
+		v.log.TakeCold()
+	}
+}
 
 // segmentBlocks is how many blocks a segment holds.
 func (v *Volume) segmentBlocks() int { return int(v.geo.SegmentSize) / v.bs }
@@ -548,7 +545,11 @@ func (v *Volume) planMoves(victims []*victim) ([]move, []tableBlock, []*victim, 
 			return nil, nil, nil, v.fail(err)
 		}
 	}
-	tables, err := v.tableBlocksIn(victims)
+	segs := make([]uint32, len(victims))
+	for i, vic := range victims {
+		segs[i] = vic.seg
+	}
+	tables, err := v.tableBlocksIn(segs)
 	if err != nil {
 		return nil, nil, nil, v.fail(err)
 	}
@@ -596,36 +597,6 @@ func (v *Volume) planMoves(victims []*victim) ([]move, []tableBlock, []*victim, 
 func (v *Volume) movedBytes(b int64) int64 {
 	units := b/int64(v.log.UnitLimit()-uint64(v.bs)) + 1
 	return b + units*int64(segment.UnitHeaderSize+v.bs)
-}
-
-// tableBlocksIn lists, for each victim, the DAT and usage table blocks
-// stored in it. Lock held.
-func (v *Volume) tableBlocksIn(victims []*victim) (map[uint32][]tableBlock, error) {
-	in := map[uint32][]tableBlock{}
-	want := map[uint32]bool{}
-	for _, vic := range victims {
-		want[vic.seg] = true
-	}
-	collect := func(usage bool) func(int, uint64, segment.BlockPtr) error {
-		return func(level int, index uint64, p segment.BlockPtr) error {
-			if s, ok := v.geo.SegmentOf(p.Addr); ok && want[s] {
-				in[s] = append(in[s], tableBlock{usage, level, index})
-			}
-			return nil
-		}
-	}
-	if err := v.sut.Walk(collect(true)); err != nil {
-		return nil, err
-	}
-	for _, vic := range victims {
-		if e, err := v.sut.Get(vic.seg); err != nil || e.Tables > 0 {
-			if err == nil {
-				err = v.dat.Walk(collect(false))
-			}
-			return in, err
-		}
-	}
-	return in, nil
 }
 
 // readMoves reads every block to move, in runs of blocks next to each

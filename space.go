@@ -150,10 +150,6 @@ func (v *Volume) checkpointBytes(blocks int64, freed int) int64 {
 // admits reports whether a transaction of footprint f fits now.
 func (v *Volume) admits(f footprint) bool {
 	held := max(v.reserveBytes(f.frees), v.growth(f))
-	if f.frees {
-		// What the cleaner needs must be there after the operation too.
-		held = v.reserveBytes(true) + v.growth(f)
-	}
 	return v.log.Room()-f.need(v.bs)-v.ckptCost() >= held
 }
 

@@ -35,13 +35,7 @@ type tableBlock struct {
 // blocks filling at most half of it, and neither the log head's nor one
 // the log took while a checkpoint is being written. Lock held.
 func (v *Volume) strandedCounts() (map[uint32]int, error) {
-	usageIn := map[uint32]int{}
-	err := v.sut.Walk(func(level int, index uint64, p segment.BlockPtr) error {
-		if s, ok := v.geo.SegmentOf(p.Addr); ok {
-			usageIn[s]++
-		}
-		return nil
-	})
+	usageIn, err := v.usageBlocksBySegment()
 	if err != nil {
 		return nil, err
 	}
@@ -109,39 +103,71 @@ func (v *Volume) moveStrandedTables() error {
 	if len(picked) == 0 {
 		return nil
 	}
+	in, err := v.tableBlocksIn(picked)
+	if err != nil {
+		return err
+	}
+	var blocks []tableBlock
+	for _, s := range picked {
+		blocks = append(blocks, in[s]...)
+	}
+	return v.markTablesDirty(blocks)
+}
+
+// usageBlocksBySegment counts the usage table blocks stored in each
+// segment (the usage table does not count them itself). Lock held.
+func (v *Volume) usageBlocksBySegment() (map[uint32]int, error) {
+	in := map[uint32]int{}
+	err := v.sut.Walk(func(level int, index uint64, p segment.BlockPtr) error {
+		if s, ok := v.geo.SegmentOf(p.Addr); ok {
+			in[s]++
+		}
+		return nil
+	})
+	return in, err
+}
+
+// tableBlocksIn lists, for each of segs, the DAT and usage table blocks
+// stored in it. Lock held.
+func (v *Volume) tableBlocksIn(segs []uint32) (map[uint32][]tableBlock, error) {
 	in := map[uint32][]tableBlock{}
+	want := map[uint32]bool{}
+	for _, s := range segs {
+		want[s] = true
+	}
 	collect := func(usage bool) func(int, uint64, segment.BlockPtr) error {
 		return func(level int, index uint64, p segment.BlockPtr) error {
-			if s, ok := v.geo.SegmentOf(p.Addr); ok && counts[s] > 0 {
+			if s, ok := v.geo.SegmentOf(p.Addr); ok && want[s] {
 				in[s] = append(in[s], tableBlock{usage, level, index})
 			}
 			return nil
 		}
 	}
 	if err := v.sut.Walk(collect(true)); err != nil {
-		return err
+		return nil, err
 	}
-	for _, s := range picked {
+	for _, s := range segs {
 		if e, err := v.sut.Get(s); err != nil || e.Tables > 0 {
-			// Some DAT block lies alone: find them all.
+			// Some DAT block lies there: find them all.
 			if err == nil {
 				err = v.dat.Walk(collect(false))
 			}
-			if err != nil {
-				return err
-			}
-			break
+			return in, err
 		}
 	}
-	for _, s := range picked {
-		for _, b := range in[s] {
-			mark := v.dat.MarkDirty
-			if b.usage {
-				mark = v.sut.MarkDirty
-			}
-			if err := mark(b.level, b.index); err != nil {
-				return err
-			}
+	return in, nil
+}
+
+// markTablesDirty marks table blocks dirty, so that the next checkpoint
+// writes them again, at the log head. Lock held.
+func (v *Volume) markTablesDirty(blocks []tableBlock) error {
+	for _, b := range blocks {
+		mark := v.dat.MarkDirty
+		if b.usage {
+			mark = v.sut.MarkDirty
+		}
+		if err := mark(b.level, b.index); err != nil {
+			return err
 		}
 	}
 	return nil
