@@ -16,18 +16,18 @@ import (
 // The segment cleaner (docs/DESIGN.md, "The cleaner"). A batch takes
 // victims chosen by the policy, finds their live blocks (the summaries of
 // their units, checked against the DAT), copies them unchanged into units
-// of their own in the cleaner's segment (journal.Log.ColdSeg), makes the
-// copies durable, and then moves each block in the DAT with a
-// compare-and-set (cow.Blocks.Move): a block rewritten or freed since it
+// of their own in the cleaner's segment (journal.Log.ColdSeg), and then
+// moves each block in the DAT with a compare-and-set (cow.Blocks.Move): a block rewritten or freed since it
 // was read keeps its new state, and its copy is garbage. The victims'
 // table blocks are marked dirty, so that the next checkpoint writes them
-// elsewhere; once that checkpoint is durable the victims are free. A
-// crash before it loses only the moves: the last durable checkpoint
-// still places every block in its victim, which nothing reused.
+// elsewhere; once that checkpoint is durable the victims are free (its
+// flush makes the copies durable first). A crash before it loses only
+// the moves: the last durable checkpoint still places every block in its
+// victim, which nothing reused.
 //
 // The volume lock is held only to choose victims, to check candidates
-// against the DAT, and to move them; the reading, copying and syncing
-// are done without it. cleanState.mu lets one batch run at a time.
+// against the DAT, and to move them; the reading and copying are done
+// without it. cleanState.mu lets one batch run at a time.
 
 // CleanerOptions set the segment cleaner. The zero value is the default.
 type CleanerOptions struct {
