@@ -242,6 +242,14 @@ func (v *Volume) blockOverhead() int64 {
 	return segment.SummarySize + 40 + cow.EntrySize + 40
 }
 
+// cleanerRoom is the room the cleaner holds apart from the log's: the
+// rest of its segment and the free segment the log keeps for it. Writers
+// get it through the cleaner, as far as there is dead space to reclaim:
+// the blocks it moves there free as much in their victims.
+func (v *Volume) cleanerRoom() int64 {
+	return v.log.ColdRoom() + v.log.ColdCostKept()
+}
+
 // availableBytes is what ordinary writers can still put in the log, with
 // the space that deletes freed since the last checkpoint and the segments
 // it gives back by moving table blocks, less what moving them costs (a
@@ -251,6 +259,7 @@ func (v *Volume) availableBytes() int64 {
 	n, _ := v.reclaimable()
 	moved, blocks := v.tablesBack()
 	s := int64(v.geo.SegmentSize)
-	return v.log.Room() + int64(n+moved)*(s-v.log.PerBoundary()) + v.reclaimableBytes() -
+	dead := v.reclaimableBytes()
+	return v.log.Room() + int64(n+moved)*(s-v.log.PerBoundary()) + dead + min(v.cleanerRoom(), dead) -
 		v.ckptCostWith(0, blocks) - v.reserveBytes(false)
 }

@@ -529,9 +529,12 @@ func (n *Node) Write(ctx context.Context, f fs.FileHandle, data []byte, off int6
 		}
 	}
 	nw, err := n.vol().Write(ino, data, off)
-	if err != nil {
-		return uint32(nw), toErrno(err)
+	if err != nil && nw == 0 {
+		return 0, toErrno(err)
 	}
+	// A write that stopped partway (ENOSPC after its first chunks) is a
+	// short write: the caller learns how much was written, and meets the
+	// error on its next write.
 	return uint32(nw), 0
 }
 

@@ -379,6 +379,15 @@ func (l *Log) usableFree() int {
 	return len(l.Free)
 }
 
+// ColdCostKept is the room of the free segment kept for the cleaner, which
+// Room does not count (0 if none is kept).
+func (l *Log) ColdCostKept() int64 {
+	if !l.KeepForCleaner || len(l.Free) == 0 {
+		return 0
+	}
+	return int64(l.cfg.Geo.SegmentSize) - l.PerBoundary()
+}
+
 // ColdCost is how much Room loses if the cleaner takes a free segment now:
 // none when it takes the one kept for it.
 func (l *Log) ColdCost() int64 {
