@@ -83,11 +83,11 @@ func (v *Volume) reserveBytes(frees bool) int64 {
 // cleanerReserve is what the log keeps for the cleaner even from
 // operations that free space: a segment for its next copies (the log
 // never takes the last free segment: journal.Log.KeepForCleaner), and
-// what moving a segment's worth of blocks adds to the next checkpoint. Without it,
-// deletes on a full volume whose segments all hold some live block could
-// leave the cleaner no segment, and nothing would ever come back. The
-// cleaner may take that segment: its batch empties more than it fills,
-// and the checkpoint after it gives a segment back.
+// what moving a segment's worth of blocks adds to the next checkpoint.
+// Without it, deletes on a full volume whose segments all hold some live
+// block could leave the cleaner no segment, and nothing would ever come
+// back. The cleaner may take that segment: its batch empties more than
+// it fills, and the checkpoint after it gives a segment back.
 func (v *Volume) cleanerReserve() int64 {
 	return int64(v.geo.SegmentSize) + v.ckptCostWith(0, v.segmentBlocks()) - v.ckptCost()
 }
