@@ -143,7 +143,9 @@ func TestCopyRangeSharesBlocks(t *testing.T) {
 	}
 	v.Sync()
 	after, _ := v.Statfs()
-	if used := before.Bfree - after.Bfree; used > 64 {
+	// Signed: what the checkpoint rewrote leaves dead space that df counts
+	// as free, so free space may even grow.
+	if used := int64(before.Bfree) - int64(after.Bfree); used > 64 {
 		t.Fatalf("an 8 MiB copy used %d blocks: blocks were not shared", used)
 	}
 	// Writing to one copy leaves the other alone.
