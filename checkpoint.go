@@ -139,6 +139,7 @@ func (v *Volume) checkpoint() error {
 	// It writes the table blocks the cleaner left in its victims
 	// elsewhere: they are empty after it.
 	clear(v.clean.emptied)
+	v.dropEmptyCold()
 	// What recovery would write again if the power failed before this
 	// checkpoint is durable: operations must leave room for it meanwhile.
 	v.ckptInflight = v.ckptCost()

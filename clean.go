@@ -140,7 +140,6 @@ type victim struct {
 	seg     uint32
 	lastSeq uint64
 	found   []cleaner.Block // what its units' summaries name
-	first   uint32          // where its first unit starts
 	spanned []uint64        // blocks of units across it and a neighbour (journal.Log.Spanned)
 }
 
@@ -234,7 +233,7 @@ func (v *Volume) cleanBatch(ceiling float64, policy cleaner.Policy) (CleanResult
 		if _, err := v.dev.ReadAt(buf, v.geo.SegmentOffset(vic.seg)); err != nil {
 			return CleanResult{}, fmt.Errorf("%w: cleaner: reading segment %d: %v", ErrIO, vic.seg, err)
 		}
-		vic.found, vic.first = sc.Segment(vic.seg, buf)
+		vic.found, _ = sc.Segment(vic.seg, buf)
 	}
 	buf = nil
 
@@ -341,11 +340,8 @@ func (v *Volume) segmentUse(e segment.UsageEntry, sutBlocks int) int64 {
 // empty (a checkpoint gives those back) and at most ceiling full. Lock
 // held.
 func (v *Volume) cleanCandidates(ceiling float64) ([]cleaner.Segment, error) {
-	skip := map[uint32]bool{v.log.CurSeg: true, v.log.NextSeg: true, v.log.ColdSeg: true}
+	skip := v.log.Held()
 	for _, s := range v.log.Free {
-		skip[s] = true
-	}
-	for _, s := range v.log.UsedSince {
 		skip[s] = true
 	}
 	for s := range v.clean.emptied {
@@ -451,6 +447,21 @@ func (v *Volume) renewCold() {
 	if len(v.log.Free) > 0 && v.log.Room()-v.log.ColdCost() >= v.ckptCostWith(0, 1) {
 		v.log.ReleaseCold()
 		v.log.TakeCold()
+	}
+}
+
+// dropEmptyCold lets the cleaner's segment go when nothing in it is live
+// (every copy died, or none was made), unless a batch is under way, so
+// that the checkpoint about to be written gives it back like any empty
+// segment: held, it would be room no writer could use. Lock held, before
+// the checkpoint begins.
+func (v *Volume) dropEmptyCold() {
+	if v.log.ColdSeg == journal.NoSeg || !v.clean.mu.TryLock() {
+		return
+	}
+	defer v.clean.mu.Unlock()
+	if e, err := v.sut.Get(v.log.ColdSeg); err == nil && e.Live == 0 && e.Tables == 0 {
+		v.log.ReleaseCold()
 	}
 }
 

@@ -356,3 +356,56 @@ func TestCleanerRacesWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A block of a victim that no longer matches its checksum (damage on the
+// device) is left where it is: the cleaner never copies bad bytes as good,
+// the pass goes on with the other blocks, and a read of it still fails.
+func TestCleanerLeavesDamagedBlock(t *testing.T) {
+	v, dev := newSmallVolume(t, 16<<20, 256<<10, Options{Cleaner: CleanerOptions{Off: true}})
+	r := rand.New(rand.NewPCG(15, 16))
+	all := newFileSet(t, v, r, "f", 48, 64<<10)
+	keep := &fileSet{v: v}
+	for i := range all.inos {
+		if i%2 == 0 {
+			keep.inos, keep.data, keep.names = append(keep.inos, all.inos[i]), append(keep.data, all.data[i]), append(keep.names, all.names[i])
+		} else if err := v.Unlink(RootIno, all.names[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := v.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// Flip a byte of block 1 of the first kept file on the device.
+	var vb uint64
+	v.mu.Lock()
+	err := v.mappedBlocks(keep.inos[0], plainView, 1, 1, func(_, b uint64) bool { vb = b; return false })
+	e, derr := v.dat.Get(vb)
+	v.mu.Unlock()
+	if err != nil || derr != nil || vb == 0 {
+		t.Fatalf("block 1 of %s: vb %d, %v, %v", keep.names[0], vb, err, derr)
+	}
+	saved := make([]byte, 1)
+	dev.ReadAt(saved, int64(e.Addr)+100)
+	dev.WriteAt([]byte{saved[0] ^ 0xff}, int64(e.Addr)+100)
+	t.Cleanup(func() { dev.WriteAt(saved, int64(e.Addr)+100) }) // for the checks at the end
+
+	res, err := v.Clean()
+	if err != nil {
+		t.Fatalf("clean: %v", err)
+	}
+	if res.BytesMoved == 0 {
+		t.Fatalf("the pass moved nothing: %+v", res)
+	}
+	v.mu.Lock()
+	after, _ := v.dat.Get(vb)
+	v.mu.Unlock()
+	if after.Addr != e.Addr {
+		t.Fatalf("the damaged block moved from %d to %d", e.Addr, after.Addr)
+	}
+	buf := make([]byte, 64<<10)
+	if _, err := v.Read(keep.inos[0], buf, 0); !errors.Is(err, ErrIO) {
+		t.Fatalf("read of the damaged file: %v, want EIO", err)
+	}
+	rest := &fileSet{v: v, inos: keep.inos[1:], data: keep.data[1:], names: keep.names[1:]}
+	rest.verify(t)
+}

@@ -39,10 +39,7 @@ func (v *Volume) strandedCounts() (map[uint32]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	skip := map[uint32]bool{v.log.CurSeg: true, v.log.NextSeg: true, v.log.ColdSeg: true}
-	for _, s := range v.log.UsedSince {
-		skip[s] = true
-	}
+	skip := v.log.Held()
 	half := int(v.geo.SegmentSize/v.geo.BlockSize) / 2
 	counts := map[uint32]int{}
 	for s := range v.geo.Segments {

@@ -178,10 +178,7 @@ func (l *Log) Resume(pos uint64, free []uint32) {
 // segments, except those the log took while it was written, and takes
 // the next segment from them if the head has none.
 func (l *Log) GiveBack(empty []uint32) {
-	taken := map[uint32]bool{l.CurSeg: true, l.NextSeg: true, l.ColdSeg: true}
-	for _, s := range l.UsedSince {
-		taken[s] = true
-	}
+	taken := l.Held()
 	free := l.Free[:0:0]
 	for _, s := range empty {
 		if !taken[s] {
@@ -209,6 +206,17 @@ func (l *Log) TakeNext() {
 	if l.Checkpointing {
 		l.UsedSince = append(l.UsedSince, l.NextSeg)
 	}
+}
+
+// Held is the set of segments taken apart from the free ones that are not
+// counted by what they hold: the log head's, its next, the cleaner's, and
+// those taken while a checkpoint is being written.
+func (l *Log) Held() map[uint32]bool {
+	held := map[uint32]bool{l.CurSeg: true, l.NextSeg: true, l.ColdSeg: true}
+	for _, s := range l.UsedSince {
+		held[s] = true
+	}
+	return held
 }
 
 // TakeCold gives the cleaner a free segment to copy blocks into, if it
