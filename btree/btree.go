@@ -58,6 +58,9 @@ type Tree struct {
 	// freed lists permanent IDs of nodes dropped since the last Flush;
 	// Flush hands them to free.
 	freed []NodeID
+
+	// sharing says which nodes other trees share (share.go); nil: none.
+	sharing Sharing
 }
 
 // NewTree returns a tree whose root is root (NilNode for an empty tree),
@@ -236,6 +239,12 @@ func (t *Tree) Get(k Key) (val []byte, ok bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	defer t.done()
+	val, ok, err = t.find(k)
+	return bytes.Clone(val), ok, err
+}
+
+// find returns the value of k as it is in its leaf. Lock held.
+func (t *Tree) find(k Key) (val []byte, ok bool, err error) {
 	if t.root == NilNode {
 		return nil, false, nil
 	}
@@ -256,7 +265,7 @@ func (t *Tree) Get(k Key) (val []byte, ok bool, err error) {
 	if !found {
 		return nil, false, nil
 	}
-	return bytes.Clone(n.val(i)), true, nil
+	return n.val(i), true, nil
 }
 
 // Ascend calls fn for every item with key >= from, in ascending key
@@ -434,7 +443,7 @@ func (t *Tree) Put(k Key, val []byte) error {
 		t.root = n.id
 		return nil
 	}
-	r, err := t.load(t.root, -1)
+	r, err := t.ownRoot()
 	if err != nil {
 		return err
 	}
@@ -454,8 +463,9 @@ func (t *Tree) Put(k Key, val []byte) error {
 	return nil
 }
 
-// insert puts (k, v) into the subtree of n. If n had to split, it returns
-// the new right sibling, which the caller links into the parent.
+// insert puts (k, v) into the subtree of n, which the tree owns. If n had
+// to split, it returns the new right sibling, which the caller links into
+// the parent.
 //
 // The tree is consistent whenever insert fails: it fails only while
 // loading a child on the way down, before anything below changed.
@@ -478,7 +488,7 @@ func (t *Tree) insert(n *node, k Key, v []byte) (*node, error) {
 		n.setKey(0, k)
 		i = 0
 	}
-	c, err := t.child(n, i)
+	c, err := t.ownChild(n, i)
 	if err != nil {
 		return nil, err
 	}
@@ -510,7 +520,13 @@ func (t *Tree) Delete(k Key) (existed bool, err error) {
 	if t.root == NilNode {
 		return false, nil
 	}
-	r, err := t.load(t.root, -1)
+	if t.sharing != nil {
+		// Nothing is copied for a key that is not there.
+		if _, found, err := t.find(k); err != nil || !found {
+			return false, err
+		}
+	}
+	r, err := t.ownRoot()
 	if err != nil {
 		return false, err
 	}
@@ -529,7 +545,7 @@ func (t *Tree) Delete(k Key) (existed bool, err error) {
 		case !r.leaf() && r.count() == 1:
 			t.root = r.kid(0)
 			t.drop(r)
-			if r, err = t.load(t.root, int(r.level)-1); err != nil {
+			if r, err = t.ownRoot(); err != nil {
 				return true, err
 			}
 		default:
@@ -538,8 +554,8 @@ func (t *Tree) Delete(k Key) (existed bool, err error) {
 	}
 }
 
-// delete removes k from the subtree of n and reports whether it was
-// there. Underfull children are merged or rebalanced on the way back up;
+// delete removes k from the subtree of n, which the tree owns, and
+// reports whether it was there. Underfull children are merged or rebalanced on the way back up;
 // n itself is left for its parent (or Delete, for the root) to fix.
 func (t *Tree) delete(n *node, k Key) (bool, error) {
 	if n.leaf() {
@@ -555,7 +571,7 @@ func (t *Tree) delete(n *node, k Key) (bool, error) {
 	if i < 0 {
 		return false, nil
 	}
-	c, err := t.child(n, i)
+	c, err := t.ownChild(n, i)
 	if err != nil {
 		return false, err
 	}
@@ -585,11 +601,11 @@ func (t *Tree) fixChild(p *node, i int, c *node) error {
 	if i == 0 {
 		l, r = 0, 1
 	}
-	ln, err := t.child(p, l)
+	ln, err := t.ownChild(p, l)
 	if err != nil {
 		return err
 	}
-	rn, err := t.child(p, r)
+	rn, err := t.ownChild(p, r)
 	if err != nil {
 		return err
 	}

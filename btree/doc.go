@@ -31,6 +31,16 @@
 // when it changes and is simply rewritten (copy-on-write happens below
 // the tree, in the virtual block layer).
 //
+// # Shared nodes
+//
+// Several trees may share nodes (snapshots of the tree). The tree is told
+// which through a Sharing (SetSharing): before it changes a node, parents
+// first, it asks whether the node is shared, and if so changes a copy
+// instead and says so (Copied), so that whoever counts references adds one
+// to everything the copy refers to. References are counted lazily: taking
+// a snapshot adds one to the root only. PathShared tells whether anything
+// a leaf refers to is shared through the path above it.
+//
 // # Node format
 //
 // These constants are part of the on-disk format. Multi-byte integers in
