@@ -170,6 +170,10 @@ func (f fsckView) NameError(n string) error { return checkName(n) }
 
 func (f fsckView) XattrNameError(n string) error { return f.v.checkXattrName(n) }
 
+func (f fsckView) Snapshots() []uint64                      { return f.v.snapshotRoots() }
+func (f fsckView) SnapshotTable() []uint64                  { return f.v.snapTable }
+func (f fsckView) LoadNode(id btree.NodeID) ([]byte, error) { return f.v.LoadNode(id) }
+
 func (f fsckView) DroppedNodes() []uint64 {
 	var out []uint64
 	for _, id := range f.v.tree.PendingFree() {

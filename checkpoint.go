@@ -30,9 +30,10 @@ import (
 //	108 4 reserved (0)
 //	112 8 durable mark: every unit up to this sequence number was durable
 //	      when the record was made (version 2; 0 in version 1)
-//	120 16 reserved for the snapshot table root, behind its incompatible
-//	       feature bit (0)
-//	136 24 reserved (0)
+//	120 8 first block of the snapshot table (virtual block, 0: no snapshot;
+//	      snapshot.go); the superblock then sets IncompatSnapshots
+//	128 4 number of snapshots
+//	132 28 reserved (0)
 //	160 8n the dropped nodes' virtual blocks: freed once this checkpoint is
 //	       durable (and by recovery starting from it), not before, since
 //	       the previous checkpoint still uses them
@@ -56,6 +57,10 @@ type checkpointRec struct {
 	FreedNodes []uint64
 	// Durable is the durable mark (journal.RecMark) of the record.
 	Durable uint64
+	// SnapTable is the first block of the snapshot table, SnapCount the
+	// number of snapshots in it.
+	SnapTable uint64
+	SnapCount uint32
 }
 
 func (c *checkpointRec) encode() []byte {
@@ -80,6 +85,8 @@ func (c *checkpointRec) encode() []byte {
 	le.PutUint64(b[96:], uint64(c.Time))
 	le.PutUint32(b[104:], uint32(len(c.FreedNodes)))
 	le.PutUint64(b[112:], c.Durable)
+	le.PutUint64(b[120:], c.SnapTable)
+	le.PutUint32(b[128:], c.SnapCount)
 	for _, id := range c.FreedNodes {
 		b = le.AppendUint64(b, id)
 	}
@@ -100,12 +107,13 @@ func decodeCheckpoint(b []byte) (*checkpointRec, error) {
 		DAT: cow.State{Count: le.Uint64(b[32:]), FreeHead: le.Uint64(b[40:]), FreeCount: le.Uint64(b[48:]),
 			Root: segment.GetBlockPtr(b[56:]), Depth: int(le.Uint32(b[72:]))},
 		SUTDepth: int(le.Uint32(b[76:])), SUTRoot: segment.GetBlockPtr(b[80:]), Time: int64(le.Uint64(b[96:])),
-		Durable: le.Uint64(b[112:]),
+		Durable: le.Uint64(b[112:]), SnapTable: le.Uint64(b[120:]), SnapCount: le.Uint32(b[128:]),
 	}
 	for o := checkpointSize; o < len(b); o += 8 {
 		c.FreedNodes = append(c.FreedNodes, le.Uint64(b[o:]))
 	}
-	if c.DAT.Depth > 8 || c.SUTDepth > 8 || c.TreeRoot >= 1<<63 || c.DAT.FreeCount >= c.DAT.Count && c.DAT.Count > 0 {
+	if c.DAT.Depth > 8 || c.SUTDepth > 8 || c.TreeRoot >= 1<<63 || c.DAT.FreeCount >= c.DAT.Count && c.DAT.Count > 0 ||
+		c.SnapTable >= c.DAT.Count && c.SnapTable != 0 || (c.SnapTable == 0) != (c.SnapCount == 0) {
 		return nil, fmt.Errorf("%w: checkpoint %d has impossible values", ErrIO, c.Number)
 	}
 	return c, nil
@@ -115,7 +123,13 @@ func decodeCheckpoint(b []byte) (*checkpointRec, error) {
 // then the checkpoint record and a copy of it, waits until all of it is
 // durable, and points the other superblock slot at it. Operations go on
 // meanwhile except while the dirty blocks are being encoded.
-func (v *Volume) checkpoint() error {
+func (v *Volume) checkpoint() error { return v.checkpointWith(nil) }
+
+// checkpointWith takes a checkpoint during which change, if not nil,
+// changes the snapshots (snapshotCheckpoint): it runs under the lock once
+// the tree is flushed, and no transaction begins until the checkpoint is
+// durable and named by the superblock.
+func (v *Volume) checkpointWith(change func() error) error {
 	v.ckptMu.Lock()
 	defer v.ckptMu.Unlock()
 	v.mu.Lock()
@@ -123,7 +137,16 @@ func (v *Volume) checkpoint() error {
 		v.mu.Unlock()
 		return err
 	}
-	if v.changes == 0 && !v.checkpointHelps() {
+	if change != nil {
+		v.frozen = true
+		defer func() {
+			v.mu.Lock()
+			v.frozen = false
+			v.changed.Broadcast()
+			v.mu.Unlock()
+		}()
+	}
+	if change == nil && v.changes == 0 && !v.checkpointHelps() {
 		// Nothing to write and nothing to free: a checkpoint would only
 		// spend room. Close still marks the volume clean.
 		var err error
@@ -147,10 +170,12 @@ func (v *Volume) checkpoint() error {
 	v.log.UsedSince = v.log.UsedSince[:0]
 	v.ckptFreed = v.ckptFreed[:0]
 	clean := v.stopping
-	ref, last, candidates, err := v.writeCheckpointLocked()
+	ref, last, candidates, err := v.writeCheckpointLocked(change)
+	snapshotStage(change, "queued")
 	if err == nil {
 		err = v.waitDurable(last)
 	}
+	snapshotStage(change, "durable")
 	v.mu.Unlock()
 	if err != nil {
 		v.mu.Lock()
@@ -169,6 +194,7 @@ func (v *Volume) checkpoint() error {
 		return v.fail(err)
 	}
 	v.sb, v.sbSlot = sb, slot
+	snapshotStage(change, "named")
 	if err := v.freeCheckpointNodes(v.ckptFreed); err != nil {
 		return err
 	}
@@ -181,6 +207,16 @@ func (v *Volume) checkpoint() error {
 	return nil
 }
 
+// testHookSnapshot, when set by a test, runs at each stage of the
+// checkpoint of a snapshot operation.
+var testHookSnapshot func(stage string)
+
+func snapshotStage(change func() error, stage string) {
+	if change != nil && testHookSnapshot != nil {
+		testHookSnapshot(stage)
+	}
+}
+
 // nextSuperblock is the superblock that names checkpoint ref with the
 // clean flag as given, and the slot it goes to: the other one.
 func (v *Volume) nextSuperblock(ref segment.UnitRef, clean bool) (*segment.Superblock, int) {
@@ -189,6 +225,11 @@ func (v *Volume) nextSuperblock(ref segment.UnitRef, clean bool) (*segment.Super
 	sb.Generation++
 	sb.Checkpoint = ref
 	sb.Clean = clean
+	// Only a checkpoint with snapshots needs a txfs that knows them.
+	sb.Incompat &^= segment.IncompatSnapshots
+	if len(v.snaps) > 0 {
+		sb.Incompat |= segment.IncompatSnapshots
+	}
 	return &sb, 1 - v.sbSlot
 }
 
@@ -232,7 +273,7 @@ func (v *Volume) markInUse() error {
 // writeCheckpointLocked queues the checkpoint's blocks, its record and the
 // copy of the record, and returns the record's unit, the sequence number of
 // the copy (the last unit), and the segments that are empty in it.
-func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, error) {
+func (v *Volume) writeCheckpointLocked(change func() error) (segment.UnitRef, uint64, []uint32, error) {
 	var ref segment.UnitRef
 	if err := v.log.Seal(); err != nil {
 		return ref, 0, nil, err
@@ -246,15 +287,7 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 			vb, err := v.blocks.Alloc()
 			return btree.NodeID(vb), err
 		},
-		func(id btree.NodeID, enc []byte) error {
-			stored, flags := v.encodeBlock(enc, v.compress)
-			if err := v.log.Ensure(segment.UnitMeta, len(stored), 1, 0); err != nil {
-				return err
-			}
-			e := segment.SummaryEntry{Kind: segment.SumNode, Flags: flags, ID: uint64(id), Sum: segment.Checksum(stored)}
-			_, addr := v.log.Cur.AddBlock(e, stored)
-			return v.applyWrite(uint64(id), addr, uint32(len(stored)), uint16(flags), e.Sum)
-		},
+		func(id btree.NodeID, enc []byte) error { return v.writeMetaBlock(uint64(id), enc, 0) },
 		// A node the new tree dropped is still part of the checkpoint
 		// before it, which stays the one recovery starts from until this
 		// one is durable: its virtual block must not be reused before.
@@ -263,6 +296,24 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 		func(id btree.NodeID) error { v.ckptFreed = append(v.ckptFreed, uint64(id)); return nil })
 	if err != nil {
 		return ref, 0, nil, v.fail(err)
+	}
+	if change != nil {
+		if err := change(); err != nil {
+			return ref, 0, nil, v.fail(err)
+		}
+	}
+	if v.snapDirty {
+		first, err := v.writeSnapTable(func(raw []byte) (uint64, error) {
+			vb, err := v.blocks.Alloc()
+			if err == nil {
+				err = v.writeMetaBlock(vb, raw, snapTableOwner)
+			}
+			return vb, err
+		})
+		if err != nil {
+			return ref, 0, nil, v.fail(err)
+		}
+		v.snapFirst, v.snapDirty = first, false
 	}
 	// Blocks counts the DAT blocks in the usage table.
 	putTable := func(table uint64) segment.TablePut {
@@ -283,7 +334,7 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 	sutRoot, sutDepth := v.sut.Root()
 	rec := checkpointRec{Number: v.ckptNo, TreeRoot: uint64(v.tree.Root()), NextIno: v.nextIno,
 		DAT: v.dat.State(), SUTRoot: sutRoot, SUTDepth: sutDepth, Time: time.Now().UnixNano(),
-		FreedNodes: v.ckptFreed, Durable: v.log.Durable}
+		FreedNodes: v.ckptFreed, Durable: v.log.Durable, SnapTable: v.snapFirst, SnapCount: uint32(len(v.snaps))}
 	enc := rec.encode()
 	// The record, then a copy of it as the next unit: if one flipped bit
 	// spoils the record, recovery reads the copy (the superblock says
@@ -314,6 +365,19 @@ func (v *Volume) writeCheckpointLocked() (segment.UnitRef, uint64, []uint32, err
 		return ref, 0, nil, v.fail(err)
 	}
 	return ref, v.log.Seq - 1, candidates, nil
+}
+
+// writeMetaBlock stores raw, a tree node or a block of the snapshot
+// table (owner snapTableOwner), as the content of virtual block vb in the
+// checkpoint being written.
+func (v *Volume) writeMetaBlock(vb uint64, raw []byte, owner uint64) error {
+	stored, flags := v.encodeBlock(raw, v.compress)
+	if err := v.log.Ensure(segment.UnitMeta, len(stored), 1, 0); err != nil {
+		return err
+	}
+	e := segment.SummaryEntry{Kind: segment.SumNode, Flags: flags, ID: vb, Owner: owner, Sum: segment.Checksum(stored)}
+	_, addr := v.log.Cur.AddBlock(e, stored)
+	return v.applyWrite(vb, addr, uint32(len(stored)), uint16(flags), e.Sum)
 }
 
 // freeCheckpointNodes frees the nodes a now durable checkpoint dropped.

@@ -132,27 +132,29 @@ func (v *Volume) shareBlocks(src Ino, srcOff int64, dst Ino, dstOff int64, bytes
 			if sok && dok && svb == dvb {
 				continue
 			}
+			// The old block loses its reference after its item changed:
+			// the change may copy a leaf that a snapshot shares, and the
+			// copy refers to it too (lazy counts).
+			switch {
+			case sok:
+				if err := t.ref(svb, 1); err != nil {
+					return err
+				}
+				if err := t.put(inode.BlockKey(dst, db+i), inode.EncodeBlockItem(svb)); err != nil {
+					return err
+				}
+				dr.NBlocks++
+			case dok:
+				if err := t.del(inode.BlockKey(dst, db+i)); err != nil {
+					return err
+				}
+			}
 			if dok {
 				if err := t.ref(dvb, -1); err != nil {
 					return err
 				}
 				dr.NBlocks--
 			}
-			if !sok {
-				if dok {
-					if err := t.del(inode.BlockKey(dst, db+i)); err != nil {
-						return err
-					}
-				}
-				continue
-			}
-			if err := t.ref(svb, 1); err != nil {
-				return err
-			}
-			if err := t.put(inode.BlockKey(dst, db+i), inode.EncodeBlockItem(svb)); err != nil {
-				return err
-			}
-			dr.NBlocks++
 		}
 		if shared < nb {
 			// The partial last block: its first tail bytes come from src.

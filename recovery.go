@@ -164,6 +164,11 @@ func (v *Volume) loadCheckpoint(ref segment.UnitRef) (*segment.Unit, *checkpoint
 	v.sut = segment.OpenUsage(v.geo.Segments, v.bs, c.SUTRoot, c.SUTDepth, v.log.ReadRaw)
 	v.blocks = cow.NewBlocks(v.geo, v.dat, v.sut)
 	v.tree = btree.NewTree(v, btree.NodeID(c.TreeRoot), v.bs, v.mem.tree)
+	v.tree.SetSharing(liveSharing{v})
+	v.snapFirst = c.SnapTable
+	if err := v.loadSnapTable(c.SnapTable, int(c.SnapCount)); err != nil {
+		return nil, nil, fmt.Errorf("%w: checkpoint %d: %w", ErrIO, c.Number, err)
+	}
 	return u, c, nil
 }
 

@@ -132,6 +132,15 @@ type Volume struct {
 	scratch   []byte     // one block, for building blocks under the lock
 	packed    []byte     // one block, for compressing blocks under the lock
 
+	// snaps are the snapshots (snapshot.go); snapTable the blocks of
+	// their table in the last checkpoint, snapFirst the first of them;
+	// snapDirty: the next checkpoint writes the table.
+	snaps     []snapshot
+	snapTable []uint64
+	snapFirst uint64
+	snapDirty bool
+	frozen    bool // a snapshot operation's checkpoint is on its way: no transaction begins
+
 	readRetries atomic.Int64 // reads redone under the lock (errMoved)
 	ckpter      checkpointerState
 }
@@ -436,6 +445,12 @@ func (v *Volume) begin(op int, f footprint) (*tx, error) {
 	if v.stopping {
 		return nil, ErrClosed
 	}
+	for v.frozen && v.err == nil && !v.closed {
+		v.changed.Wait()
+	}
+	if err := v.writable(); err != nil {
+		return nil, err
+	}
 	if err := v.relieveMemory(); err != nil {
 		return nil, err
 	}
@@ -545,11 +560,18 @@ func (t *tx) ref(vb uint64, delta int64) error {
 	return nil
 }
 
-// mustCopy reports whether vb is shared, so that its new content must go
-// to a block of this file's own. No tree node is shared yet, so the path
-// to a file's blocks is always the volume's own.
-func (t *tx) mustCopy(vb uint64) (bool, error) {
-	shared, err := t.v.blocks.MustCopy(vb, cow.OwnPath)
+// mustCopy reports whether vb, block b of ino, is shared, so that its new
+// content must go to a block of this file's own: vb has more than one
+// reference, or a tree node on the way to its block map item has (a
+// snapshot shares the item, and with it the block).
+func (t *tx) mustCopy(ino Ino, b, vb uint64) (bool, error) {
+	path := cow.OwnPath
+	if shared, err := t.v.tree.PathShared(inode.BlockKey(ino, b)); err != nil {
+		return false, t.v.fail(err)
+	} else if shared {
+		path = cow.SharedPath
+	}
+	shared, err := t.v.blocks.MustCopy(vb, path)
 	return shared, t.v.failIf(err)
 }
 

@@ -157,18 +157,21 @@ func (t *tx) write(ino Ino, data []byte, off int64, first, last uint64) error {
 // rewriteBlock stores new content for file block b, which maps to vb: in
 // place when vb is the file's own, in a new block when vb is shared.
 func (t *tx) rewriteBlock(ino Ino, b, vb uint64, block []byte) error {
-	shared, err := t.mustCopy(vb)
+	shared, err := t.mustCopy(ino, b, vb)
 	if err != nil {
 		return err
 	}
 	if !shared {
 		return t.writeBlock(vb, block, ino, b)
 	}
-	// Shared with a snapshot or a clone: this file gets its own copy.
-	if err := t.ref(vb, -1); err != nil {
+	// Shared with a snapshot or a clone: this file gets its own copy. The
+	// old block loses this file's reference once the item names the new
+	// one: changing the item may copy a leaf a snapshot shares, and the
+	// copy refers to the old block too (lazy counts).
+	if err := t.newBlock(ino, b, block); err != nil {
 		return err
 	}
-	return t.newBlock(ino, b, block)
+	return t.ref(vb, -1)
 }
 
 // newBlock stores block as file block b of ino in a new virtual block,

@@ -74,7 +74,17 @@ func (t *Tree) unshare(n *node) (*node, error) {
 	}
 	c := &node{level: n.level, items: newItems(n.items, t.blockSize), offs: newOffs(n.offs)}
 	t.newNode(c)
+	// This tree no longer reaches n, and n's block may be freed by the
+	// last tree that does, then name another node.
+	t.forget(n)
 	return c, nil
+}
+
+// forget drops clean node n from the cache.
+func (t *Tree) forget(n *node) {
+	t.lruRemove(n)
+	t.cleanBytes -= int64(n.acct)
+	delete(t.nodes, n.id)
 }
 
 // ownRoot loads the root, made the tree's own.
@@ -154,9 +164,7 @@ func (t *Tree) Forget(id NodeID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if n := t.nodes[id]; n != nil && !n.dirty {
-		t.lruRemove(n)
-		t.cleanBytes -= int64(n.acct)
-		delete(t.nodes, id)
+		t.forget(n)
 	}
 }
 

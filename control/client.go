@@ -22,9 +22,22 @@ var ErrNoSocket = errors.New("no control socket")
 type Error struct {
 	StatusCode int
 	Message    string
+	Code       string // errorBody's code
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Unwrap is the txfs error the server's code stands for, so that
+// errors.Is(err, txfs.ErrNoSnapshot) works the same on a mount and on an
+// image.
+func (e *Error) Unwrap() error {
+	for _, c := range errorCodes {
+		if c.code == e.Code {
+			return c.err
+		}
+	}
+	return nil
+}
 
 // Client talks to the control socket of one mounted volume.
 type Client struct {
@@ -87,6 +100,21 @@ func (c *Client) Clean() (CleanResult, error) {
 	return res, err
 }
 
+// Snapshots lists the snapshots (GET /v1/snapshots).
+func (c *Client) Snapshots() (SnapshotList, error) {
+	var list SnapshotList
+	err := c.Do(http.MethodGet, "/v1/snapshots", &list)
+	return list, err
+}
+
+// Snapshot runs a snapshot operation, "create", "restore" or "delete", on
+// snapshot name (POST /v1/snapshots/NAME/OP).
+func (c *Client) Snapshot(op, name string) (SnapshotResult, error) {
+	var res SnapshotResult
+	err := c.Do(http.MethodPost, "/v1/snapshots/"+url.PathEscape(name)+"/"+op, &res)
+	return res, err
+}
+
 // maxBody bounds what the client reads of an answer.
 const maxBody = 1 << 20
 
@@ -116,7 +144,7 @@ func (c *Client) Do(method, path string, out any) error {
 		if json.Unmarshal(body, &e) != nil || e.Error == "" {
 			e.Error = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
 		}
-		return &Error{StatusCode: resp.StatusCode, Message: e.Error}
+		return &Error{StatusCode: resp.StatusCode, Message: e.Error, Code: e.Code}
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("control socket %s: %s %s: %w", c.path, method, path, err)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +23,10 @@ import (
 type Filesystem interface {
 	Status() (txfs.Status, error)
 	Clean() (txfs.CleanResult, error)
+	Snapshots() ([]txfs.SnapshotInfo, error)
+	CreateSnapshot(name string) error
+	RestoreSnapshot(name string) error
+	DeleteSnapshot(name string) error
 }
 
 // Options of Serve.
@@ -263,22 +268,52 @@ func peerOf(c net.Conn) peer {
 	return peer{uid: int(cred.Uid)}
 }
 
-// endpoint is one operation of the API.
+// endpoint is one operation of the API. Its path may end in a name:
+// "{name}" in the key matches one path element, which serve gets.
 type endpoint struct {
 	method string
-	serve  func(fs Filesystem, r *http.Request) (any, error)
+	serve  func(fs Filesystem, r *http.Request, name string) (any, error)
 }
 
 // endpoints are the API's operations, by path.
 var endpoints = map[string]endpoint{
-	"/v1/status": {http.MethodGet, func(fs Filesystem, _ *http.Request) (any, error) {
+	"/v1/status": {http.MethodGet, func(fs Filesystem, _ *http.Request, _ string) (any, error) {
 		st, err := fs.Status()
 		return StatusOf(st), err
 	}},
-	"/v1/clean": {http.MethodPost, func(fs Filesystem, _ *http.Request) (any, error) {
+	"/v1/clean": {http.MethodPost, func(fs Filesystem, _ *http.Request, _ string) (any, error) {
 		res, err := fs.Clean()
 		return CleanResultOf(res), err
 	}},
+	"/v1/snapshots": {http.MethodGet, func(fs Filesystem, _ *http.Request, _ string) (any, error) {
+		list, err := fs.Snapshots()
+		return SnapshotListOf(list), err
+	}},
+	"/v1/snapshots/{name}/create": {http.MethodPost, func(fs Filesystem, _ *http.Request, name string) (any, error) {
+		return SnapshotResult{Name: name, Done: "created"}, fs.CreateSnapshot(name)
+	}},
+	"/v1/snapshots/{name}/restore": {http.MethodPost, func(fs Filesystem, _ *http.Request, name string) (any, error) {
+		return SnapshotResult{Name: name, Done: "restored"}, fs.RestoreSnapshot(name)
+	}},
+	"/v1/snapshots/{name}/delete": {http.MethodPost, func(fs Filesystem, _ *http.Request, name string) (any, error) {
+		return SnapshotResult{Name: name, Done: "deleted"}, fs.DeleteSnapshot(name)
+	}},
+}
+
+// route finds the endpoint of path, and the name it holds.
+func route(path string) (endpoint, string, bool) {
+	if ep, ok := endpoints[path]; ok {
+		return ep, "", true
+	}
+	// /v1/snapshots/NAME/ACTION
+	parts := strings.Split(path, "/")
+	if len(parts) != 5 || parts[3] == "" {
+		return endpoint{}, "", false
+	}
+	name := parts[3]
+	parts[3] = "{name}"
+	ep, ok := endpoints[strings.Join(parts, "/")]
+	return ep, name, ok
 }
 
 // Handler answers the API for fs, to root and owner only: every request
@@ -291,7 +326,7 @@ func Handler(fs Filesystem, owner int) http.Handler {
 			writeError(w, http.StatusForbidden, err)
 			return
 		}
-		ep, ok := endpoints[r.URL.Path]
+		ep, name, ok := route(r.URL.Path)
 		if !ok {
 			writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s", r.URL.Path))
 			return
@@ -301,7 +336,7 @@ func Handler(fs Filesystem, owner int) http.Handler {
 			writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("%s wants %s, not %s", r.URL.Path, ep.method, r.Method))
 			return
 		}
-		v, err := ep.serve(fs, r)
+		v, err := ep.serve(fs, r, name)
 		if err != nil {
 			writeError(w, statusOf(err), err)
 			return
@@ -338,12 +373,16 @@ func statusOf(err error) int {
 		return http.StatusNotImplemented
 	case syscall.EINVAL:
 		return http.StatusBadRequest
+	case syscall.EEXIST:
+		return http.StatusConflict
+	case syscall.ENOENT:
+		return http.StatusNotFound
 	}
 	return http.StatusInternalServerError
 }
 
 func writeError(w http.ResponseWriter, code int, err error) {
-	writeJSON(w, code, errorBody{Error: err.Error()})
+	writeJSON(w, code, errorBody{Error: err.Error(), Code: codeOf(err)})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/txfs/txfs"
+	"github.com/txfs/txfs/segment"
 )
 
 // The test binary run as another user: it asks the socket in
@@ -52,6 +53,37 @@ type fakeFS struct {
 	cleans   int
 	cleaning chan struct{} // if set, Clean says it began here
 	finish   chan struct{} // if set, Clean waits for it
+	volume   *txfs.Volume  // if set, serves the snapshot operations
+}
+
+// The snapshot operations go to a real volume, if the test gives one.
+func (f *fakeFS) vol() (*txfs.Volume, error) {
+	if f.volume == nil {
+		return nil, txfs.ErrNotSupported
+	}
+	return f.volume, nil
+}
+
+func (f *fakeFS) Snapshots() ([]txfs.SnapshotInfo, error) {
+	v, err := f.vol()
+	if err != nil {
+		return nil, err
+	}
+	return v.Snapshots()
+}
+
+func (f *fakeFS) CreateSnapshot(name string) error { return f.op((*txfs.Volume).CreateSnapshot, name) }
+func (f *fakeFS) RestoreSnapshot(name string) error {
+	return f.op((*txfs.Volume).RestoreSnapshot, name)
+}
+func (f *fakeFS) DeleteSnapshot(name string) error { return f.op((*txfs.Volume).DeleteSnapshot, name) }
+
+func (f *fakeFS) op(fn func(*txfs.Volume, string) error, name string) error {
+	v, err := f.vol()
+	if err != nil {
+		return err
+	}
+	return fn(v, name)
 }
 
 func (f *fakeFS) Status() (txfs.Status, error) {
@@ -639,5 +671,53 @@ func TestRequestDuringCloseRefused(t *testing.T) {
 	}
 	if fs.cleans != 1 {
 		t.Errorf("%d passes, want 1", fs.cleans)
+	}
+}
+
+// Snapshots through the socket: every operation, and errors that say
+// which they are.
+func TestSnapshots(t *testing.T) {
+	dev := segment.NewMemDevice(16 << 20)
+	if err := txfs.Format(dev, txfs.FormatOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := txfs.Open(dev, txfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	c := DialSocket(serve(t, &fakeFS{volume: v}, os.Getuid()))
+	defer c.Close()
+	for _, op := range []string{"create", "restore", "delete"} {
+		if _, err := c.Snapshot(op, "bad-name"); !errors.Is(err, txfs.ErrInvalid) || err.(*Error).StatusCode != 400 {
+			t.Errorf("%s bad-name: %v", op, err)
+		}
+	}
+	if res, err := c.Snapshot("create", "one"); err != nil || res != (SnapshotResult{"one", "created"}) {
+		t.Fatalf("create: %+v, %v", res, err)
+	}
+	if _, err := c.Snapshot("create", "one"); !errors.Is(err, txfs.ErrSnapshotExists) || err.(*Error).StatusCode != 409 {
+		t.Errorf("create one again: %v", err)
+	}
+	list, err := c.Snapshots()
+	if err != nil || len(list.Snapshots) != 1 || list.Snapshots[0].Name != "one" || time.Since(list.Snapshots[0].Created) > time.Minute {
+		t.Fatalf("list: %+v, %v", list, err)
+	}
+	if res, err := c.Snapshot("restore", "one"); err != nil || res.Done != "restored" {
+		t.Fatalf("restore: %+v, %v", res, err)
+	}
+	if res, err := c.Snapshot("delete", "one"); err != nil || res.Done != "deleted" {
+		t.Fatalf("delete: %+v, %v", res, err)
+	}
+	for _, op := range []string{"restore", "delete"} {
+		if _, err := c.Snapshot(op, "one"); !errors.Is(err, txfs.ErrNoSnapshot) || err.(*Error).StatusCode != 404 {
+			t.Errorf("%s of a deleted snapshot: %v", op, err)
+		}
+	}
+	if list, err := c.Snapshots(); err != nil || list.Snapshots == nil || len(list.Snapshots) != 0 {
+		t.Errorf("list: %+v, %v", list, err)
+	}
+	if err := v.Check(); err != nil {
+		t.Fatal(err)
 	}
 }

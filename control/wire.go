@@ -1,6 +1,11 @@
 package control
 
-import "github.com/txfs/txfs"
+import (
+	"errors"
+	"time"
+
+	"github.com/txfs/txfs"
+)
 
 // The JSON the API speaks. Field names are part of API version 1: fields
 // may be added, none renamed, removed or given another meaning.
@@ -48,6 +53,58 @@ type CleanResult struct {
 // errorBody is the answer to every request that fails.
 type errorBody struct {
 	Error string `json:"error"`
+	// Code says which error it is, for clients: "snapshot-exists",
+	// "no-snapshot", "invalid" or "" for any other.
+	Code string `json:"code,omitempty"`
+}
+
+// The codes of errorBody, and the errors they stand for.
+var errorCodes = []struct {
+	code string
+	err  error
+}{
+	{"snapshot-exists", txfs.ErrSnapshotExists},
+	{"no-snapshot", txfs.ErrNoSnapshot},
+	{"invalid", txfs.ErrInvalid},
+}
+
+func codeOf(err error) string {
+	for _, c := range errorCodes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return ""
+}
+
+// Snapshot is one snapshot in the answer to GET /v1/snapshots.
+type Snapshot struct {
+	Name           string    `json:"name"`
+	Created        time.Time `json:"created"`
+	ExclusiveBytes int64     `json:"exclusive_bytes"` // what deleting it frees
+	SharedBytes    int64     `json:"shared_bytes"`    // what it holds that the live tree or another snapshot holds too
+}
+
+// SnapshotList is the answer to GET /v1/snapshots: every snapshot, oldest
+// first.
+type SnapshotList struct {
+	Snapshots []Snapshot `json:"snapshots"`
+}
+
+// SnapshotResult is the answer to POST /v1/snapshots/NAME/create,
+// .../restore and .../delete.
+type SnapshotResult struct {
+	Name string `json:"name"`
+	Done string `json:"done"` // "created", "restored" or "deleted"
+}
+
+// SnapshotListOf is the wire form of a volume's snapshots.
+func SnapshotListOf(list []txfs.SnapshotInfo) SnapshotList {
+	out := SnapshotList{Snapshots: []Snapshot{}}
+	for _, s := range list {
+		out.Snapshots = append(out.Snapshots, Snapshot{Name: s.Name, Created: s.Created, ExclusiveBytes: s.Exclusive, SharedBytes: s.Shared})
+	}
+	return out
 }
 
 // StatusOf is the wire form of a volume's status.

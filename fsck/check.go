@@ -2,6 +2,7 @@ package fsck
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"syscall"
 
@@ -81,6 +82,7 @@ func check(v View, p Progress) *Report {
 		rep.addf("the log is damaged: %s", d)
 	}
 	refs := map[uint64]uint32{} // references that exist to each virtual block
+	live := map[btree.NodeID]bool{}
 	count := v.Blocks().DAT().Count()
 	p(1, 0, count)
 	// Tree structure and nodes.
@@ -88,6 +90,7 @@ func check(v View, p Progress) *Report {
 		if uint64(id)&(1<<63) != 0 {
 			return nil // new in memory, not yet in the DAT
 		}
+		live[id] = true
 		rep.Nodes++
 		if rep.Nodes%256 == 0 {
 			p(1, rep.Nodes, count)
@@ -105,6 +108,7 @@ func check(v View, p Progress) *Report {
 	for _, id := range v.DroppedNodes() {
 		refs[id]++ // dropped from the tree, freed at a checkpoint
 	}
+	checkSnapshots(v, rep, refs, live)
 	checkNamespace(v, rep, refs, func(done uint64) { p(2, done, count) })
 	checkDAT(v, rep, refs, func(done uint64) { p(3, done, count) })
 	checkUsage(v, rep, func(done uint64) { p(4, done, count) })
@@ -435,6 +439,58 @@ func checkUsage(v View, rep *Report, progress func(uint64)) {
 	for _, s := range v.FreeSegments() {
 		if live[s] != 0 || tables[s] != 0 {
 			rep.addf("free segment %d holds %d live bytes and %d table blocks", s, live[s], tables[s])
+		}
+	}
+}
+
+// checkSnapshots counts the references the snapshots hold, lazily as
+// they are counted: one to each snapshot's root, and, for each node no
+// tree walked yet, one from it to each of its children or of the blocks
+// its items name. The live tree's references are counted already (its
+// nodes are in live).
+func checkSnapshots(v View, rep *Report, refs map[uint64]uint32, live map[btree.NodeID]bool) {
+	for _, vb := range v.SnapshotTable() {
+		refs[vb]++
+		if err := v.ReadBlock(vb); err != nil {
+			rep.addf("snapshot table block %d: %v", vb, err)
+		}
+	}
+	seen := live
+	var walk func(id btree.NodeID, depth int) error
+	walk = func(id btree.NodeID, depth int) error {
+		refs[uint64(id)]++
+		if seen[id] {
+			return nil
+		}
+		seen[id] = true
+		if depth > 32 {
+			return fmt.Errorf("node %d is deeper than any tree", id)
+		}
+		b, err := v.LoadNode(id)
+		if err != nil {
+			return err
+		}
+		r, err := btree.DecodeRefs(id, b, v.BlockSize())
+		if err != nil {
+			return err
+		}
+		for _, k := range r.Kids {
+			if err := walk(k, depth+1); err != nil {
+				return err
+			}
+		}
+		for i, k := range r.Keys {
+			if k.Type == inode.TypeBlock {
+				if vb := inode.DecodeBlockItem(r.Vals[i]); vb != 0 {
+					refs[vb]++
+				}
+			}
+		}
+		return nil
+	}
+	for _, root := range v.Snapshots() {
+		if err := walk(btree.NodeID(root), 0); err != nil {
+			rep.addf("snapshot tree at node %d: %v", root, err)
 		}
 	}
 }

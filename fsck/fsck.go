@@ -83,6 +83,12 @@ type View interface {
 	Warnings() []string
 	// Damage describes the damage recovery found in the log ("": none).
 	Damage() string
+	// Snapshots are the tree roots the snapshots hold, and SnapshotTable
+	// the virtual blocks of their table.
+	Snapshots() []uint64
+	SnapshotTable() []uint64
+	// LoadNode reads tree node id, verified.
+	LoadNode(id btree.NodeID) ([]byte, error)
 }
 
 // Tx is the transaction Fix runs: the changes a repair makes.

@@ -57,12 +57,16 @@ const (
 
 // Feature bits this code knows, by the promise each class makes to a
 // reader that does not know a bit (as ext4's and pebble's format
-// versions): none are defined yet. Snapshots and a second log head will
-// each take one. Part of the on-disk format.
+// versions). Part of the on-disk format.
 const (
 	KnownCompat   = 0
 	KnownROCompat = 0
-	KnownIncompat = 0
+	KnownIncompat = IncompatSnapshots
+
+	// IncompatSnapshots: the checkpoint names a snapshot table, and tree
+	// nodes and blocks may be shared (counted lazily). A txfs that does
+	// not know it would free what snapshots hold.
+	IncompatSnapshots = 1 << 0
 )
 
 // ErrFeatures reports a volume that uses features this code does not know.

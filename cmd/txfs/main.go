@@ -9,7 +9,8 @@
 // already a mount point (unless -o nonempty), and when it fails it leaves
 // no mount behind.
 //
-// Exit status: 0 success, 1 error, 2 usage error.
+// Exit status: 0 success, 1 error, 2 usage error; txfs snapshot also 3 (the
+// snapshot to create exists) and 4 (the one to restore or delete does not).
 package main
 
 import (
@@ -51,6 +52,10 @@ func exitCode(err error) int {
 	if errors.As(err, &ue) {
 		return exitUsage
 	}
+	var se snapshotErr
+	if errors.As(err, &se) {
+		return se.code
+	}
 	return exitError
 }
 
@@ -72,12 +77,14 @@ Examples:
    txfs mount disk.img /mnt/txfs
    txfs status /mnt/txfs
    txfs clean /mnt/txfs
+   txfs snapshot create /mnt/txfs monday
    txfs umount /mnt/txfs`,
 		Commands: []*cli.Command{
 			mountCommand(),
 			umountCommand(),
 			statusCommand(),
 			cleanCommand(),
+			snapshotCommand(),
 		},
 		// No command, or an unknown one.
 		Action: func(c *cli.Context) error {
