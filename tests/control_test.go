@@ -259,3 +259,71 @@ func TestControlSocketMissing(t *testing.T) {
 		t.Errorf("txfs status of a mount without a socket: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 }
+
+// TestSnapshotCommands: txfs snapshot on a mount and on its image through
+// it, on the image unmounted; errors with their exit codes; another user
+// refused; a snapshot survives kill -9 of the daemon.
+func TestSnapshotCommands(t *testing.T) {
+	m := newMount(t)
+	f := filepath.Join(m.dir, "f")
+	before := make([]byte, 70000)
+	randomBytes(before, 7)
+	if err := os.WriteFile(f, before, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := txfsOK(t, "snapshot", "create", m.dir, "one")
+	if out != m.dir+" (image "+m.img+"): snapshot one created\n" {
+		t.Errorf("create: %q", out)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"snapshot", "create", m.dir, "one"}, 3, "snapshot create " + m.dir + " one: "},
+		{[]string{"snapshot", "restore", m.img, "two"}, 4, "snapshot restore " + m.img + " two: "},
+		{[]string{"snapshot", "delete", m.dir, "two"}, 4, "snapshot delete " + m.dir + " two: "},
+		{[]string{"snapshot", "create", m.dir, "no-dash"}, 2, "a snapshot name has only the letters"},
+		{[]string{"snapshot", "create", m.dir}, 2, "snapshot create needs TARGET"},
+	} {
+		code, out, errOut := txfsCmd(t, bin("txfs"), nil, c.args...)
+		if code != c.code || out != "" || !strings.Contains(errOut, c.says) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("txfs %s: exit %d (want %d), stdout %q, stderr %q (want one line with %q)", strings.Join(c.args, " "), code, c.code, out, errOut, c.says)
+		}
+	}
+	var list control.SnapshotList
+	if err := json.Unmarshal([]byte(txfsOK(t, "snapshot", "list", "--json", m.dir)), &list); err != nil ||
+		len(list.Snapshots) != 1 || list.Snapshots[0].Name != "one" || list.Snapshots[0].SharedBytes < int64(len(before)) {
+		t.Errorf("list --json: %+v, %v", list, err)
+	}
+	code, _, errOut := txfsCmd(t, sharedBin(t), &syscall.Credential{Uid: 65534, Gid: 65534}, "snapshot", "create", m.dir, "other")
+	if code != 1 || !strings.Contains(errOut, "permission denied: uid 65534 may not use this control socket") {
+		t.Errorf("snapshot create as uid 65534: exit %d: %s", code, errOut)
+	}
+
+	// Survives kill -9 of the daemon.
+	m.crashAndRemount()
+	if out := txfsOK(t, "snapshot", "list", m.dir); !strings.Contains(out, "\none ") {
+		t.Errorf("list after kill -9:\n%s", out)
+	}
+	if err := os.WriteFile(f, []byte("after\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m.run(m.dir, "sync")
+
+	// Restore on the image while unmounted.
+	m.stop()
+	txfsOK(t, "snapshot", "restore", m.img, "one")
+	if out := txfsOK(t, "snapshot", "list", m.img); !strings.HasPrefix(out, "NAME ") || !strings.Contains(out, "\none ") {
+		t.Errorf("list of the image:\n%s", out)
+	}
+	fsck(t, m.img)
+	m.start()
+	if got, err := os.ReadFile(f); err != nil || !bytes.Equal(got, before) {
+		t.Errorf("after restoring one: %d bytes, %v", len(got), err)
+	}
+	txfsOK(t, "snapshot", "delete", m.dir, "one")
+	if out := txfsOK(t, "snapshot", "list", m.dir); !strings.HasSuffix(out, ": no snapshots\n") {
+		t.Errorf("list after delete: %q", out)
+	}
+}
