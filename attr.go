@@ -4,14 +4,18 @@ import (
 	"fmt"
 	"syscall"
 
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/inode"
 )
 
 // Inode records and their attributes: reading and writing a record, GetAttr,
 // and SetAttr, whose change of size starts a truncate.
 
-func (v *Volume) getInode(ino Ino) (*inode.Record, error) {
-	b, ok, err := v.tree.Get(inode.InodeKey(ino))
+func (v *Volume) getInode(ino Ino) (*inode.Record, error) { return v.inodeIn(v.tree, ino) }
+
+// inodeIn reads ino's record in tree: the live one, or a snapshot's.
+func (v *Volume) inodeIn(tree *btree.Tree, ino Ino) (*inode.Record, error) {
+	b, ok, err := tree.Get(inode.InodeKey(ino))
 	if err != nil {
 		return nil, v.fail(err)
 	}
@@ -40,10 +44,16 @@ func isDir(mode uint32) bool { return mode&syscall.S_IFMT == syscall.S_IFDIR }
 func (v *Volume) GetAttr(ino Ino) (Attr, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if err := v.usable(); err != nil {
+	return v.getAttrIn(nil, ino)
+}
+
+// getAttrIn is GetAttr in the tree of s (nil: the live one). Lock held.
+func (v *Volume) getAttrIn(s *SnapshotView, ino Ino) (Attr, error) {
+	tree, err := v.treeOf(s)
+	if err != nil {
 		return Attr{}, err
 	}
-	r, err := v.getInode(ino)
+	r, err := v.inodeIn(tree, ino)
 	if err != nil {
 		return Attr{}, err
 	}

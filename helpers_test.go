@@ -86,7 +86,48 @@ func reopen(t testing.TB, v *Volume, dev segment.Device) *Volume {
 // dump renders the whole tree canonically: paths, types, permissions, link
 // counts, inode flags, sizes, content hashes, symlink targets, xattrs and
 // which paths are hard links of one inode. Timestamps are left out.
-func dump(v *Volume) (string, error) {
+func dump(v *Volume) (string, error) { return dumpOf(liveReader{v}) }
+
+// treeReader reads a tree of files: the live one or a snapshot's.
+type treeReader interface {
+	Readdir(dir Ino, cookie uint64, fn func(e DirEntry) bool) error
+	GetAttr(ino Ino) (Attr, error)
+	Read(ino Ino, buf []byte, off int64) (int, error)
+	Readlink(ino Ino) (string, error)
+	ListXattr(ino Ino) ([]string, error)
+	GetXattr(ino Ino, name string) ([]byte, error)
+}
+
+type liveReader struct{ *Volume }
+
+type snapshotReader struct {
+	v *Volume
+	s *SnapshotView
+}
+
+func (r snapshotReader) Readdir(dir Ino, cookie uint64, fn func(e DirEntry) bool) error {
+	return r.v.SnapshotReaddir(r.s, dir, cookie, fn)
+}
+func (r snapshotReader) GetAttr(ino Ino) (Attr, error) { return r.v.SnapshotGetAttr(r.s, ino) }
+func (r snapshotReader) Read(ino Ino, buf []byte, off int64) (int, error) {
+	return r.v.SnapshotRead(r.s, ino, buf, off)
+}
+func (r snapshotReader) Readlink(ino Ino) (string, error)    { return r.v.SnapshotReadlink(r.s, ino) }
+func (r snapshotReader) ListXattr(ino Ino) ([]string, error) { return r.v.SnapshotListXattr(r.s, ino) }
+func (r snapshotReader) GetXattr(ino Ino, name string) ([]byte, error) {
+	return r.v.SnapshotGetXattr(r.s, ino, name)
+}
+
+// dumpSnapshot is dump of snapshot name.
+func dumpSnapshot(v *Volume, name string) (string, error) {
+	s, err := v.OpenSnapshot(name)
+	if err != nil {
+		return "", err
+	}
+	return dumpOf(snapshotReader{v, s})
+}
+
+func dumpOf(v treeReader) (string, error) {
 	var out []string
 	seen := map[Ino]string{}
 	var walk func(dir Ino, path string) error

@@ -28,8 +28,10 @@ func checkName(name string) error {
 	return nil
 }
 
-func (v *Volume) getDir(ino Ino) (*inode.Record, error) {
-	r, err := v.getInode(ino)
+func (v *Volume) getDir(ino Ino) (*inode.Record, error) { return v.dirIn(v.tree, ino) }
+
+func (v *Volume) dirIn(tree *btree.Tree, ino Ino) (*inode.Record, error) {
+	r, err := v.inodeIn(tree, ino)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +42,11 @@ func (v *Volume) getDir(ino Ino) (*inode.Record, error) {
 }
 
 func (v *Volume) lookupEntry(dir Ino, name string) (inode.Dirent, bool, error) {
-	b, ok, err := v.tree.Get(inode.DirentKey(dir, inode.NameHash(name)))
+	return v.lookupEntryIn(v.tree, dir, name)
+}
+
+func (v *Volume) lookupEntryIn(tree *btree.Tree, dir Ino, name string) (inode.Dirent, bool, error) {
+	b, ok, err := tree.Get(inode.DirentKey(dir, inode.NameHash(name)))
 	if err != nil || !ok {
 		return inode.Dirent{}, false, v.failIf(err)
 	}
@@ -113,17 +119,26 @@ func (v *Volume) Lookup(dir Ino, name string) (Attr, error) {
 	if err := v.usable(); err != nil {
 		return Attr{}, err
 	}
-	if _, err := v.getDir(dir); err != nil {
+	return v.lookupIn(nil, dir, name)
+}
+
+// lookupIn is Lookup in the tree of s (nil: the live one). Lock held.
+func (v *Volume) lookupIn(s *SnapshotView, dir Ino, name string) (Attr, error) {
+	tree, err := v.treeOf(s)
+	if err != nil {
 		return Attr{}, err
 	}
-	e, ok, err := v.lookupEntry(dir, name)
+	if _, err := v.dirIn(tree, dir); err != nil {
+		return Attr{}, err
+	}
+	e, ok, err := v.lookupEntryIn(tree, dir, name)
 	if err != nil {
 		return Attr{}, err
 	}
 	if !ok {
 		return Attr{}, ErrNotExist
 	}
-	r, err := v.getInode(e.Ino)
+	r, err := v.inodeIn(tree, e.Ino)
 	if err != nil {
 		return Attr{}, v.fail(fmt.Errorf("entry %q of directory %d names missing inode %d", name, dir, e.Ino))
 	}
@@ -261,7 +276,16 @@ func (v *Volume) Readlink(ino Ino) (string, error) {
 	if err := v.usable(); err != nil {
 		return "", err
 	}
-	r, err := v.getInode(ino)
+	return v.readlinkIn(nil, ino)
+}
+
+// readlinkIn is Readlink in the tree of s (nil: the live one). Lock held.
+func (v *Volume) readlinkIn(s *SnapshotView, ino Ino) (string, error) {
+	tree, err := v.treeOf(s)
+	if err != nil {
+		return "", err
+	}
+	r, err := v.inodeIn(tree, ino)
 	if err != nil {
 		return "", err
 	}
@@ -269,7 +293,7 @@ func (v *Volume) Readlink(ino Ino) (string, error) {
 		return "", ErrInvalid
 	}
 	var sb strings.Builder
-	err = v.tree.Ascend(inode.SymlinkKey(ino, 0), func(k btree.Key, val []byte) bool {
+	err = tree.Ascend(inode.SymlinkKey(ino, 0), func(k btree.Key, val []byte) bool {
 		if k.Ino != ino || k.Type != inode.TypeSymlink {
 			return false
 		}
@@ -454,20 +478,30 @@ func (v *Volume) dirEmpty(dir Ino) (bool, error) {
 // goes on while others add and remove names returns every name that exists
 // throughout exactly once. fn runs without the volume lock.
 func (v *Volume) Readdir(dir Ino, cookie uint64, fn func(e DirEntry) bool) error {
+	return v.readdirIn(nil, dir, cookie, fn)
+}
+
+// readdirIn is Readdir in the tree of s (nil: the live one, whose
+// directories get their access times).
+func (v *Volume) readdirIn(s *SnapshotView, dir Ino, cookie uint64, fn func(e DirEntry) bool) error {
 	for {
 		var batch []DirEntry
 		v.mu.Lock()
 		err := v.usable()
+		var tree *btree.Tree
+		if err == nil {
+			tree, err = v.treeOf(s)
+		}
 		var r *inode.Record
 		if err == nil {
-			r, err = v.getDir(dir)
+			r, err = v.dirIn(tree, dir)
 		}
-		if now := nowSpec(); err == nil && cookie == 0 && v.wantAtime(r, now) {
+		if now := nowSpec(); err == nil && s == nil && cookie == 0 && v.wantAtime(r, now) {
 			v.touchAtime(dir, now) // a listing from the start reads the directory
 		}
 		if err == nil {
 			var bad error // an entry that does not decode
-			err = v.tree.Ascend(inode.DirentKey(dir, cookie), func(k btree.Key, val []byte) bool {
+			err = tree.Ascend(inode.DirentKey(dir, cookie), func(k btree.Key, val []byte) bool {
 				if k.Ino != dir || k.Type != inode.TypeDirent {
 					return false
 				}

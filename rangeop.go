@@ -67,7 +67,11 @@ func (v *Volume) rangeChunk() int {
 
 // pendingRange returns the range operation in progress on ino, if any.
 func (v *Volume) pendingRange(ino Ino) (inode.RangeOp, bool, error) {
-	val, ok, err := v.tree.Get(inode.RangeKey(ino))
+	return v.pendingRangeIn(v.tree, ino)
+}
+
+func (v *Volume) pendingRangeIn(tree *btree.Tree, ino Ino) (inode.RangeOp, bool, error) {
+	val, ok, err := tree.Get(inode.RangeKey(ino))
 	if err != nil || !ok {
 		return inode.RangeOp{}, false, v.failIf(err)
 	}
@@ -357,13 +361,17 @@ func (v *Volume) readView(ino Ino) (view fileView, had bool, err error) {
 // mappedBlocks calls fn for the mapped blocks of ino in [first, last]
 // seen through view, in file order, until fn returns false.
 func (v *Volume) mappedBlocks(ino Ino, view fileView, first, last uint64, fn func(b, vb uint64) bool) error {
+	return v.mappedBlocksIn(v.tree, ino, view, first, last, fn)
+}
+
+func (v *Volume) mappedBlocksIn(tree *btree.Tree, ino Ino, view fileView, first, last uint64, fn func(b, vb uint64) bool) error {
 	for _, p := range view {
 		lo, hi := max(p.from, first), min(p.to-1, last)
 		if p.to == 0 || lo > hi {
 			continue
 		}
 		if lo == hi { // one block: a lookup, not a scan
-			val, ok, err := v.tree.Get(inode.BlockKey(ino, uint64(int64(lo)+p.shift)))
+			val, ok, err := tree.Get(inode.BlockKey(ino, uint64(int64(lo)+p.shift)))
 			if err != nil {
 				return v.fail(err)
 			}
@@ -373,7 +381,7 @@ func (v *Volume) mappedBlocks(ino Ino, view fileView, first, last uint64, fn fun
 			continue
 		}
 		more := true
-		err := v.tree.Ascend(inode.BlockKey(ino, uint64(int64(lo)+p.shift)), func(k btree.Key, val []byte) bool {
+		err := tree.Ascend(inode.BlockKey(ino, uint64(int64(lo)+p.shift)), func(k btree.Key, val []byte) bool {
 			b := uint64(int64(k.Off) - p.shift)
 			if k.Ino != ino || k.Type != inode.TypeBlock || b > hi {
 				return false

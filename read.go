@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/cow"
+	"github.com/txfs/txfs/inode"
 	"github.com/txfs/txfs/internal/corrupt"
 	"github.com/txfs/txfs/segment"
 )
@@ -42,17 +44,24 @@ var spanPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20+64<<10); r
 
 // Read reads up to len(buf) bytes at off. Holes read as zeros.
 func (v *Volume) Read(ino Ino, buf []byte, off int64) (int, error) {
-	n, err := v.read(ino, buf, off, false)
+	return v.readIn(nil, ino, buf, off)
+}
+
+// readIn is Read in the tree of s (nil: the live one).
+func (v *Volume) readIn(s *SnapshotView, ino Ino, buf []byte, off int64) (int, error) {
+	n, err := v.read(s, ino, buf, off, false)
 	if errors.Is(err, errMoved) {
 		v.readRetries.Add(1)
-		n, err = v.read(ino, buf, off, true)
+		n, err = v.read(s, ino, buf, off, true)
 	}
 	return n, err
 }
 
 // read plans the read under the lock, copies what is still in memory, and
-// reads the rest from the device: after unlocking unless hold is set.
-func (v *Volume) read(ino Ino, buf []byte, off int64, hold bool) (int, error) {
+// reads the rest from the device: after unlocking unless hold is set. A
+// snapshot's file (s not nil) keeps its access time, and a range operation
+// it was taken in the middle of is read as finished.
+func (v *Volume) read(s *SnapshotView, ino Ino, buf []byte, off int64, hold bool) (int, error) {
 	if off < 0 {
 		return 0, ErrInvalid
 	}
@@ -66,32 +75,25 @@ func (v *Volume) read(ino Ino, buf []byte, off int64, hold bool) (int, error) {
 	if err := v.usable(); err != nil {
 		return 0, err
 	}
-	r, err := v.fileInode(ino)
+	tree, err := v.treeOf(s)
 	if err != nil {
 		return 0, err
 	}
-	if now := nowSpec(); len(buf) > 0 && !hold && v.wantAtime(r, now) {
-		v.touchAtime(ino, now)
-		if r, err = v.fileInode(ino); err != nil {
-			return 0, err
-		}
+	var r *inode.Record
+	var view fileView
+	if s == nil {
+		r, view, err = v.liveFile(ino, len(buf) > 0 && !hold)
+	} else {
+		r, view, err = v.snapshotFile(tree, ino)
 	}
-	// A range operation in progress would show its block map half
-	// changed: finish it first, or read through it.
-	view, had, err := v.readView(ino)
 	if err != nil {
 		return 0, err
-	}
-	if had {
-		if r, err = v.fileInode(ino); err != nil {
-			return 0, err
-		}
 	}
 	if uint64(off) >= r.Size || len(buf) == 0 {
 		return 0, nil
 	}
 	n := int(min(uint64(len(buf)), r.Size-uint64(off)))
-	runs, err := v.planRead(ino, view, buf[:n], uint64(off))
+	runs, err := v.planRead(tree, ino, view, buf[:n], uint64(off))
 	if err != nil {
 		return 0, err
 	}
@@ -124,11 +126,56 @@ func (v *Volume) read(ino Ino, buf []byte, off int64, hold bool) (int, error) {
 	return n, nil
 }
 
+// liveFile is the record of ino in the live tree for a read, which
+// updates its access time if atime says so, and the view to read its
+// blocks through. Lock held; it may release it (readView).
+func (v *Volume) liveFile(ino Ino, atime bool) (*inode.Record, fileView, error) {
+	r, err := v.fileInode(ino)
+	if err != nil {
+		return nil, nil, err
+	}
+	if now := nowSpec(); atime && v.wantAtime(r, now) {
+		v.touchAtime(ino, now)
+		if r, err = v.fileInode(ino); err != nil {
+			return nil, nil, err
+		}
+	}
+	// A range operation in progress would show its block map half
+	// changed: finish it first, or read through it.
+	view, had, err := v.readView(ino)
+	if err != nil {
+		return nil, nil, err
+	}
+	if had {
+		if r, err = v.fileInode(ino); err != nil {
+			return nil, nil, err
+		}
+	}
+	return r, view, nil
+}
+
+// snapshotFile is liveFile in a snapshot's tree, which never changes: a
+// range operation it was taken in the middle of is read as finished.
+func (v *Volume) snapshotFile(tree *btree.Tree, ino Ino) (*inode.Record, fileView, error) {
+	r, err := v.inodeIn(tree, ino)
+	if err == nil && isDir(r.Mode) {
+		err = ErrIsDir
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	o, pending, err := v.pendingRangeIn(tree, ino)
+	if err != nil || !pending {
+		return r, plainView, err
+	}
+	return r, rangeView(o), nil
+}
+
 // planRead maps buf (file bytes from off) to runs of stored blocks that lie
 // next to each other in the log, so that each run is one device read.
 // Holes are zeroed here. Blocks still in memory form runs of their own.
 // The file's blocks are seen through view.
-func (v *Volume) planRead(ino Ino, view fileView, buf []byte, off uint64) ([][]readPiece, error) {
+func (v *Volume) planRead(tree *btree.Tree, ino Ino, view fileView, buf []byte, off uint64) ([][]readPiece, error) {
 	bs := uint64(v.bs)
 	first, last := off/bs, (off+uint64(len(buf))-1)/bs
 	var runs [][]readPiece
@@ -155,7 +202,7 @@ func (v *Volume) planRead(ino Ino, view fileView, buf []byte, off uint64) ([][]r
 		run = append(run, readPiece{vb: vb, e: e, ino: ino, block: b, at: int(lo - off), len: int(hi - lo), off: int(lo - b*bs)})
 		return true
 	}
-	if err := v.mappedBlocks(ino, view, first, last, visit); err != nil {
+	if err := v.mappedBlocksIn(tree, ino, view, first, last, visit); err != nil {
 		return nil, err
 	}
 	if walkErr != nil {

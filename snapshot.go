@@ -98,6 +98,7 @@ func (v *Volume) DeleteSnapshot(name string) error {
 	return v.onSnapshot(name, func(i int) error {
 		root := v.snaps[i].root
 		v.snaps = slices.Delete(v.snaps, i, i+1)
+		v.dropView(name)
 		return v.release(root)
 	})
 }

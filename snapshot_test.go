@@ -110,6 +110,20 @@ func TestSnapshotSemantics(t *testing.T) {
 		t.Fatalf("delete changed the live tree:\n%s\nwas\n%s", got, now)
 	}
 	take("B")
+	// Each snapshot reads as it was taken, while the live tree changes.
+	checkSnapshots := func() {
+		t.Helper()
+		for name, want := range states {
+			got, err := dumpSnapshot(v, name)
+			if err != nil {
+				t.Fatalf("reading snapshot %s: %v", name, err)
+			}
+			if got != want {
+				t.Fatalf("snapshot %s reads:\n%s\nwant\n%s", name, got, want)
+			}
+		}
+	}
+	checkSnapshots()
 	for _, name := range []string{"A", "B", "A", "A", "B"} {
 		if err := v.RestoreSnapshot(name); err != nil {
 			t.Fatal(err)
@@ -123,7 +137,20 @@ func TestSnapshotSemantics(t *testing.T) {
 		// The restored tree changes like any other, and the snapshot
 		// does not.
 		writeAt(t, v, "g", data(9000), 4000)
+		checkSnapshots()
 	}
+	// A deleted snapshot's view fails, and its name can be taken again.
+	view, err := v.OpenSnapshot("B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.DeleteSnapshot("B"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.SnapshotGetAttr(view, RootIno); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("a deleted snapshot's view: %v", err)
+	}
+	take("B")
 	v = reopen(t, v, dev)
 	defer v.Close()
 	if got := snapNames(t, v); !slices.Equal(got, []string{"A", "B"}) {

@@ -139,7 +139,8 @@ type Volume struct {
 	snapTable []uint64
 	snapFirst uint64
 	snapDirty bool
-	frozen    bool // a snapshot operation's checkpoint is on its way: no transaction begins
+	frozen    bool                     // a snapshot operation's checkpoint is on its way: no transaction begins
+	views     map[string]*SnapshotView // the snapshots opened for reading (snapview.go)
 
 	readRetries atomic.Int64 // reads redone under the lock (errMoved)
 	ckpter      checkpointerState

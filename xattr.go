@@ -30,7 +30,11 @@ func (v *Volume) checkXattrName(name string) error {
 }
 
 func (v *Volume) xattrItem(ino Ino, name string) ([]inode.Xattr, error) {
-	b, _, err := v.tree.Get(inode.XattrKey(ino, inode.NameHash(name)))
+	return v.xattrItemIn(v.tree, ino, name)
+}
+
+func (v *Volume) xattrItemIn(tree *btree.Tree, ino Ino, name string) ([]inode.Xattr, error) {
+	b, _, err := tree.Get(inode.XattrKey(ino, inode.NameHash(name)))
 	if err != nil {
 		return nil, v.fail(err)
 	}
@@ -64,10 +68,19 @@ func (v *Volume) GetXattr(ino Ino, name string) ([]byte, error) {
 	if err := v.usable(); err != nil {
 		return nil, err
 	}
-	if _, err := v.getInode(ino); err != nil {
+	return v.getXattrIn(nil, ino, name)
+}
+
+// getXattrIn is GetXattr in the tree of s (nil: the live one). Lock held.
+func (v *Volume) getXattrIn(s *SnapshotView, ino Ino, name string) ([]byte, error) {
+	tree, err := v.treeOf(s)
+	if err != nil {
 		return nil, err
 	}
-	es, err := v.xattrItem(ino, name)
+	if _, err := v.inodeIn(tree, ino); err != nil {
+		return nil, err
+	}
+	es, err := v.xattrItemIn(tree, ino, name)
 	if err != nil {
 		return nil, err
 	}
@@ -139,12 +152,22 @@ func (v *Volume) ListXattr(ino Ino) ([]string, error) {
 	if err := v.usable(); err != nil {
 		return nil, err
 	}
-	if _, err := v.getInode(ino); err != nil {
+	return v.listXattrIn(nil, ino)
+}
+
+// listXattrIn is ListXattr in the tree of s (nil: the live one). Lock
+// held.
+func (v *Volume) listXattrIn(s *SnapshotView, ino Ino) ([]string, error) {
+	tree, err := v.treeOf(s)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := v.inodeIn(tree, ino); err != nil {
 		return nil, err
 	}
 	var names []string
 	var derr error
-	err := v.tree.Ascend(inode.XattrKey(ino, 0), func(k btree.Key, val []byte) bool {
+	err = tree.Ascend(inode.XattrKey(ino, 0), func(k btree.Key, val []byte) bool {
 		if k.Ino != ino || k.Type != inode.TypeXattr {
 			return false
 		}
