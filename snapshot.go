@@ -95,17 +95,39 @@ func (v *Volume) CreateSnapshot(name string) error {
 // DeleteSnapshot removes snapshot name and frees what only it held. The
 // live tree does not change.
 func (v *Volume) DeleteSnapshot(name string) error {
-	return v.onSnapshot(name, func(i int) error {
+	err := v.withSnapshot(name, func(i int) error {
 		root := v.snaps[i].root
 		v.snaps = slices.Delete(v.snaps, i, i+1)
 		v.dropView(name)
 		return v.release(root)
 	})
+	if err == nil {
+		v.snapshotChanged("delete", name)
+	}
+	return err
 }
 
-// onSnapshot runs change on the snapshot named name (its index) in a
+// OnSnapshotChange sets fn to be told, after it is done, of every
+// snapshot deleted ("delete") or restored ("restore"), with no lock held:
+// a mount drops what the kernel caches of it.
+func (v *Volume) OnSnapshotChange(fn func(op, name string)) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.onSnapshot = fn
+}
+
+func (v *Volume) snapshotChanged(op, name string) {
+	v.mu.Lock()
+	fn := v.onSnapshot
+	v.mu.Unlock()
+	if fn != nil {
+		fn(op, name)
+	}
+}
+
+// withSnapshot runs change on the snapshot named name (its index) in a
 // snapshot operation's checkpoint.
-func (v *Volume) onSnapshot(name string, change func(i int) error) error {
+func (v *Volume) withSnapshot(name string, change func(i int) error) error {
 	if err := CheckSnapshotName(name); err != nil {
 		return err
 	}
@@ -123,7 +145,7 @@ func (v *Volume) onSnapshot(name string, change func(i int) error) error {
 // given out twice: files made after the snapshot are gone, and their
 // numbers stay unused.
 func (v *Volume) RestoreSnapshot(name string) error {
-	err := v.onSnapshot(name, func(i int) error {
+	err := v.withSnapshot(name, func(i int) error {
 		root := v.snaps[i].root
 		old := uint64(v.tree.Root())
 		if err := v.applyRef(root, 1); err != nil {
@@ -142,8 +164,9 @@ func (v *Volume) RestoreSnapshot(name string) error {
 	// The snapshot may hold files that were open and unlinked when it was
 	// taken, and operations a crash would have finished: as Open does.
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	_, err = v.freeOrphans()
+	v.mu.Unlock()
+	v.snapshotChanged("restore", name)
 	return err
 }
 

@@ -135,12 +135,13 @@ type Volume struct {
 	// snaps are the snapshots (snapshot.go); snapTable the blocks of
 	// their table in the last checkpoint, snapFirst the first of them;
 	// snapDirty: the next checkpoint writes the table.
-	snaps     []snapshot
-	snapTable []uint64
-	snapFirst uint64
-	snapDirty bool
-	frozen    bool                     // a snapshot operation's checkpoint is on its way: no transaction begins
-	views     map[string]*SnapshotView // the snapshots opened for reading (snapview.go)
+	snaps      []snapshot
+	snapTable  []uint64
+	snapFirst  uint64
+	snapDirty  bool
+	frozen     bool                     // a snapshot operation's checkpoint is on its way: no transaction begins
+	views      map[string]*SnapshotView // the snapshots opened for reading (snapview.go)
+	onSnapshot func(op, name string)    // told of snapshots deleted and restored
 
 	readRetries atomic.Int64 // reads redone under the lock (errMoved)
 	ckpter      checkpointerState

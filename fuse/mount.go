@@ -248,5 +248,10 @@ func serve(dir string, v *txfs.Volume, opts *fs.Options, wrap func(fuse.RawFileS
 		}
 		return nil, err
 	}
+	v.OnSnapshotChange(func(op, name string) {
+		if op == "delete" {
+			root.fsys.snapshotDeleted(name)
+		}
+	})
 	return server, nil
 }

@@ -100,6 +100,7 @@ func toErrno(err error) syscall.Errno {
 type filesystem struct {
 	v     *txfs.Volume
 	locks lockTable
+	views views // the snapshots shown in SnapshotsDir
 }
 
 // Node is one txfs inode as go-fuse sees it. go-fuse keeps one Node per
@@ -269,6 +270,9 @@ func (n *Node) newOwner(ctx context.Context) (txfs.Owner, bool, syscall.Errno) {
 
 // Lookup implements fs.NodeLookuper.
 func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if reservedName(n.ino(), name) {
+		return n.lookupSnapshots(ctx, out), 0
+	}
 	a, err := n.vol().Lookup(n.ino(), name)
 	if err != nil {
 		return nil, toErrno(err)
@@ -741,12 +745,18 @@ func (n *Node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 
 // Unlink implements fs.NodeUnlinker.
 func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
+	if reservedName(n.ino(), name) {
+		return syscall.EPERM
+	}
 	return toErrno(n.vol().Unlink(n.ino(), name))
 }
 
 // Rmdir implements fs.NodeRmdirer. The directory stays in the engine,
 // with no links, until the kernel forgets it (holdDir).
 func (n *Node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if reservedName(n.ino(), name) {
+		return syscall.EPERM
+	}
 	c := n.holdDir(name)
 	err := n.vol().Rmdir(n.ino(), name)
 	if err != nil {
@@ -812,6 +822,9 @@ func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	np, ok := newParent.(*Node)
 	if !ok {
 		return syscall.EXDEV
+	}
+	if reservedName(n.ino(), name) || reservedName(np.ino(), newName) {
+		return syscall.EPERM // the mount's directory of snapshots
 	}
 	var tflags uint32
 	if flags&renameNoReplace != 0 {
@@ -1000,6 +1013,12 @@ func (d *dirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {
 // answer when the caller asked with size 0.
 func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	val, err := n.vol().GetXattr(n.ino(), attr)
+	return xattrValue(val, err, dest)
+}
+
+// xattrValue answers a getxattr: val into dest, or its size and ERANGE
+// if dest is too small.
+func xattrValue(val []byte, err error, dest []byte) (uint32, syscall.Errno) {
 	if err != nil {
 		return 0, toErrno(err)
 	}
@@ -1023,6 +1042,12 @@ func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 // same ERANGE convention as Getxattr.
 func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	names, err := n.vol().ListXattr(n.ino())
+	return xattrNames(names, err, dest)
+}
+
+// xattrNames answers a listxattr: the names NUL-terminated into dest, or
+// their size and ERANGE if dest is too small.
+func xattrNames(names []string, err error, dest []byte) (uint32, syscall.Errno) {
 	if err != nil {
 		return 0, toErrno(err)
 	}
