@@ -222,6 +222,9 @@ type modelRun struct {
 	// then answer ENOSPC, and must then change nothing.
 	full   bool
 	enospc int // operations that answered ENOSPC
+	// snaps are the snapshots, oldest first: the model as each was taken.
+	snaps     []modelSnapshot
+	snapshots int // snapshot operations done
 }
 
 func (r *modelRun) fatalf(format string, a ...any) {
@@ -285,7 +288,7 @@ func (r *modelRun) step(desc string) {
 		}
 	}
 	r.log = append(r.log, desc)
-	r.dumps = append(r.dumps, r.m.dump())
+	r.dumps = append(r.dumps, r.state())
 }
 
 func (r *modelRun) randData(n int) []byte {
@@ -305,6 +308,10 @@ func (r *modelRun) randData(n int) []byte {
 
 func (r *modelRun) op() {
 	rng, v, m := r.rng, r.v, r.m
+	if !r.full && rng.Intn(25) == 0 {
+		r.snapshotOp()
+		return
+	}
 	dirs, files := m.all()
 	dir := dirs[rng.Intn(len(dirs))]
 	name := namePool[rng.Intn(len(namePool))]
@@ -784,8 +791,24 @@ func (r *modelRun) tmpfile(dir *mNode, name string) {
 // crash takes what the device would hold after a power cut now, recovers
 // it, and requires a prefix of the operations including every synced one.
 func (r *modelRun) crash() {
+	r.recoverImage(r.crashImage())
+}
+
+// crashImage is what the device would hold after a power cut now.
+func (r *modelRun) crashImage() crashImage {
 	opt := segment.CrashOptions{KeepPrefix: -1, TearLast: r.rng.Intn(2) == 0, Reorder: r.rng.Intn(4) == 0}
-	img := r.dev.Crash(opt, r.rng)
+	return crashImage{r.dev.Crash(opt, r.rng), opt}
+}
+
+type crashImage struct {
+	img *segment.MemDevice
+	opt segment.CrashOptions
+}
+
+// recoverImage recovers a crash image, checks it, and requires a prefix
+// of the operations including every synced one.
+func (r *modelRun) recoverImage(c crashImage) {
+	img, opt := c.img, c.opt
 	r.crashes++
 	var rlog strings.Builder
 	v, err := Open(img, Options{Log: func(f string, a ...any) { fmt.Fprintf(&rlog, "  "+f+"\n", a...) }})
@@ -796,7 +819,7 @@ func (r *modelRun) crash() {
 	if err := v.Check(); err != nil {
 		r.fatalf("crash %d (%+v): check: %v", r.crashes, opt, err)
 	}
-	got, err := dump(v)
+	got, err := volumeState(v)
 	if err != nil {
 		r.fatalf("crash %d: dump: %v", r.crashes, err)
 	}
@@ -841,7 +864,7 @@ func runModel(t *testing.T, seed int64, ops, crashes int, full bool) int {
 	}
 	r := &modelRun{t: t, seed: seed, rng: rng, v: v, dev: dev, touched: map[*mNode]int{}, full: full,
 		m: &model{root: &mNode{ino: RootIno, mode: syscall.S_IFDIR | 0o755, children: map[string]*mNode{}}}}
-	r.dumps = []string{r.m.dump()}
+	r.dumps = []string{r.state()}
 	r.log = []string{"format"}
 	every := max(1, ops/max(crashes, 1))
 	if full {
@@ -862,7 +885,7 @@ func runModel(t *testing.T, seed int64, ops, crashes int, full bool) int {
 			r.crash()
 		}
 	}
-	got, err := dump(v)
+	got, err := volumeState(v)
 	if err != nil {
 		r.fatalf("dump: %v", err)
 	}
@@ -871,11 +894,17 @@ func runModel(t *testing.T, seed int64, ops, crashes int, full bool) int {
 	}
 	v2 := reopen(t, v, dev)
 	defer v2.Close()
-	if got, _ := dump(v2); got != r.dumps[len(r.dumps)-1] {
+	if got, _ := volumeState(v2); got != r.dumps[len(r.dumps)-1] {
 		r.fatalf("after reopen the volume differs from the model")
 	}
 	if full && r.enospc == 0 && r.cleanStages == 0 {
 		r.fatalf("the volume never filled up")
+	}
+	if !full {
+		t.Logf("seed %d: %d snapshot operations, %d left", seed, r.snapshots, len(r.snaps))
+		if ops >= 1000 && r.snapshots == 0 {
+			r.fatalf("no snapshot operation")
+		}
 	}
 	if full {
 		t.Logf("seed %d: %d operations answered ENOSPC; %d stages of cleaning", seed, r.enospc, r.cleanStages)
