@@ -300,10 +300,10 @@ func (v *Volume) nodeRefs(id uint64) (btree.NodeRefs, error) {
 	return btree.DecodeRefs(btree.NodeID(id), b, v.bs)
 }
 
-// exclusiveBytes is what deleting the snapshot of root would free: the
-// stored bytes of every node and block whose last reference it drops.
+// exclusiveBytes is what deleting the snapshots of roots would free: the
+// stored bytes of every node and block whose last reference they drop.
 // Lock held.
-func (v *Volume) exclusiveBytes(root uint64) (int64, error) {
+func (v *Volume) exclusiveBytes(roots ...uint64) (int64, error) {
 	drops := map[uint64]uint32{} // references the delete would drop
 	var total int64
 	drop := func(vb uint64) (bool, error) {
@@ -341,7 +341,12 @@ func (v *Volume) exclusiveBytes(root uint64) (int64, error) {
 		}
 		return nil
 	}
-	return total, walk(root)
+	for _, root := range roots {
+		if err := walk(root); err != nil {
+			return 0, err
+		}
+	}
+	return total, nil
 }
 
 // subtreeBytes is the stored bytes of node id and of everything below

@@ -282,6 +282,15 @@ func TestSnapshotSpace(t *testing.T) {
 	}
 	changed, _ := usageTotals(t, v)
 	t.Logf("1 MiB changed in 100 files and a snapshot: %+d bytes", changed-hundred)
+	// Only the snapshots hold the blocks the change replaced, 300 of 4
+	// KiB, and the tree nodes the live tree copied to change them.
+	st, err := v.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Snapshots != 101 || st.SnapshotBytes < 300*4096 || st.SnapshotBytes > 300*4096+128<<10 {
+		t.Errorf("status: %d snapshots holding %d bytes alone, want 101 holding the 300 blocks replaced", st.Snapshots, st.SnapshotBytes)
+	}
 	if changed-hundred > 3<<19 {
 		t.Errorf("changing 1 MiB and taking a snapshot takes %d bytes, more than 1.5 MiB", changed-hundred)
 	}
@@ -393,5 +402,55 @@ func TestSnapshotCrash(t *testing.T) {
 		if saw[0] == 0 || saw[1] == 0 {
 			t.Errorf("%s: crash images all on one side (%v): the hook does not cut inside the operation", op.name, saw)
 		}
+	}
+}
+
+// TestSnapshotFullVolume: on a full volume a snapshot operation either
+// works or answers ENOSPC, and the volume goes on; deleting a file a
+// snapshot holds frees nothing, deleting the snapshot frees it.
+func TestSnapshotFullVolume(t *testing.T) {
+	v, _ := newSmallVolume(t, 8<<20, 64<<10, Options{})
+	fill := func(name string) int64 {
+		t.Helper()
+		a, err := v.Create(RootIno, name, 0o644, Owner{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64<<10)
+		rand.New(rand.NewSource(int64(len(name)))).Read(buf)
+		var off int64
+		for {
+			n, err := v.Write(a.Ino, buf, off)
+			off += int64(n)
+			if errors.Is(err, ErrNoSpace) {
+				return off
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	size := fill("a")
+	t.Logf("the volume took %d bytes", size)
+	for i := range 3 {
+		err := v.CreateSnapshot(fmt.Sprintf("full%d", i))
+		if err != nil && !errors.Is(err, ErrNoSpace) {
+			t.Fatalf("snapshot of a full volume: %v", err)
+		}
+		t.Logf("snapshot %d of the full volume: %v", i, err)
+	}
+	if err := v.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Unlink(RootIno, "a"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range snapNames(t, v) {
+		if err := v.DeleteSnapshot(s); err != nil {
+			t.Fatalf("delete %s on a full volume: %v", s, err)
+		}
+	}
+	if again := fill("b"); again < size*9/10 {
+		t.Errorf("after deleting the file and the snapshots a file took %d bytes, the first %d", again, size)
 	}
 }

@@ -17,8 +17,12 @@ type Status struct {
 	// ReclaimableBytes is the dead space in segments that still hold live
 	// blocks: the cleaner gives it back by moving those blocks.
 	ReclaimableBytes int64
-	ReadOnly         bool
-	Cleaner          CleanerStatus
+	// Snapshots is the number of snapshots, and SnapshotBytes the stored
+	// bytes only they hold: what deleting every one of them frees.
+	Snapshots     int
+	SnapshotBytes int64
+	ReadOnly      bool
+	Cleaner       CleanerStatus
 }
 
 // CleanerStatus is what the segment cleaner has done since the volume was
@@ -69,6 +73,11 @@ func (v *Volume) Status() (Status, error) {
 			return st, err
 		}
 		st.LiveBytes += int64(e.Live) + int64(e.Tables)*int64(v.bs)
+	}
+	st.Snapshots = len(v.snaps)
+	var err error
+	if st.SnapshotBytes, err = v.exclusiveBytes(v.snapshotRoots()...); err != nil {
+		return st, err
 	}
 	c := &v.clean
 	st.Cleaner = CleanerStatus{Policy: c.policy.Name(), State: "idle", LowWatermark: c.low, HighWatermark: c.high,

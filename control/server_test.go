@@ -191,7 +191,7 @@ func TestWireFields(t *testing.T) {
 	cleaner, _ := m["cleaner"].(map[string]any)
 	delete(m, "cleaner")
 	wantKeys(t, "status", m, "block_size", "segment_size", "segments", "free_segments", "reserve_segments",
-		"size_bytes", "live_bytes", "free_bytes", "reclaimable_bytes", "read_only")
+		"size_bytes", "live_bytes", "free_bytes", "reclaimable_bytes", "snapshots", "snapshot_bytes", "read_only")
 	wantKeys(t, "status.cleaner", cleaner, "policy", "state", "low_watermark", "high_watermark", "passes",
 		"segments_cleaned", "bytes_moved", "user_bytes", "device_bytes", "write_amplification")
 	if m["reclaimable_bytes"] != float64(7<<20) || cleaner["policy"] != "cost-benefit" || cleaner["write_amplification"] != 1.5 {

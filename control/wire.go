@@ -22,6 +22,8 @@ type Status struct {
 	LiveBytes        int64         `json:"live_bytes"`        // stored bytes of the blocks in use
 	FreeBytes        int64         `json:"free_bytes"`        // what ordinary writers can still write, as statfs counts it
 	ReclaimableBytes int64         `json:"reclaimable_bytes"` // dead bytes in segments that still hold live blocks
+	Snapshots        int           `json:"snapshots"`         // snapshots of the volume
+	SnapshotBytes    int64         `json:"snapshot_bytes"`    // bytes only snapshots hold: what deleting all of them frees
 	ReadOnly         bool          `json:"read_only"`
 	Cleaner          CleanerStatus `json:"cleaner"`
 }
@@ -114,7 +116,7 @@ func StatusOf(s txfs.Status) Status {
 		BlockSize: s.BlockSize, SegmentSize: s.SegmentSize, Segments: s.Segments,
 		FreeSegments: s.FreeSegments, ReserveSegments: s.ReserveSegments,
 		SizeBytes: s.SizeBytes, LiveBytes: s.LiveBytes, FreeBytes: s.FreeBytes,
-		ReclaimableBytes: s.ReclaimableBytes, ReadOnly: s.ReadOnly,
+		ReclaimableBytes: s.ReclaimableBytes, Snapshots: s.Snapshots, SnapshotBytes: s.SnapshotBytes, ReadOnly: s.ReadOnly,
 		Cleaner: CleanerStatus{
 			Policy: c.Policy, State: c.State, LowWatermark: c.LowWatermark, HighWatermark: c.HighWatermark,
 			Passes: c.Passes, SegmentsCleaned: c.SegmentsCleaned, BytesMoved: c.BytesMoved,

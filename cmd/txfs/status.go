@@ -18,8 +18,10 @@ daemon serving it through its control socket (only root and the user who
 mounted may). An image that is not mounted is opened read-only; an image
 that is mounted is asked through the socket of its mount.
 
-Shows the size, the bytes in use (live), free and reclaimable (dead bytes
-in segments the cleaner can empty), the free segments and the reserve,
+Shows the size, the bytes in use (live) and how many of them only
+snapshots hold (what deleting every snapshot frees), the number of
+snapshots, free and reclaimable (dead bytes in segments the cleaner can
+empty), the free segments and the reserve,
 and the cleaner: its policy, state and watermarks, and what it has done
 since the mount (passes, segments cleaned, bytes moved, write
 amplification). --json prints the control socket's JSON (GET /v1/status).
@@ -55,7 +57,8 @@ func printStatus(w io.Writer, t target, st control.Status) {
 	}
 	row("size", "%s: %d segments of %s, blocks of %s", humanBytes(st.SizeBytes), st.Segments,
 		humanBytes(int64(st.SegmentSize)), humanBytes(int64(st.BlockSize)))
-	row("live", "%s", humanBytes(st.LiveBytes))
+	row("live", "%s, of which %s only snapshots hold", humanBytes(st.LiveBytes), humanBytes(st.SnapshotBytes))
+	row("snapshots", "%d", st.Snapshots)
 	row("free", "%s", humanBytes(st.FreeBytes))
 	row("reclaimable", "%s", humanBytes(st.ReclaimableBytes))
 	row("free segments", "%d (reserve %d)", st.FreeSegments, st.ReserveSegments)
