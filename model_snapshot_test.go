@@ -128,6 +128,10 @@ func (r *modelRun) snapshotOp() {
 		r.recoverImage(img)
 	}
 	r.expect(fmt.Sprintf("snapshot %s %s", op, name), err, want)
+	// Reference counts, lazy ones included.
+	if err := v.Check(); err != nil {
+		r.fatalf("check after snapshot %s %s: %v", op, name, err)
+	}
 	r.snapshots++
 	if want == 0 {
 		r.synced = len(r.dumps) - 1

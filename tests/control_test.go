@@ -301,7 +301,21 @@ func TestSnapshotCommands(t *testing.T) {
 		t.Errorf("snapshot create as uid 65534: exit %d: %s", code, errOut)
 	}
 
-	// Survives kill -9 of the daemon.
+	// Survives SIGTERM and kill -9 of the daemon.
+	d := m.d
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if !d.waitExit(exitTimeout) || d.err != nil {
+		t.Fatalf("txfs after SIGTERM: %v; stderr:\n%s", d.err, d.stderr.String())
+	}
+	m.record()
+	m.d = nil
+	m.fsck()
+	m.start()
+	if out := txfsOK(t, "snapshot", "list", m.dir); !strings.Contains(out, "\none ") {
+		t.Errorf("list after SIGTERM:\n%s", out)
+	}
 	m.crashAndRemount()
 	if out := txfsOK(t, "snapshot", "list", m.dir); !strings.Contains(out, "\none ") {
 		t.Errorf("list after kill -9:\n%s", out)
