@@ -513,3 +513,43 @@ func TestSnapshotRestoreOpenFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSnapshotRepairCounts: the repair of reference counts counts what
+// snapshots hold, so it finds nothing to change on a sound volume with
+// snapshots, and fixes a wrong count under a shared node.
+func TestSnapshotRepairCounts(t *testing.T) {
+	v, _ := newTestVolume(t, 16<<20, Options{})
+	ino := writeAt(t, v, "f", bytes.Repeat([]byte("x"), 40000), 0)
+	if err := v.CreateSnapshot("s"); err != nil {
+		t.Fatal(err)
+	}
+	writeAt(t, v, "g", []byte("after"), 0)
+	changed, err := v.RepairCounts()
+	if err != nil || len(changed) != 0 {
+		t.Fatalf("repair of a sound volume with a snapshot: %v, %v", changed, err)
+	}
+	want, err := dumpSnapshot(v, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Break the count of a block the snapshot and the live tree share.
+	vb := v.mustBlock(t, ino, 2)
+	v.mu.Lock()
+	err = v.blocks.Ref(vb, 1)
+	v.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Check() == nil {
+		t.Fatal("the checker misses a wrong count")
+	}
+	if changed, err := v.RepairCounts(); err != nil || len(changed) != 1 {
+		t.Fatalf("repair: %v, %v", changed, err)
+	}
+	if err := v.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := dumpSnapshot(v, "s"); err != nil || got != want {
+		t.Fatalf("the snapshot after the repair: %v", err)
+	}
+}

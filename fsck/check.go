@@ -443,11 +443,8 @@ func checkUsage(v View, rep *Report, progress func(uint64)) {
 	}
 }
 
-// checkSnapshots counts the references the snapshots hold, lazily as
-// they are counted: one to each snapshot's root, and, for each node no
-// tree walked yet, one from it to each of its children or of the blocks
-// its items name. The live tree's references are counted already (its
-// nodes are in live).
+// checkSnapshots counts the references the snapshots hold (countSnapshots)
+// and reads the blocks of their table.
 func checkSnapshots(v View, rep *Report, refs map[uint64]uint32, live map[btree.NodeID]bool) {
 	for _, vb := range v.SnapshotTable() {
 		refs[vb]++
@@ -455,6 +452,17 @@ func checkSnapshots(v View, rep *Report, refs map[uint64]uint32, live map[btree.
 			rep.addf("snapshot table block %d: %v", vb, err)
 		}
 	}
+	if err := countSnapshots(v, refs, live); err != nil {
+		rep.addf("%v", err)
+	}
+}
+
+// countSnapshots counts the references the snapshots hold, lazily as
+// they are counted: one to each snapshot's root, and, for each node no
+// tree walked yet, one from it to each of its children or of the blocks
+// its items name. The live tree's references are counted already (its
+// nodes are in live, which the walk extends).
+func countSnapshots(v View, refs map[uint64]uint32, live map[btree.NodeID]bool) error {
 	seen := live
 	var walk func(id btree.NodeID, depth int) error
 	walk = func(id btree.NodeID, depth int) error {
@@ -490,7 +498,8 @@ func checkSnapshots(v View, rep *Report, refs map[uint64]uint32, live map[btree.
 	}
 	for _, root := range v.Snapshots() {
 		if err := walk(btree.NodeID(root), 0); err != nil {
-			rep.addf("snapshot tree at node %d: %v", root, err)
+			return fmt.Errorf("snapshot tree at node %d: %w", root, err)
 		}
 	}
+	return nil
 }

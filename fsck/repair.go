@@ -237,9 +237,11 @@ func RepairCounts(v Volume) ([]string, error) {
 // nodes, nodes dropped but not yet freed, and the blocks files map.
 func references(v View) (map[uint64]uint32, error) {
 	refs := map[uint64]uint32{}
+	live := map[btree.NodeID]bool{}
 	err := v.Tree().Walk(func(id btree.NodeID, level int) error {
 		if uint64(id)&(1<<63) == 0 {
 			refs[uint64(id)]++
+			live[id] = true
 		}
 		return nil
 	})
@@ -256,6 +258,13 @@ func references(v View) (map[uint64]uint32, error) {
 		return true
 	})
 	if err != nil {
+		return nil, err
+	}
+	// And what the snapshots hold: a repair must not free it.
+	for _, vb := range v.SnapshotTable() {
+		refs[vb]++
+	}
+	if err := countSnapshots(v, refs, live); err != nil {
 		return nil, err
 	}
 	return refs, nil
