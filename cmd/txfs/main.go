@@ -92,6 +92,7 @@ show a volume's space and cleaner, and clean it.
 
 Examples:
    txfs mount disk.img /mnt/txfs
+   txfs mount --daemon disk.img /mnt/txfs
    txfs status /mnt/txfs
    txfs clean /mnt/txfs
    txfs umount /mnt/txfs`,
