@@ -32,6 +32,8 @@ type MountConfig struct {
 	// txfs.Options{NoAtime: true} too: the engine is what updates atime on
 	// reads (the kernel leaves it to a FUSE daemon).
 	NoAtime bool
+	// NoExec mounts with noexec: no program on the mount may be run.
+	NoExec bool
 	// FsName is shown as the source in /proc/mounts and df: the image path.
 	FsName string
 	// Debug logs every FUSE request and reply.
@@ -172,6 +174,9 @@ func mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 	if o.NoAtime {
 		mo.DirectMountFlags |= syscall.MS_NOATIME
 	}
+	if o.NoExec {
+		mo.DirectMountFlags |= syscall.MS_NOEXEC
+	}
 	if o.panicHandler != nil {
 		mo.PanicHandler = o.panicHandler
 	}
@@ -208,6 +213,9 @@ func mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 	}
 	if o.NoAtime {
 		opts.Options = append(opts.Options, "noatime")
+	}
+	if o.NoExec {
+		opts.Options = append(opts.Options, "noexec")
 	}
 	server, err2 := serve(dir, v, &opts, o.wrapRaw)
 	if err2 != nil {

@@ -153,7 +153,7 @@ func TestDetachNewMounts(t *testing.T) {
 
 func TestParseMountInfo(t *testing.T) {
 	m, ok := parseMountInfo(`36 35 98:0 / /mnt/a\040b rw,noatime master:1 shared:2 - fuse.txfs /img/x\134y.img rw,user_id=0`)
-	if !ok || m.ID != 36 || m.Dir != `/mnt/a b` || m.Type != "fuse.txfs" || m.Source != `/img/x\y.img` {
+	if !ok || m.ID != 36 || m.Dir != `/mnt/a b` || m.Type != "fuse.txfs" || m.Source != `/img/x\y.img` || m.Dev != "98:0" {
 		t.Errorf("parsed %+v, %v", m, ok)
 	}
 	if _, ok := parseMountInfo("36 35 98:0 / /mnt rw"); ok {

@@ -14,6 +14,7 @@ type MountInfo struct {
 	Dir    string // mount point
 	Type   string // "fuse.txfs", "tmpfs", ...
 	Source string // what is mounted: the image path for txfs
+	Dev    string // "major:minor" of the mounted filesystem; for FUSE the minor numbers the connection
 }
 
 func (m MountInfo) String() string { return m.Type + " " + m.Source }
@@ -79,7 +80,7 @@ func parseMountInfo(line string) (MountInfo, bool) {
 	if err != nil {
 		return MountInfo{}, false
 	}
-	return MountInfo{ID: id, Dir: UnescapeMountPath(f[4]), Type: f[sep+1], Source: UnescapeMountPath(f[sep+2])}, true
+	return MountInfo{ID: id, Dir: UnescapeMountPath(f[4]), Type: f[sep+1], Source: UnescapeMountPath(f[sep+2]), Dev: f[2]}, true
 }
 
 // UnescapeMountPath undoes the octal escapes of paths in mountinfo and

@@ -280,9 +280,9 @@ func TestSnapshotCommands(t *testing.T) {
 		code int
 		says string
 	}{
-		{[]string{"snapshot", "create", m.dir, "one"}, 3, "snapshot create " + m.dir + " one: "},
-		{[]string{"snapshot", "restore", m.img, "two"}, 4, "snapshot restore " + m.img + " two: "},
-		{[]string{"snapshot", "delete", m.dir, "two"}, 4, "snapshot delete " + m.dir + " two: "},
+		{[]string{"snapshot", "create", m.dir, "one"}, 4, "snapshot create " + m.dir + " one: "},
+		{[]string{"snapshot", "restore", m.img, "two"}, 5, "snapshot restore " + m.img + " two: "},
+		{[]string{"snapshot", "delete", m.dir, "two"}, 5, "snapshot delete " + m.dir + " two: "},
 		{[]string{"snapshot", "create", m.dir, "no-dash"}, 2, "a snapshot name has only the letters"},
 		{[]string{"snapshot", "create", m.dir}, 2, "snapshot create needs TARGET"},
 	} {

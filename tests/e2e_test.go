@@ -486,9 +486,9 @@ func TestSecondMountRefused(t *testing.T) {
 	}
 	switch {
 	case code == 0 || code == -1:
-		t.Errorf("second txfs mount of %s: exit %d (want 1), output:\n%s", m.img, code, out)
-	case code != 1:
-		t.Errorf("second txfs mount of %s: exit %d, want 1 (documented for a locked image); output:\n%s", m.img, code, out)
+		t.Errorf("second txfs mount of %s: exit %d (want 3), output:\n%s", m.img, code, out)
+	case code != 3:
+		t.Errorf("second txfs mount of %s: exit %d, want 3 (documented for an image in use); output:\n%s", m.img, code, out)
 	}
 	if took > 5*time.Second {
 		t.Errorf("second txfs mount took %v to fail, want at once", took)

@@ -1,16 +1,21 @@
 // Command txfs mounts and manages txfs images.
 //
 //	txfs mount [-o OPTIONS] [--ready-fd N] IMAGE DIR
-//	txfs umount DIR
+//	txfs mount --daemon [--log FILE] [--pid-file FILE] [-o OPTIONS] IMAGE DIR
+//	txfs IMAGE DIR [-o OPTIONS]       (as mount.fuse3 runs it: --daemon)
+//	txfs umount [--dead] DIR
 //	txfs status [--json] TARGET
 //	txfs clean [--json] TARGET
 //
 // txfs mount refuses a DIR that is missing, not a directory, not empty or
 // already a mount point (unless -o nonempty), and when it fails it leaves
-// no mount behind.
+// no mount behind. With --daemon it returns once the mount is usable and
+// a supervisor process serves it, restarting the server after a crash
+// (daemon.go).
 //
-// Exit status: 0 success, 1 error, 2 usage error; txfs snapshot also 3 (the
-// snapshot to create exists) and 4 (the one to restore or delete does not).
+// Exit status: 0 success, 1 error, 2 usage error, 3 the image (or the pid
+// file of --daemon) is in use by another process; txfs snapshot also 4 (the
+// snapshot to create exists) and 5 (the one to restore or delete does not).
 package main
 
 import (
@@ -18,6 +23,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/txfs/txfs"
+	"github.com/txfs/txfs/service"
 	"github.com/urfave/cli/v2"
 )
 
@@ -30,6 +37,9 @@ const (
 	exitOK    = 0
 	exitError = 1
 	exitUsage = 2
+	// exitBusy: another process has the image (a mount, or txfs status
+	// or txfs clean on it), or the pid file of --daemon.
+	exitBusy = 3
 )
 
 // usageError is a command line that does not parse: exit status 2.
@@ -44,17 +54,28 @@ func usagef(format string, args ...any) error {
 
 // exitCode prints err, if any, and returns the exit status for it.
 func exitCode(err error) int {
-	if err == nil {
-		return exitOK
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "txfs: %v\n", err)
 	}
-	fmt.Fprintf(os.Stderr, "txfs: %v\n", err)
+	return exitStatus(err)
+}
+
+// exitStatus is the exit status for err.
+func exitStatus(err error) int {
 	var ue usageError
-	if errors.As(err, &ue) {
+	var se exitStatusError
+	var snap snapshotErr
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
 		return exitUsage
-	}
-	var se snapshotErr
-	if errors.As(err, &se) {
-		return se.code
+	case errors.As(err, &se):
+		return se.status
+	case errors.As(err, &snap):
+		return snap.code
+	case errors.Is(err, txfs.ErrBusy), errors.Is(err, service.ErrRunning):
+		return exitBusy
 	}
 	return exitError
 }
@@ -75,6 +96,7 @@ show a volume's space and cleaner, and clean it.
 
 Examples:
    txfs mount disk.img /mnt/txfs
+   txfs mount --daemon disk.img /mnt/txfs
    txfs status /mnt/txfs
    txfs clean /mnt/txfs
    txfs snapshot create /mnt/txfs monday
@@ -105,5 +127,13 @@ Examples:
 // os.Args. The error, if any, says what failed; a usageError means the
 // command line was wrong.
 func Main(args []string) error {
-	return newApp().Run(args)
+	app := newApp()
+	helper, ok, err := mountHelperArgs(app, args)
+	if err != nil {
+		return err
+	}
+	if ok {
+		args = helper
+	}
+	return app.Run(args)
 }

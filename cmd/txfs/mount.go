@@ -69,6 +69,10 @@ Options (-o, comma separated, repeatable):
    debug                log every FUSE request
    nonempty             mount even on a directory that is not empty or is
                         already a mount point
+   noexec               no program on the mount may be run (exec: may)
+   nosuid, nodev        always on: set-ID bits and device files on the
+                        image are not honoured; suid, dev and async are
+                        accepted and change nothing
    readahead=KB         kernel readahead of the mount in KiB (default 4096;
                         0 keeps the kernel's 128; needs root)
    cache=SIZE           the daemon's memory budget, with K, M or G (default
@@ -93,6 +97,26 @@ Options (-o, comma separated, repeatable):
 exits; --memprofile FILE writes a Go heap profile to FILE on SIGUSR1 and
 when it exits (go tool pprof bin/txfs FILE).
 
+--daemon serves in the background: txfs returns 0 once DIR is usable, or
+fails with the server's message and exit status. A supervisor process (its
+own session, input /dev/null, output appended to --log FILE, default
+/var/log/txfs/ESCAPED.log or $TXFS_LOG_DIR/ESCAPED.log; its pid in
+--pid-file FILE, default /run/txfs/ESCAPED.pid) runs the server and
+restarts it after a crash (kill -9 included), after unmounting the dead
+mount: after 0.1, 0.2, 0.4, 0.8 and 1.6 s; a sixth crash within a minute
+ends it with status 1 and no mount. SIGTERM or SIGINT to the supervisor
+unmounts and checkpoints as in the foreground, then it exits 0. With
+$NOTIFY_SOCKET set (systemd, Type=notify) the foreground txfs mount sends
+READY=1 once DIR is usable and STOPPING=1 once it is unmounted.
+"txfs IMAGE DIR -o OPTIONS", as mount.fuse3 runs it for fstab and
+"mount -t fuse.txfs", is "txfs mount --daemon -o OPTIONS IMAGE DIR"
+without the options only fstab reads (defaults, noauto, nofail, _netdev,
+x-*, ...).
+
+Exit status: 0 unmounted cleanly (with --daemon: mounted); 1 failed; 2
+usage; 3 the image is in use by another process (named), or another
+daemon holds the pid file.
+
 Once mounted, txfs serves the control socket of the mount, which "txfs
 status" and "txfs clean" use: /run/txfs/ESCAPED.sock (ESCAPED is DIR as
 "systemd-escape --path" writes it; $TXFS_RUN_DIR replaces /run/txfs), for
@@ -103,8 +127,10 @@ Examples:
    txfs mount disk.img /mnt/txfs
    txfs mount -o ro,allow_other disk.img /mnt/txfs
    txfs mount -o cache=16M disk.img /mnt/txfs
-   txfs mount --ready-fd 3 disk.img /mnt/txfs 3>ready.pipe`,
-		Flags: []cli.Flag{
+   txfs mount --ready-fd 3 disk.img /mnt/txfs 3>ready.pipe
+   txfs mount --daemon -o cache=256M disk.img /mnt/txfs
+   mount -t fuse.txfs -o noclean disk.img /mnt/txfs`,
+		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{
 				Name:  "o",
 				Usage: "mount options: ro, allow_other, default_permissions, noatime, debug, nonempty, readahead=KB, cache=SIZE",
@@ -122,7 +148,7 @@ Examples:
 				Name:  "memprofile",
 				Usage: "write a Go heap profile of the daemon to `FILE` on SIGUSR1 and at exit (for go tool pprof)",
 			},
-		},
+		}, daemonFlags()...),
 		OnUsageError: onUsageError,
 		Action:       runMount,
 	}
@@ -165,6 +191,13 @@ func mountOptions(opts []string) (mountSettings, error) {
 			cfg.Debug = true
 		case "nonempty":
 			m.nonEmpty = true
+		case "noexec":
+			cfg.NoExec = true
+		case "exec":
+			cfg.NoExec = false
+		case "nosuid", "nodev", "suid", "dev", "async":
+			// txfs mounts are always nosuid and nodev; mount.fuse3
+			// adds suid and dev for root, as mount(8) does.
 		default:
 			if kb, ok := strings.CutPrefix(o, "readahead="); ok {
 				n, err := strconv.Atoi(kb)
@@ -324,6 +357,16 @@ func runMount(c *cli.Context) error {
 	}
 	cfg := set.fuse
 	readyFd := c.Int("ready-fd")
+	daemon, err := newDaemonConfig(c, image, dir, set.nonEmpty)
+	if err != nil {
+		return err
+	}
+	if c.Bool("daemon") {
+		if readyFd >= 0 {
+			return usagef("--ready-fd does not go with --daemon")
+		}
+		return runDaemon(daemon)
+	}
 	var ready *os.File
 	if readyFd >= 0 {
 		if ready, err = readyFile(readyFd); err != nil {
@@ -396,6 +439,7 @@ func runMount(c *cli.Context) error {
 			return err
 		}
 	}
+	notifyReady(image, dir)
 	done := make(chan struct{})
 	go func() {
 		srv.Wait()
@@ -420,6 +464,7 @@ serve:
 		}
 	}
 	<-done
+	notifyStopping(dir)
 	closeControl(ctl)
 
 	// Every request is answered: write the checkpoint and let the

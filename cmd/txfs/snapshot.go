@@ -12,11 +12,11 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// Exit codes of the snapshot commands, beside exitError and exitUsage
-// (an invalid snapshot name is a usage error).
+// Exit codes of the snapshot commands, beside exitError, exitUsage and
+// exitBusy (an invalid snapshot name is a usage error).
 const (
-	exitSnapshotExists = 3 // create: the name is taken
-	exitNoSnapshot     = 4 // restore, delete: no snapshot has the name
+	exitSnapshotExists = 4 // create: the name is taken
+	exitNoSnapshot     = 5 // restore, delete: no snapshot has the name
 )
 
 func snapshotCommand() *cli.Command {
@@ -31,8 +31,9 @@ control socket: only root and the user who mounted may), or an image: one
 that is not mounted is opened, changed and closed; one that is mounted is
 changed through the socket of its mount.
 
-Exit status: 0 done, 1 error, 2 usage error or invalid name, 3 the
-snapshot to create exists, 4 the snapshot to restore or delete does not.
+Exit status: 0 done, 1 error, 2 usage error or invalid name, 3 the image
+is in use by another process, 4 the snapshot to create exists, 5 the
+snapshot to restore or delete does not.
 
 Examples:
    txfs snapshot create /mnt/txfs monday

@@ -22,12 +22,30 @@ The "txfs mount" process serving DIR then writes a checkpoint, closes the
 image and exits. Fails with "DIR is busy" while files on it are open, and
 refuses a DIR that is not a txfs mount point (naming what is mounted there).
 
+--dead unmounts DIR only if it is a txfs mount whose daemon is gone (it was
+killed or crashed, and every access fails with "Transport endpoint is not
+connected"), lazily: programs that still have files open on it keep them
+until they close them. Anything else on DIR, a live mount too, is left as it
+is, and txfs exits 0. The systemd unit runs it before each start and after
+each stop.
+
 Examples:
-   txfs umount /mnt/txfs`,
+   txfs umount /mnt/txfs
+   txfs umount --dead /mnt/txfs`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{
+				Name:  "dead",
+				Usage: "only unmount a txfs mount whose daemon is gone (lazily); leave anything else",
+			},
+		},
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("umount needs DIR (see 'txfs help umount')")
+			}
+			if c.Bool("dead") {
+				_, err := detachDeadMount(c.Args().First())
+				return err
 			}
 			return unmount(c.Args().First())
 		},
