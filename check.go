@@ -174,6 +174,10 @@ func (f fsckView) Snapshots() []uint64                      { return f.v.snapsho
 func (f fsckView) SnapshotTable() []uint64                  { return f.v.snapTable }
 func (f fsckView) LoadNode(id btree.NodeID) ([]byte, error) { return f.v.LoadNode(id) }
 
+func (f fsckView) SnapshotTree(root uint64) *btree.Tree {
+	return btree.NewTree(f.v, btree.NodeID(root), f.v.bs, snapshotViewCache)
+}
+
 func (f fsckView) DroppedNodes() []uint64 {
 	var out []uint64
 	for _, id := range f.v.tree.PendingFree() {

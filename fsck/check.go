@@ -109,7 +109,18 @@ func check(v View, p Progress) *Report {
 		refs[id]++ // dropped from the tree, freed at a checkpoint
 	}
 	checkSnapshots(v, rep, refs, live)
-	checkNamespace(v, rep, refs, func(done uint64) { p(2, done, count) })
+	// Each stored block is read once, whichever trees share it.
+	read := onceView{View: v, read: map[uint64]bool{}}
+	checkNamespace(read, rep, refs, func(done uint64) { p(2, done, count) })
+	for _, root := range v.Snapshots() {
+		// The snapshot's namespace, as the live one's; its references
+		// are counted already (checkSnapshots).
+		sub := &Report{}
+		checkNamespace(snapshotView{read, v.SnapshotTree(root)}, sub, map[uint64]uint32{}, func(uint64) {})
+		for _, p := range sub.Problems {
+			rep.addf("snapshot at node %d: %s", root, p)
+		}
+	}
 	checkDAT(v, rep, refs, func(done uint64) { p(3, done, count) })
 	checkUsage(v, rep, func(done uint64) { p(4, done, count) })
 	return rep
@@ -503,3 +514,26 @@ func countSnapshots(v View, refs map[uint64]uint32, live map[btree.NodeID]bool) 
 	}
 	return nil
 }
+
+// onceView reads each virtual block once: the checker of a volume with
+// snapshots meets shared blocks in several trees.
+type onceView struct {
+	View
+	read map[uint64]bool
+}
+
+func (o onceView) ReadBlock(vb uint64) error {
+	if o.read[vb] {
+		return nil
+	}
+	o.read[vb] = true
+	return o.View.ReadBlock(vb)
+}
+
+// snapshotView is a volume seen through a snapshot's tree.
+type snapshotView struct {
+	onceView
+	tree *btree.Tree
+}
+
+func (s snapshotView) Tree() *btree.Tree { return s.tree }

@@ -89,6 +89,9 @@ type View interface {
 	SnapshotTable() []uint64
 	// LoadNode reads tree node id, verified.
 	LoadNode(id btree.NodeID) ([]byte, error)
+	// SnapshotTree is the tree of the snapshot whose root is root, for
+	// reading.
+	SnapshotTree(root uint64) *btree.Tree
 }
 
 // Tx is the transaction Fix runs: the changes a repair makes.
