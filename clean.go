@@ -667,6 +667,13 @@ func (v *Volume) writeMoved(moves []move, pos, volumeID uint64) (uint64, int64, 
 		}
 		buf, _ := u.Seal(volumeID, 0, 0, journal.NoSeg)
 		_, err := v.dev.WriteAt(buf, int64(u.Addr))
+		if f, ok := v.dev.(segment.Flusher); ok && err == nil {
+			// Written back now, one unit at a time, rather than by the
+			// next fsync of an operation, which would wait for all of
+			// it. Durable only with the next checkpoint's sync, as
+			// before: nothing names these copies until then.
+			err = f.FlushRange(int64(u.Addr), int64(len(buf)))
+		}
 		pos = u.Addr + uint64(len(buf))
 		written += int64(len(buf))
 		segment.ReleaseUnitBuffer(buf)

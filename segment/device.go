@@ -289,6 +289,47 @@ func (d *FileDevice) Fd() uintptr { return d.f.Fd() }
 // Path returns the path the device was opened with.
 func (d *FileDevice) Path() string { return d.path }
 
+// Flusher is a Device that can write back one range of what was written
+// to it without waiting for the rest: an image file. It makes nothing
+// durable (the file's metadata may still be pending); it moves the work
+// of writing the range out of the next Sync.
+type Flusher interface {
+	FlushRange(off, n int64) error
+}
+
+// FlushRange implements Flusher with sync_file_range: start the writeback
+// of [off, off+n) and wait for it.
+func (d *FileDevice) FlushRange(off, n int64) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return os.ErrClosed
+	}
+	if d.readOnly || n <= 0 {
+		return nil
+	}
+	rc, err := d.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			serr = unix.SyncFileRange(int(fd), off, n,
+				unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
+			if serr != unix.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return &os.PathError{Op: "sync_file_range", Path: d.path, Err: serr}
+	}
+	return nil
+}
+
 // Allocator is a Device that can make sure a range is stored, not a hole:
 // an image file on a filesystem that supports sparse files.
 type Allocator interface {

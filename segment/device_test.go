@@ -709,3 +709,30 @@ func TestFileDeviceFillHoles(t *testing.T) {
 		t.Fatalf("a hole far past every range was filled: next hole at %d", h)
 	}
 }
+
+// FlushRange writes back a range of an image file, which reads back the
+// same, and a closed device refuses it.
+func TestFileDeviceFlushRange(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "img")
+	d, err := CreateFile(path, 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := bytes.Repeat([]byte{7}, 1<<20)
+	if _, err := d.WriteAt(buf, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.FlushRange(1<<20, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(buf))
+	if _, err := d.ReadAt(got, 1<<20); err != nil || !bytes.Equal(got, buf) {
+		t.Fatalf("read back after FlushRange: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.FlushRange(0, 4096); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("FlushRange on a closed device: %v", err)
+	}
+}
