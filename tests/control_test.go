@@ -341,3 +341,84 @@ func TestSnapshotCommands(t *testing.T) {
 		t.Errorf("list after delete: %q", out)
 	}
 }
+
+// TestSnapshotRestoreMounted: a restore through the mount's socket while
+// a file is open and a writer appends to another: every process sees the
+// restored tree at once (no page, attribute or name of before stays in
+// the kernel's caches), the open file reads the file as the snapshot has
+// it, the writer goes on into the restored file, and the image checks
+// clean.
+func TestSnapshotRestoreMounted(t *testing.T) {
+	m := newMount(t)
+	f, w := filepath.Join(m.dir, "f"), filepath.Join(m.dir, "w")
+	before, after := make([]byte, 100000), make([]byte, 120000)
+	randomBytes(before, 1)
+	randomBytes(after, 2)
+	if err := os.WriteFile(f, before, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(w, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	txfsOK(t, "snapshot", "create", m.dir, "one")
+	if err := os.WriteFile(f, after, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m.dir, "new"), []byte("made after"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	open, err := os.Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	// Warm every cache: pages, attributes, names.
+	if got, err := io.ReadAll(open); err != nil || !bytes.Equal(got, after) {
+		t.Fatalf("before the restore: %d bytes, %v", len(got), err)
+	}
+
+	stop := make(chan struct{})
+	writerDone := make(chan error, 1)
+	go func() {
+		out, err := os.OpenFile(w, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			writerDone <- err
+			return
+		}
+		defer out.Close()
+		for {
+			select {
+			case <-stop:
+				writerDone <- nil
+				return
+			default:
+			}
+			if _, err := out.Write([]byte("line\n")); err != nil {
+				writerDone <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	txfsOK(t, "snapshot", "restore", m.dir, "one")
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	if err := <-writerDone; err != nil {
+		t.Errorf("the writer during the restore: %v", err)
+	}
+
+	if got, err := os.ReadFile(f); err != nil || !bytes.Equal(got, before) {
+		t.Errorf("f after the restore: %d bytes, %v; want the snapshot's %d", len(got), err, len(before))
+	}
+	if fi, err := os.Stat(f); err != nil || fi.Size() != int64(len(before)) || fi.Mode().Perm() != 0o644 {
+		t.Errorf("f's attributes after the restore: %v, %v", fi, err)
+	}
+	if _, err := os.Stat(filepath.Join(m.dir, "new")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a file made after the snapshot, after the restore: %v", err)
+	}
+	got := make([]byte, len(before)+10)
+	if n, err := open.ReadAt(got, 0); (err != nil && err != io.EOF) || !bytes.Equal(got[:n], before) {
+		t.Errorf("the file open at the restore reads %d bytes, %v; want the snapshot's", n, err)
+	}
+	m.stop() // fsck
+}
