@@ -505,3 +505,28 @@ func TestPageCacheMmap(t *testing.T) {
 		t.Errorf("a new open reads %d bytes, %v, differing: %v", len(got), err, !bytes.Equal(got, want))
 	}
 }
+
+// InvalidateEntry makes the kernel look a name up again: a name removed
+// behind its back is gone at once.
+func TestInvalidateEntry(t *testing.T) {
+	mnt, v, srv := testMountServer(t, cachingConfig(new(readCounter)))
+	p := filepath.Join(mnt, "x")
+	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Unlink(txfs.RootIno, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("before InvalidateEntry: %v: the kernel cached nothing, this test shows nothing", err)
+	}
+	if err := srv.InvalidateEntry(txfs.RootIno, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after InvalidateEntry of a name removed behind the kernel: stat says %v", err)
+	}
+}
