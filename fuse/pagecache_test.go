@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -528,5 +529,48 @@ func TestInvalidateEntry(t *testing.T) {
 	}
 	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("after InvalidateEntry of a name removed behind the kernel: stat says %v", err)
+	}
+}
+
+// sqlite3 changes pages all over its database in every transaction and,
+// with a cache smaller than the database, reads them back with pread: the
+// kernel serves those reads from the pages the writes left, so the daemon
+// is asked for (almost) nothing. With the kernel dropping a file's pages
+// whenever its mtime moved, it was asked for several times the database.
+func TestPageCacheSqlite(t *testing.T) {
+	sqlite, err := exec.LookPath("sqlite3")
+	if err != nil {
+		t.Skip("skipping: no sqlite3")
+	}
+	mnt, c := readingMount(t)
+	var script bytes.Buffer
+	script.WriteString("PRAGMA cache_size=-256;\n")
+	script.WriteString("CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b TEXT, payload BLOB);\n")
+	script.WriteString("CREATE INDEX ta ON t(a);\nCREATE INDEX tb ON t(b);\n")
+	const tx, rows = 20, 1000
+	for range tx {
+		fmt.Fprintf(&script, "BEGIN;\nWITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < %d)\n", rows)
+		script.WriteString("  INSERT INTO t(a, b, payload) SELECT random(), hex(randomblob(16)), randomblob(100) FROM c;\nCOMMIT;\n")
+	}
+	script.WriteString("PRAGMA integrity_check;\nSELECT count(*) FROM t;\n")
+	db := filepath.Join(mnt, "t.db")
+	cmd := exec.Command(sqlite, "-bail", db)
+	cmd.Stdin = &script
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3: %v\n%s", err, out)
+	}
+	if got, want := strings.TrimSpace(string(out)), fmt.Sprintf("ok\n%d", tx*rows); got != want {
+		t.Fatalf("sqlite3 printed %q, want %q", got, want)
+	}
+	st, err := os.Stat(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := c.bytes.Load()
+	t.Logf("%d transactions in %v; database %d KiB; the daemon was asked for %d KiB", tx, time.Since(start).Round(time.Millisecond), st.Size()>>10, read>>10)
+	if read > st.Size()/10 {
+		t.Errorf("the daemon was asked for %d KiB, more than a tenth of the %d KiB database", read>>10, st.Size()>>10)
 	}
 }
