@@ -46,6 +46,14 @@ func testMountConfig(t *testing.T, cfg MountConfig) string {
 // tests that look at the engine behind the mount.
 func testMountVolume(t *testing.T, cfg MountConfig) (string, *txfs.Volume) {
 	t.Helper()
+	mnt, v, _ := testMountServer(t, cfg)
+	return mnt, v
+}
+
+// testMountServer is testMountVolume that also returns the server, for
+// tests that change the volume behind the kernel's back.
+func testMountServer(t *testing.T, cfg MountConfig) (string, *txfs.Volume, *Server) {
+	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skipf("skipping: no /dev/fuse: %v", err)
 	}
@@ -90,7 +98,7 @@ func testMountVolume(t *testing.T, cfg MountConfig) (string, *txfs.Volume) {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	return mnt, v
+	return mnt, v, srv
 }
 
 // checkVolume runs the volume's consistency checker, if it has one.

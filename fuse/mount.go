@@ -3,6 +3,7 @@ package fuse
 import (
 	"errors"
 	"fmt"
+	"log"
 	"syscall"
 	"time"
 
@@ -66,15 +67,17 @@ func timeout(d time.Duration) *time.Duration {
 	return &d
 }
 
-// Mount serves v on dir and returns once the kernel has the mount. The
-// caller unmounts with the server's Unmount (which fails with EBUSY while
-// files are open) and waits for the end with Wait; then it closes v.
+// Mount serves v on dir and returns once the kernel has the mount. A change
+// to v that does not come through the mount must be followed by one of the
+// server's Invalidate methods. The caller unmounts with the server's
+// Unmount (which fails with EBUSY while files are open) and waits for the
+// end with Wait; then it closes v.
 //
 // Mount first calls mount(2) itself, which needs root; when that is not
 // permitted it falls back to fusermount3. When it fails, it has left no
 // mount on dir, also when the failure came after the kernel made the mount
 // (a mount point that is not a directory, the readahead setting).
-func Mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
+func Mount(v *txfs.Volume, dir string, o MountConfig) (*Server, error) {
 	server, err := mount(v, dir, o)
 	if err != nil {
 		return nil, err
@@ -98,7 +101,7 @@ func Mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 // setReadAhead is SetReadAhead; tests make it fail.
 var setReadAhead = SetReadAhead
 
-func mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
+func mount(v *txfs.Volume, dir string, o MountConfig) (*Server, error) {
 	mo := fuse.MountOptions{
 		// "fuse.txfs" in /proc/mounts and df -T.
 		Name: "txfs",
@@ -146,11 +149,13 @@ func mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 		// (FOPEN_KEEP_CACHE, node.go) and does not drop them when a
 		// file's mtime moves (AUTO_INVAL_DATA, go-fuse's default, would:
 		// after one 4 KiB write to a 4 MiB file, the next read fetched
-		// all 4 MiB again). Every change to a file's bytes passes
-		// through the kernel, which keeps its cache right; txfs changes
-		// none behind its back.
+		// all 4 MiB again). Every change to a file's bytes through the
+		// mount passes through the kernel, which keeps its cache right;
+		// a change behind its back calls Server.InvalidateFile or
+		// InvalidateAll (invalidate.go).
 		ExplicitDataCacheControl: true,
-		// Symlink targets never change: the kernel may keep them.
+		// A symlink target changes only with its inode (a restore drops
+		// it with InvalidateAll): the kernel may keep it.
 		EnableSymlinkCaching: true,
 		AllowOther:           o.AllowOther,
 		Debug:                o.Debug,
@@ -227,9 +232,10 @@ func mount(v *txfs.Volume, dir string, o MountConfig) (*fuse.Server, error) {
 // serve mounts v on dir and serves it, as fs.Mount does, with the raw
 // filesystem wrapped so that FLUSH releases locks (lockingFS), and then
 // by wrap if it is set. When it fails, it leaves no mount on dir.
-func serve(dir string, v *txfs.Volume, opts *fs.Options, wrap func(fuse.RawFileSystem) fuse.RawFileSystem) (*fuse.Server, error) {
+func serve(dir string, v *txfs.Volume, opts *fs.Options, wrap func(fuse.RawFileSystem) fuse.RawFileSystem) (*Server, error) {
 	root := newRoot(v)
 	var raw fuse.RawFileSystem = &lockingFS{RawFileSystem: fs.NewNodeFS(root, opts), locks: &root.fsys.locks}
+	root.fsys.known.add(root)
 	if wrap != nil {
 		raw = wrap(raw)
 	}
@@ -247,19 +253,26 @@ func serve(dir string, v *txfs.Volume, opts *fs.Options, wrap func(fuse.RawFileS
 		return nil, err
 	}
 	go server.Serve()
+	s := &Server{Server: server, fsys: root.fsys}
 	if err := server.WaitMount(); err != nil {
 		// The kernel has the mount (NewServer returns only then on
 		// Linux), but the first request failed: on a mount point that
 		// is not a directory, go-fuse's first lookup fails ENOTDIR.
-		if rerr := Release(server, dir); rerr != nil {
+		if rerr := Release(s, dir); rerr != nil {
 			return nil, fmt.Errorf("%w (and the mount stays: %v)", err, rerr)
 		}
 		return nil, err
 	}
 	v.OnSnapshotChange(func(op, name string) {
-		if op == "delete" {
+		switch op {
+		case "delete":
 			root.fsys.snapshotDeleted(name)
+		case "restore":
+			// The whole tree changed behind the kernel's back.
+			if err := s.InvalidateAll(); err != nil {
+				log.Printf("txfs: %s: after restoring snapshot %s, some of the kernel's caches may be stale: %v", dir, name, err)
+			}
 		}
 	})
-	return server, nil
+	return s, nil
 }

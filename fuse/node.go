@@ -100,7 +100,8 @@ func toErrno(err error) syscall.Errno {
 type filesystem struct {
 	v     *txfs.Volume
 	locks lockTable
-	views views // the snapshots shown in SnapshotsDir
+	views views      // the snapshots shown in SnapshotsDir
+	known knownNodes // every inode the kernel has (invalidate.go)
 }
 
 // Node is one txfs inode as go-fuse sees it. go-fuse keeps one Node per
@@ -119,6 +120,11 @@ type Node struct {
 	// directory, which Rmdir or Rename removed while the kernel still had
 	// it; OnForget drops it.
 	held atomic.Bool
+
+	// changedBehind says that the file's bytes changed behind the
+	// kernel's back since its last open (invalidate.go): the next open
+	// does not keep the kernel's pages.
+	changedBehind atomic.Bool
 }
 
 func newRoot(v *txfs.Volume) *Node {
@@ -168,6 +174,7 @@ func (n *Node) newChild(ctx context.Context, a *txfs.Attr, out *fuse.EntryOut) *
 	// (a hard link, or a lookup racing another): fill that one.
 	cn := child.Operations().(*Node)
 	cn.setAttrOut(&out.Attr, a)
+	n.fsys.known.add(cn)
 	return child
 }
 
@@ -438,14 +445,26 @@ func (n *Node) open(ctx context.Context, flags uint32) (fs.FileHandle, syscall.E
 
 // Open implements fs.NodeOpener. FOPEN_KEEP_CACHE keeps the pages the
 // kernel has cached of the file: they are what txfs holds, since every
-// change to a file's bytes passes through the kernel (writes fill its
-// cache; truncate, hole punches, zeroed ranges and copy_file_range drop
-// the pages they change), and the mount asks for no invalidation on mtime
-// changes (ExplicitDataCacheControl, mount.go). Without it every open
-// would read the whole file again.
+// change to a file's bytes through the mount passes through the kernel
+// (writes fill its cache; truncate, hole punches, zeroed ranges and
+// copy_file_range drop the pages they change), and the mount asks for no
+// invalidation on mtime changes (ExplicitDataCacheControl, mount.go).
+// Without it every open would read the whole file again. After a change
+// behind the kernel's back (Server.InvalidateFile, InvalidateAll) the
+// open drops the file's pages, as well as the notification did.
 func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	changed := n.changedBehind.Swap(false)
 	fh, errno := n.open(ctx, flags)
-	return fh, fuse.FOPEN_KEEP_CACHE, errno
+	switch {
+	case errno != 0:
+		if changed {
+			n.changedBehind.Store(true)
+		}
+		return nil, 0, errno
+	case changed:
+		return fh, 0, 0
+	}
+	return fh, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // Release implements fs.NodeReleaser: the engine drops the open reference,
@@ -807,6 +826,7 @@ func releaseLogged(v *txfs.Volume, ino txfs.Ino) {
 // inode, so nothing can reach a removed directory any more. FORGETs lost
 // at unmount leave the reference to Volume.Close, which frees the orphan.
 func (n *Node) OnForget() {
+	n.fsys.known.remove(n)
 	n.unhold()
 }
 

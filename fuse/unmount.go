@@ -7,8 +7,6 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
-
-	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 // UnmountDir unmounts the mount on dir: with umount2(2) as root, else
@@ -59,7 +57,7 @@ func UnmountDir(dir string, lazy bool) error {
 // files on it are already open, and waits until the server has answered
 // its last request, so that the caller may close the volume. No mount is
 // left on dir unless the unmount itself fails.
-func Release(server *fuse.Server, dir string) error {
+func Release(server *Server, dir string) error {
 	err := server.Unmount()
 	if err == nil {
 		return nil

@@ -33,20 +33,23 @@
 #   PIN         1: daemon on CPU 0, workload on CPU 1 (taskset) [0]; FUSE
 #               metadata results swing 2-3x with placement on 2 cores
 #   PASSTHROUGH 1: also run every workload once on a passthrough loopback [1]
-#   WORKLOADS   subset of: seqwrite seqread randread randwrite randwrite4
-#               files fsyncfiles dbench cp listing [all]
+#   WORKLOADS   subset of: seqwrite seqread randread warmread randwrite
+#               randwrite4 files fsyncfiles dbench cp listing sqlite [all]
 #   HOST        1: also run the workloads in HOST_WORKLOADS straight on the
 #               disk's filesystem, no FUSE: what the disk allows [1]
 #   HOST_WORKLOADS [seqread randwrite randwrite4 fsyncfiles listing]
 #   SEQ_SIZE    file size for sequential I/O and random read [1G]
 #   RAND_SIZE   file size for 4 KiB random fsync writes [64M]
 #   RAND_IOS    4 KiB random reads per run [20000]
+#   WARM_TIME   seconds of 4 KiB random reads of a file read before [10]
 #   RAND_TIME   time cap in seconds of the random write run [30]
 #   NFILES      files created/stat'ed/deleted [20000]
 #   NSYNC       4 KiB files written with fsync each [2000]
 #   NLIST       empty files in the directory that "listing" lists [100000]
 #   DBENCH_TIME dbench seconds, 4 clients [30]
 #   CP_SRC      tree copied with cp -a [/usr/local/go/src]
+#   SQL_ROWS    rows sqlite3 inserts, in SQL_TX transactions [100000]
+#   SQL_TX      transactions of the sqlite workload [100]
 #   TIMEOUT     seconds after which one workload run counts as a hang [900]
 #
 # It installs fio and dbench with apt-get if they are missing (and says so),
@@ -61,18 +64,21 @@ BENCHDIR=${BENCHDIR:-/var/tmp/txfsbench}
 IMAGE_SIZE=${IMAGE_SIZE:-4G}
 PIN=${PIN:-0}
 PASSTHROUGH=${PASSTHROUGH:-1}
-WORKLOADS=${WORKLOADS:-seqwrite seqread randread randwrite randwrite4 files fsyncfiles dbench cp listing}
+WORKLOADS=${WORKLOADS:-seqwrite seqread randread warmread randwrite randwrite4 files fsyncfiles dbench cp listing sqlite}
 HOST=${HOST:-1}
 HOST_WORKLOADS=${HOST_WORKLOADS:-seqread randwrite randwrite4 fsyncfiles listing}
 SEQ_SIZE=${SEQ_SIZE:-1G}
 RAND_SIZE=${RAND_SIZE:-64M}
 RAND_IOS=${RAND_IOS:-20000}
+WARM_TIME=${WARM_TIME:-10}
 RAND_TIME=${RAND_TIME:-30}
 NFILES=${NFILES:-20000}
 NSYNC=${NSYNC:-2000}
 NLIST=${NLIST:-100000}
 DBENCH_TIME=${DBENCH_TIME:-30}
 CP_SRC=${CP_SRC:-/usr/local/go/src}
+SQL_ROWS=${SQL_ROWS:-100000}
+SQL_TX=${SQL_TX:-100}
 TIMEOUT=${TIMEOUT:-900}
 
 IMG=$BENCHDIR/txfs.img
@@ -95,6 +101,7 @@ die() { say "bench.sh: $*"; exit 1; }
 missing=()
 command -v fio >/dev/null || missing+=(fio)
 command -v dbench >/dev/null || missing+=(dbench)
+[[ " ${WORKLOADS:-sqlite} " != *" sqlite "* ]] || command -v sqlite3 >/dev/null || missing+=(sqlite3)
 if [ ${#missing[@]} -gt 0 ]; then
   say "bench.sh: installing ${missing[*]} with apt-get (needed by the workloads)"
   apt-get install -y "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed (run apt-get update first?)"
@@ -283,6 +290,16 @@ run_workload() {
     out=$(fio_run --directory="$d" --filename=seq.dat --rw=randread --bs=4k --size="$SEQ_SIZE" --number_ios="$RAND_IOS") || return
     awk -F';' '{printf "RESULT randread %.0f IOPS\n", $8}' <<<"$out"
     ;;
+  warmread)
+    # Random 4 KiB reads of a file read whole just before (not timed), in
+    # a new open: what a filesystem keeps of a file across opens. fio
+    # would drop the file's cached pages first (invalidate=1) without
+    # --invalidate=0.
+    fio_layout "$d" seq.dat "$SEQ_SIZE" || return
+    cat "$d/seq.dat" >/dev/null
+    out=$(fio_run --directory="$d" --filename=seq.dat --rw=randread --bs=4k --size="$SEQ_SIZE" --invalidate=0 --time_based --runtime="$WARM_TIME") || return
+    awk -F';' '{printf "RESULT warmread %.0f IOPS\n", $8}' <<<"$out"
+    ;;
   randwrite)
     # Overwrites of an existing file, fsync after every 4 KiB write; ends
     # when every block was written once or after RAND_TIME seconds.
@@ -357,6 +374,34 @@ run_workload() {
       t1=$(date +%s.%N)
       awk -v m="$metric" -v a="$t0" -v b="$t1" 'BEGIN {printf "RESULT %s %.3f s\n", m, b - a}'
     done
+    ;;
+  sqlite)
+    # sqlite3 (rollback journal, its defaults) inserts SQL_ROWS rows into
+    # a new database in SQL_TX transactions; two indexes on random values
+    # make every transaction change pages all over the file, which soon
+    # outgrows sqlite's own 2 MiB cache: it reads them back from the file
+    # (the kernel's page cache, if the filesystem lets it keep the pages
+    # across the writes). Timed, then checked.
+    rm -f "$d/bench.db" "$d/bench.db-journal"
+    local per=$(( SQL_ROWS / SQL_TX )) sql=$LOGDIR/sqlite.sql
+    {
+      echo "CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b TEXT, payload BLOB);"
+      echo "CREATE INDEX ta ON t(a);"
+      echo "CREATE INDEX tb ON t(b);"
+      for ((i = 0; i < SQL_TX; i++)); do
+        echo "BEGIN;"
+        echo "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < $per)"
+        echo "  INSERT INTO t(a, b, payload) SELECT random(), hex(randomblob(16)), randomblob(100) FROM c;"
+        echo "COMMIT;"
+      done
+    } >"$sql"
+    t0=$(date +%s.%N)
+    load sqlite3 -bail "$d/bench.db" ".read $sql" || return
+    t1=$(date +%s.%N)
+    out=$(load sqlite3 -bail "$d/bench.db" "PRAGMA integrity_check; SELECT count(*) FROM t;") || return
+    [ "$out" = "ok"$'\n'"$(( per * SQL_TX ))" ] || { say "sqlite on $fs: the database checks as: $out"; return 1; }
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "RESULT sqlite %.2f s\n", b - a}'
+    rm -f "$d/bench.db"
     ;;
   *)
     say "unknown workload $w"
