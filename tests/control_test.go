@@ -420,5 +420,6 @@ func TestSnapshotRestoreMounted(t *testing.T) {
 	if n, err := open.ReadAt(got, 0); (err != nil && err != io.EOF) || !bytes.Equal(got[:n], before) {
 		t.Errorf("the file open at the restore reads %d bytes, %v; want the snapshot's", n, err)
 	}
+	open.Close()
 	m.stop() // fsck
 }
