@@ -113,7 +113,10 @@ func (r *modelRun) snapshotOp() {
 		}
 	}
 	// The state after it is a state a crash may leave from now on.
-	r.step(fmt.Sprintf("snapshot %s %s", op, name))
+	desc := fmt.Sprintf("snapshot %s %s", op, name)
+	r.snapshotAhead = true
+	r.step(desc)
+	r.snapshotAhead = false
 	// The hook runs under the volume's lock: the images are recovered
 	// once the operation returns.
 	var images []crashImage
@@ -132,9 +135,22 @@ func (r *modelRun) snapshotOp() {
 	if err := v.Check(); err != nil {
 		r.fatalf("check after snapshot %s %s: %v", op, name, err)
 	}
+	r.compareSnapshots(desc)
 	r.snapshots++
 	if want == 0 {
 		r.synced = len(r.dumps) - 1
 		r.syncWhy = fmt.Sprintf("snapshot %s %s, op %d", op, name, r.synced)
+	}
+}
+
+// compareSnapshots requires every snapshot to read as its copy in the
+// model: after every step, a snapshot never changes.
+func (r *modelRun) compareSnapshots(after string) {
+	r.t.Helper()
+	for _, s := range r.snaps {
+		got, err := dumpSnapshot(r.v, s.name)
+		if err != nil || got != s.dump {
+			r.fatalf("after %s, snapshot %s differs from the model (%v):\n%s", after, s.name, err, lineDiff(got, s.dump))
+		}
 	}
 }

@@ -225,6 +225,9 @@ type modelRun struct {
 	// snaps are the snapshots, oldest first: the model as each was taken.
 	snaps     []modelSnapshot
 	snapshots int // snapshot operations done
+	// snapshotAhead: the model is a snapshot operation ahead of the
+	// volume (snapshotOp records the state after it first).
+	snapshotAhead bool
 }
 
 func (r *modelRun) fatalf(format string, a ...any) {
@@ -289,6 +292,9 @@ func (r *modelRun) step(desc string) {
 	}
 	r.log = append(r.log, desc)
 	r.dumps = append(r.dumps, r.state())
+	if !r.snapshotAhead {
+		r.compareSnapshots(desc)
+	}
 }
 
 func (r *modelRun) randData(n int) []byte {

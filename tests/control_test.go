@@ -301,6 +301,17 @@ func TestSnapshotCommands(t *testing.T) {
 		t.Errorf("snapshot create as uid 65534: exit %d: %s", code, errOut)
 	}
 
+	// Readable in the mount while the live file changes.
+	if err := os.WriteFile(f, []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(m.dir, ".snapshots", "one", "f")); err != nil || !bytes.Equal(got, before) {
+		t.Errorf(".snapshots/one/f: %d bytes, %v", len(got), err)
+	}
+	if err := os.WriteFile(filepath.Join(m.dir, ".snapshots", "one", "f"), []byte("x"), 0o644); !errors.Is(err, syscall.EROFS) {
+		t.Errorf("writing into a snapshot: %v, want EROFS", err)
+	}
+
 	// Survives SIGTERM and kill -9 of the daemon.
 	d := m.d
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
