@@ -123,13 +123,14 @@ func decodeCheckpoint(b []byte) (*checkpointRec, error) {
 // then the checkpoint record and a copy of it, waits until all of it is
 // durable, and points the other superblock slot at it. Operations go on
 // meanwhile except while the dirty blocks are being encoded.
-func (v *Volume) checkpoint() error { return v.checkpointWith(nil) }
+func (v *Volume) checkpoint() error { return v.checkpointWith(nil, nil) }
 
 // checkpointWith takes a checkpoint during which change, if not nil,
 // changes the snapshots (snapshotCheckpoint): it runs under the lock once
 // the tree is flushed, and no transaction begins until the checkpoint is
-// durable and named by the superblock.
-func (v *Volume) checkpointWith(change func() error) error {
+// durable and named by the superblock. fits, if not nil, says first,
+// with no transaction running, whether the log has room for it.
+func (v *Volume) checkpointWith(change, fits func() error) error {
 	v.ckptMu.Lock()
 	defer v.ckptMu.Unlock()
 	v.mu.Lock()
@@ -145,6 +146,12 @@ func (v *Volume) checkpointWith(change func() error) error {
 			v.changed.Broadcast()
 			v.mu.Unlock()
 		}()
+	}
+	if fits != nil {
+		if err := fits(); err != nil {
+			v.mu.Unlock()
+			return err
+		}
 	}
 	if change == nil && v.changes == 0 && !v.checkpointHelps() {
 		// Nothing to write and nothing to free: a checkpoint would only

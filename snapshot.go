@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/txfs/txfs/btree"
+	"github.com/txfs/txfs/cow"
 	"github.com/txfs/txfs/inode"
 )
 
@@ -89,7 +90,7 @@ func (v *Volume) CreateSnapshot(name string) error {
 		}
 		v.snaps = append(v.snaps, snapshot{name: name, created: time.Now().UnixNano(), root: root, nextIno: v.nextIno})
 		return nil
-	})
+	}, func() (int, error) { return 0, nil })
 }
 
 // DeleteSnapshot removes snapshot name and frees what only it held. The
@@ -100,7 +101,7 @@ func (v *Volume) DeleteSnapshot(name string) error {
 		v.snaps = slices.Delete(v.snaps, i, i+1)
 		v.dropView(name)
 		return v.release(root)
-	})
+	}, func(i int) (int, error) { return v.releaseLeaves(v.snaps[i].root) })
 	if err == nil {
 		v.snapshotChanged("delete", name)
 	}
@@ -126,8 +127,9 @@ func (v *Volume) snapshotChanged(op, name string) {
 }
 
 // withSnapshot runs change on the snapshot named name (its index) in a
-// snapshot operation's checkpoint.
-func (v *Volume) withSnapshot(name string, change func(i int) error) error {
+// snapshot operation's checkpoint, whose DAT it changes in leaves(i)
+// leaves at most.
+func (v *Volume) withSnapshot(name string, change func(i int) error, leaves func(i int) (int, error)) error {
 	if err := CheckSnapshotName(name); err != nil {
 		return err
 	}
@@ -137,6 +139,11 @@ func (v *Volume) withSnapshot(name string, change func(i int) error) error {
 			return fmt.Errorf("%w: %q", ErrNoSnapshot, name)
 		}
 		return change(i)
+	}, func() (int, error) {
+		if i := v.findSnapshot(name); i >= 0 {
+			return leaves(i)
+		}
+		return 0, nil // refused by change
 	})
 }
 
@@ -157,6 +164,10 @@ func (v *Volume) RestoreSnapshot(name string) error {
 		// What waited for room belongs to the old tree.
 		clear(v.deferred)
 		return v.release(old)
+	}, func(int) (int, error) {
+		// The live tree is partly in memory until the checkpoint writes
+		// it: count every DAT leaf.
+		return v.dat.Leaves(), nil
 	})
 	if err != nil {
 		return err
@@ -174,7 +185,22 @@ func (v *Volume) RestoreSnapshot(name string) error {
 // the lock once the tree is flushed, changes the snapshots; no
 // transaction begins until it is durable. An error from change (a name
 // that exists or not) leaves everything as it was.
-func (v *Volume) snapshotCheckpoint(change func() error) error {
+func (v *Volume) snapshotCheckpoint(change func() error, leaves func() (int, error)) error {
+	// Room for the checkpoint with the change: the counts it changes, in
+	// DAT leaves (those of the trees it releases, of a new root, of the
+	// table), and the table. It may free space: it may use all but what
+	// the cleaner needs, as deletes do.
+	fits := func() error {
+		leaves, err := leaves()
+		if err != nil {
+			return v.fail(err)
+		}
+		tables := v.snapTableBlocks(len(v.snaps) + 1)
+		if v.log.Room()-v.ckptCostWith(tables, leaves+2+tables) < v.reserveBytes(true) {
+			return fmt.Errorf("%w: the checkpoint of a snapshot operation needs more room than is left", ErrNoSpace)
+		}
+		return nil
+	}
 	var refused error
 	err := v.checkpointWith(func() error {
 		if err := change(); err != nil {
@@ -186,7 +212,7 @@ func (v *Volume) snapshotCheckpoint(change func() error) error {
 		}
 		v.snapDirty = true
 		return nil
-	})
+	}, fits)
 	if err != nil {
 		return err
 	}
@@ -304,19 +330,38 @@ func (v *Volume) nodeRefs(id uint64) (btree.NodeRefs, error) {
 // stored bytes of every node and block whose last reference they drop.
 // Lock held.
 func (v *Volume) exclusiveBytes(roots ...uint64) (int64, error) {
-	drops := map[uint64]uint32{} // references the delete would drop
 	var total int64
+	err := v.walkRelease(roots, func(_ uint64, e cow.Entry, freed bool) {
+		if freed {
+			total += int64(e.Len)
+		}
+	})
+	return total, err
+}
+
+// releaseLeaves is the number of DAT leaves that releasing roots changes:
+// what it adds to the checkpoint that writes it. Lock held.
+func (v *Volume) releaseLeaves(roots ...uint64) (int, error) {
+	per := uint64(v.bs / cow.EntrySize)
+	leaves := map[uint64]bool{}
+	err := v.walkRelease(roots, func(vb uint64, _ cow.Entry, _ bool) { leaves[vb/per] = true })
+	return len(leaves), err
+}
+
+// walkRelease tells fn of every node and block whose count releasing
+// roots (release) drops, and whether it drops the last, without changing
+// anything. Lock held.
+func (v *Volume) walkRelease(roots []uint64, fn func(vb uint64, e cow.Entry, freed bool)) error {
+	drops := map[uint64]uint32{} // references the release would drop
 	drop := func(vb uint64) (bool, error) {
 		e, err := v.dat.Live(vb)
 		if err != nil {
 			return false, err
 		}
 		drops[vb]++
-		if drops[vb] < e.Refs {
-			return false, nil
-		}
-		total += int64(e.Len)
-		return true, nil
+		freed := drops[vb] == e.Refs
+		fn(vb, e, freed)
+		return freed, nil
 	}
 	var walk func(id uint64) error
 	walk = func(id uint64) error {
@@ -343,10 +388,10 @@ func (v *Volume) exclusiveBytes(roots ...uint64) (int64, error) {
 	}
 	for _, root := range roots {
 		if err := walk(root); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	return total, nil
+	return nil
 }
 
 // subtreeBytes is the stored bytes of node id and of everything below

@@ -442,6 +442,11 @@ func TestSnapshotFullVolume(t *testing.T) {
 	if err := v.Check(); err != nil {
 		t.Fatal(err)
 	}
+	if err := v.RestoreSnapshot("full0"); err != nil && !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("restore on a full volume: %v", err)
+	} else {
+		t.Logf("restore on the full volume: %v", err)
+	}
 	if err := v.Unlink(RootIno, "a"); err != nil {
 		t.Fatal(err)
 	}
