@@ -3,15 +3,18 @@ package tests
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,7 +55,11 @@ func startWebAt(t *testing.T, pidFile string, args ...string) *console {
 		t.Skip(skipReason)
 	}
 	c := &console{t: t, pidFile: pidFile, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	c.cmd = exec.Command(bin("txfs"), append([]string{"web", "--listen", "127.0.0.1:0", "--pid-file", c.pidFile}, args...)...)
+	flags := []string{"web", "--pid-file", c.pidFile}
+	if !slices.Contains(args, "--listen") {
+		flags = append(flags, "--listen", "127.0.0.1:0")
+	}
+	c.cmd = exec.Command(bin("txfs"), append(flags, args...)...)
 	c.cmd.Stderr = c.stderr
 	out, err := c.cmd.StdoutPipe()
 	if err != nil {
@@ -204,6 +211,18 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
+// writeRandom writes n random bytes to path.
+func writeRandom(t *testing.T, path string, n int) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Error(err)
+		return
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Error(err)
+	}
+}
+
 // snapshotsOf lists the snapshots of the mount on dir through its socket.
 func snapshotsOf(t *testing.T, dir string) []string {
 	t.Helper()
@@ -236,18 +255,38 @@ func TestWebConsole(t *testing.T) {
 	if err := os.WriteFile(file, []byte("the old words\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(m.dir, "data.bin"), make([]byte, 3<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	// Data that a snapshot taken from the command line alone keeps, so
+	// that the overview has every kind of space to show.
+	data := filepath.Join(m.dir, "data.bin")
+	writeRandom(t, data, 24<<20)
+	txfsOK(t, "snapshot", "create", m.dir, "monday")
+	writeRandom(t, data, 8<<20)
 	c := startWeb(t, m.dir)
 	ctx, _ := browser(t)
 
+	// A writer for the throughput chart.
+	stopWriting := make(chan struct{})
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		for i := 0; ; i++ {
+			select {
+			case <-stopWriting:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			writeRandom(t, filepath.Join(m.dir, "log.bin"), (1+i%4)<<19)
+		}
+	}()
 	do(t, ctx, "overview",
 		chromedp.Navigate(c.url+"/#overview"),
 		waitFor(`document.querySelector("#space dd") !== null`),
 		waitFor(`document.querySelector("#segments-caption").textContent.includes("segments")`),
-		// Two samples make a chart line.
-		waitFor(`document.querySelector("#legend-throughput").textContent.includes("written by operations")`))
+		// Samples make a chart line.
+		waitFor(`document.querySelector("#legend-throughput").textContent.includes("written by operations")`),
+		chromedp.Sleep(3*time.Second))
+	close(stopWriting)
+	<-written
 	screenshot(t, ctx, "overview")
 
 	do(t, ctx, "take a snapshot",
@@ -256,7 +295,7 @@ func TestWebConsole(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#create button[type=submit]`)),
 		waitFor(`document.querySelector('tr[data-snapshot="before"]') !== null`),
 		waitFor(`document.querySelector("#messages").innerText.includes("Snapshot before taken")`))
-	if got := snapshotsOf(t, m.dir); len(got) != 1 || got[0] != "before" {
+	if got := snapshotsOf(t, m.dir); len(got) != 2 || got[1] != "before" {
 		t.Fatalf("snapshots after the page took one: %v", got)
 	}
 	screenshot(t, ctx, "snapshots")
@@ -312,7 +351,7 @@ func TestWebConsole(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#confirm-ok")),
 		waitFor(`document.querySelector("#messages").innerText.includes("Snapshot before deleted")`),
 		waitFor(`document.querySelector('tr[data-snapshot="before"]') === null`))
-	if got := snapshotsOf(t, m.dir); len(got) != 0 {
+	if got := snapshotsOf(t, m.dir); len(got) != 1 || got[0] != "monday" {
 		t.Fatalf("snapshots after the page deleted its one: %v", got)
 	}
 }
@@ -365,7 +404,7 @@ func TestWebTwoBrowsers(t *testing.T) {
 		switch {
 		case strings.Contains(s, "Snapshot x deleted."):
 			done++
-		case strings.Contains(s, "Could not delete snapshot x:") && strings.Contains(s, "no such snapshot"):
+		case strings.Contains(s, "Could not delete snapshot x:") && strings.Contains(s, `there is no snapshot "x"`):
 			refused++
 		}
 	}
@@ -442,5 +481,133 @@ func TestWebKilledDuringSnapshot(t *testing.T) {
 	checkTree(m.dir)
 	if st := txfsOK(t, "status", "--json", m.dir); !json.Valid([]byte(st)) {
 		t.Fatalf("status after the kills: %s", st)
+	}
+}
+
+// TestWebAccess: off localhost the console refuses to start without a
+// token and encryption (TLS, or a proxy that serves it), and a token file
+// others can read; with them, a request without the token is refused and
+// one with it answered.
+func TestWebAccess(t *testing.T) {
+	m := newMount(t)
+	tmp := t.TempDir()
+	token := filepath.Join(tmp, "token")
+	if err := os.WriteFile(token, []byte("s3cret-s3cret-s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pid := filepath.Join(tmp, "web.pid")
+	for _, try := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"--listen", "0.0.0.0:0"}, 2, "refusing to listen on 0.0.0.0:0"},
+		{[]string{"--listen", ":0", "--token-file", token}, 2, "not a loopback address"},
+		{[]string{"--listen", "0.0.0.0:0", "--tls-cert", token}, 2, "--tls-cert and --tls-key go together"},
+	} {
+		code, _, errOut := txfsCmd(t, bin("txfs"), nil, append(append([]string{"web", "--pid-file", pid}, try.args...), m.dir)...)
+		if code != try.code || !strings.Contains(errOut, try.says) {
+			t.Errorf("txfs web %s: exit %d, %q; want %d and %q", strings.Join(try.args, " "), code, errOut, try.code, try.says)
+		}
+	}
+	if err := os.Chmod(token, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := txfsCmd(t, bin("txfs"), nil, "web", "--pid-file", pid, "--listen", "0.0.0.0:0", "--token-file", token, "--behind-proxy", m.dir)
+	if code != 1 || !strings.Contains(errOut, "chmod 600") {
+		t.Errorf("a token file others can read: exit %d, %q", code, errOut)
+	}
+	if err := os.Chmod(token, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startWeb(t, "--listen", "0.0.0.0:0", "--token-file", token, "--behind-proxy", m.dir)
+	c.url = strings.Replace(c.url, "0.0.0.0", "127.0.0.1", 1)
+	if code, body := c.request("GET", "/api/state"); code != 401 || !strings.Contains(body, "token") {
+		t.Errorf("no token: %d %s", code, body)
+	}
+	if code, body := c.request("GET", "/api/state", "Authorization", "Bearer s3cret-s3cret-s3cret"); code != 200 || !strings.Contains(body, m.dir) {
+		t.Errorf("the token: %d %s", code, body)
+	}
+}
+
+// TestWebStopReload: txfs web -s reload reads the config file again
+// while a page's event stream goes on; txfs web -s stop lets a request
+// already sent finish (the snapshot is taken and answered), ends the
+// stream, removes the pid file, and the console exits 0.
+func TestWebStopReload(t *testing.T) {
+	m := newMount(t)
+	conf := filepath.Join(t.TempDir(), "web.conf")
+	if err := os.WriteFile(conf, []byte("# mounts\n"+m.dir+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := startWeb(t, "--config", conf)
+	stream, err := http.Get(c.url + "/api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	events := bufio.NewScanner(stream.Body)
+	events.Buffer(nil, 1<<20)
+	nextEvent := func() string {
+		t.Helper()
+		for events.Scan() {
+			if data, ok := strings.CutPrefix(events.Text(), "data: "); ok {
+				return data
+			}
+		}
+		return ""
+	}
+	if ev := nextEvent(); !strings.Contains(ev, m.dir) {
+		t.Fatalf("first event: %s", ev)
+	}
+
+	if err := os.WriteFile(conf, []byte(m.dir+"\n/nonexistent/mnt\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	txfsOK(t, "web", "-s", "reload", "--pid-file", c.pidFile)
+	deadline := time.Now().Add(5 * time.Second)
+	for ev := nextEvent(); !strings.Contains(ev, "/nonexistent/mnt"); ev = nextEvent() {
+		if ev == "" || time.Now().After(deadline) {
+			t.Fatalf("the stream after the reload: %q\n%s", ev, c.stderr)
+		}
+	}
+	_, body := c.request("GET", "/api/state")
+	if !strings.Contains(body, `"dir":"/nonexistent/mnt","error":"/nonexistent/mnt is not a mounted txfs volume`) {
+		t.Errorf("state after the reload: %s", body)
+	}
+
+	// A request sent before the stop is answered.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(c.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	q := url.Values{"dir": {m.dir}, "op": {"create"}, "name": {"late"}}
+	fmt.Fprintf(conn, "POST /api/snapshot?%s HTTP/1.1\r\nHost: localhost\r\nX-Txfs-Console: 1\r\nContent-Length: 0\r\n\r\n", q.Encode())
+	time.Sleep(100 * time.Millisecond)
+	txfsOK(t, "web", "-s", "stop", "--pid-file", c.pidFile)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("the request sent before the stop: %v", err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(answer), `"done":"created"`) {
+		t.Errorf("the request sent before the stop: %d %s", resp.StatusCode, answer)
+	}
+	if got := snapshotsOf(t, m.dir); !slices.Contains(got, "late") {
+		t.Errorf("snapshots after the stop: %v", got)
+	}
+	<-c.done
+	if code := c.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("txfs web exited %d on -s stop\n%s", code, c.stderr)
+	}
+	for events.Scan() {
+	}
+	if _, err := os.Stat(c.pidFile); !os.IsNotExist(err) {
+		t.Errorf("pid file after the stop: %v", err)
+	}
+	code, _, errOut := txfsCmd(t, bin("txfs"), nil, "web", "-s", "stop", "--pid-file", c.pidFile)
+	if code != 1 || !strings.Contains(errOut, "no txfs web is running") {
+		t.Errorf("-s stop with no console: exit %d, %q", code, errOut)
 	}
 }

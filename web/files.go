@@ -70,6 +70,25 @@ func (s *Server) openTree(r *http.Request) (*os.Root, string, *apiError) {
 	return root, rel, nil
 }
 
+// open opens the file or directory a request names, and stats it.
+func (s *Server) open(r *http.Request) (*os.File, fs.FileInfo, string, *apiError) {
+	root, rel, e := s.openTree(r)
+	if e != nil {
+		return nil, nil, "", e
+	}
+	defer root.Close() // an open file outlives its Root
+	f, err := root.Open(rel)
+	if err != nil {
+		return nil, nil, "", fileError(err, rel)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, "", fileError(err, rel)
+	}
+	return f, fi, rel, nil
+}
+
 // fileError says in words what went wrong with name.
 func fileError(err error, name string) *apiError {
 	var pe *fs.PathError
@@ -90,29 +109,19 @@ func fileError(err error, name string) *apiError {
 }
 
 func (s *Server) files(w http.ResponseWriter, r *http.Request) {
-	root, rel, e := s.openTree(r)
+	f, fi, rel, e := s.open(r)
 	if e != nil {
 		e.write(w)
 		return
 	}
-	defer root.Close()
-	f, err := root.Open(rel)
-	if err != nil {
-		fileError(err, rel).write(w)
-		return
-	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		fileError(err, rel).write(w)
-		return
-	}
 	out := Listing{Path: "/", Kind: "file"}
 	if rel != "." {
 		out.Path = "/" + rel
 	}
 	if fi.IsDir() {
 		out.Kind = "dir"
+		var err error
 		out.Entries, out.Truncated, err = readDir(f, rel == "." && r.URL.Query().Get("snap") == "")
 		if err != nil {
 			fileError(err, rel).write(w)
@@ -186,23 +195,12 @@ func entryOf(fi fs.FileInfo) Entry {
 }
 
 func (s *Server) download(w http.ResponseWriter, r *http.Request) {
-	root, rel, e := s.openTree(r)
+	f, fi, rel, e := s.open(r)
 	if e != nil {
 		e.write(w)
 		return
 	}
-	defer root.Close()
-	f, err := root.Open(rel)
-	if err != nil {
-		fileError(err, rel).write(w)
-		return
-	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		fileError(err, rel).write(w)
-		return
-	}
 	if !fi.Mode().IsRegular() {
 		writeError(w, http.StatusBadRequest, "/"+rel+" is not a regular file")
 		return

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/txfs/txfs"
 	"github.com/txfs/txfs/control"
 )
 
@@ -185,6 +186,15 @@ func (s *Server) volume(r *http.Request) (string, *apiError) {
 	return dir, nil
 }
 
+// client is the control socket of the mount point a request names.
+func (s *Server) client(r *http.Request) (*control.Client, *apiError) {
+	dir, e := s.volume(r)
+	if e != nil {
+		return nil, e
+	}
+	return dial(dir)
+}
+
 // dial is the control socket of dir.
 func dial(dir string) (*control.Client, *apiError) {
 	c, err := control.Dial(dir)
@@ -204,12 +214,7 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) clean(w http.ResponseWriter, r *http.Request) {
-	dir, e := s.volume(r)
-	if e != nil {
-		e.write(w)
-		return
-	}
-	c, e := dial(dir)
+	c, e := s.client(r)
 	if e != nil {
 		e.write(w)
 		return
@@ -225,18 +230,17 @@ func (s *Server) clean(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
-	dir, e := s.volume(r)
-	if e != nil {
-		e.write(w)
-		return
-	}
 	q := r.URL.Query()
 	op, name := q.Get("op"), q.Get("name")
 	if op != "create" && op != "restore" && op != "delete" {
 		writeError(w, http.StatusBadRequest, "a snapshot operation is create, restore or delete, not "+quote(op))
 		return
 	}
-	c, e := dial(dir)
+	if err := txfs.CheckSnapshotName(name); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	c, e := s.client(r)
 	if e != nil {
 		e.write(w)
 		return
@@ -245,7 +249,16 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 	res, err := c.Snapshot(op, name)
 	s.hub.kick()
 	if err != nil {
-		controlError(err).write(w)
+		e := controlError(err)
+		// The daemon's words are generic; these two are what racing
+		// browsers meet.
+		switch {
+		case errors.Is(err, txfs.ErrNoSnapshot):
+			e.message = "there is no snapshot " + quote(name) + " (any more: it may just have been deleted elsewhere)"
+		case errors.Is(err, txfs.ErrSnapshotExists):
+			e.message = "a snapshot " + quote(name) + " exists already"
+		}
+		e.write(w)
 		return
 	}
 	writeJSON(w, http.StatusOK, res)

@@ -187,7 +187,7 @@ function series(dir) {
   return { tp, lat };
 }
 
-function chart(canvas, sets, fmt, legend, empty) {
+function chart(canvas, sets, fmt, legend, empty, floor) {
   const dpr = window.devicePixelRatio || 1;
   const w = canvas.clientWidth, hgt = canvas.clientHeight || 180;
   canvas.width = w * dpr; canvas.height = hgt * dpr;
@@ -195,11 +195,13 @@ function chart(canvas, sets, fmt, legend, empty) {
   g.scale(dpr, dpr);
   g.clearRect(0, 0, w, hgt);
   const names = Object.keys(sets).slice(0, COLORS.length);
-  const now = state.time, span = HISTORY * 1000;
+  // The window grows with the samples, from 30 seconds up to HISTORY.
+  const h = history[view.dir] || [], now = state.time;
+  const span = Math.min(HISTORY * 1000, Math.max(30000, h.length ? now - h[0].t : 0));
   const left = 70, bottom = hgt - 18, top = 8, right = w - 6;
   let max = 0;
   for (const n of names) for (const [, y] of sets[n]) max = Math.max(max, y);
-  max = max > 0 ? max * 1.15 : 1;
+  max = Math.max(max * 1.15, floor);
   g.font = "11px system-ui, sans-serif";
   g.fillStyle = "#667085"; g.strokeStyle = "#e3e6ea"; g.lineWidth = 1;
   for (let i = 0; i <= 3; i++) {
@@ -207,7 +209,7 @@ function chart(canvas, sets, fmt, legend, empty) {
     g.beginPath(); g.moveTo(left, y); g.lineTo(right, y); g.stroke();
     g.fillText(fmt(max * i / 3), 4, y + 4);
   }
-  g.fillText("2 min ago", left, hgt - 4);
+  g.fillText(Math.round(span / 1000) + " s ago", left, hgt - 4);
   g.fillText("now", right - 22, hgt - 4);
   const x = (t) => left + (right - left) * (1 - (now - t) / span);
   names.forEach((n, i) => {
@@ -226,9 +228,15 @@ function chart(canvas, sets, fmt, legend, empty) {
 
 function renderCharts(v) {
   const { tp, lat } = series(v.dir);
-  chart($("#chart-throughput"), tp, rate, $("#legend-throughput"), "Waiting for a second sample…");
-  chart($("#chart-latency"), lat, ms, $("#legend-latency"),
-    v.metrics ? "No operations timed in the last samples." : "Latency needs the daemon's /metrics, which this mount does not serve.");
+  chart($("#chart-throughput"), tp, rate, $("#legend-throughput"), "Waiting for a second sample…", 1024);
+  // Without /metrics there is nothing to draw: say so instead.
+  $("#chart-latency").hidden = !v.metrics;
+  $("#legend-latency").classList.toggle("empty", !v.metrics);
+  if (!v.metrics) {
+    $("#legend-latency").replaceChildren("Latency needs the daemon's /metrics, which this mount does not serve.");
+    return;
+  }
+  chart($("#chart-latency"), lat, ms, $("#legend-latency"), "No operations timed in the last samples.", 0.001);
 }
 
 function renderSegments(v) {
