@@ -100,6 +100,13 @@ func (c *Client) Clean() (CleanResult, error) {
 	return res, err
 }
 
+// Segments asks how full each segment is (GET /v1/segments).
+func (c *Client) Segments() (Segments, error) {
+	var segs Segments
+	err := c.Do(http.MethodGet, "/v1/segments", &segs)
+	return segs, err
+}
+
 // Snapshots lists the snapshots (GET /v1/snapshots).
 func (c *Client) Snapshots() (SnapshotList, error) {
 	var list SnapshotList

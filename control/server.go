@@ -285,6 +285,18 @@ var endpoints = map[string]endpoint{
 		res, err := fs.Clean()
 		return CleanResultOf(res), err
 	}},
+	"/v1/segments": {http.MethodGet, func(fs Filesystem, _ *http.Request, _ string) (any, error) {
+		sr, ok := fs.(segmentReporter)
+		if !ok {
+			return nil, fmt.Errorf("segments: %w", txfs.ErrNotSupported)
+		}
+		st, err := fs.Status()
+		if err != nil {
+			return nil, err
+		}
+		segs, err := sr.Segments()
+		return SegmentsOf(st.SegmentSize, segs), err
+	}},
 	"/v1/snapshots": {http.MethodGet, func(fs Filesystem, _ *http.Request, _ string) (any, error) {
 		list, err := fs.Snapshots()
 		return SnapshotListOf(list), err

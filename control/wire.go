@@ -129,3 +129,28 @@ func StatusOf(s txfs.Status) Status {
 func CleanResultOf(r txfs.CleanResult) CleanResult {
 	return CleanResult{SegmentsCleaned: r.Segments, BytesMoved: r.BytesMoved, BytesFreed: r.BytesFreed}
 }
+
+// Segments is the answer to GET /v1/segments: how full each segment is.
+type Segments struct {
+	SegmentSize uint32  `json:"segment_size"` // bytes
+	LiveBytes   []int64 `json:"live_bytes"`   // segment i's bytes in use, segment 0 first
+	Free        []int   `json:"free"`         // the free segments (the log may take them), ascending
+}
+
+// segmentReporter is a Filesystem that can also say how full each of its
+// segments is (*txfs.Volume can).
+type segmentReporter interface {
+	Segments() ([]txfs.SegmentUsage, error)
+}
+
+// SegmentsOf is the wire form of a volume's segments.
+func SegmentsOf(size uint32, segs []txfs.SegmentUsage) Segments {
+	out := Segments{SegmentSize: size, LiveBytes: make([]int64, len(segs)), Free: []int{}}
+	for i, s := range segs {
+		out.LiveBytes[i] = s.Live
+		if s.Free {
+			out.Free = append(out.Free, i)
+		}
+	}
+	return out
+}

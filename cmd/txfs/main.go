@@ -6,6 +6,7 @@
 //	txfs umount [--dead] DIR
 //	txfs status [--json] TARGET
 //	txfs clean [--json] TARGET
+//	txfs web [--listen HOST:PORT] DIR...
 //
 // txfs mount refuses a DIR that is missing, not a directory, not empty or
 // already a mount point (unless -o nonempty), and when it fails it leaves
@@ -100,6 +101,7 @@ Examples:
    txfs status /mnt/txfs
    txfs clean /mnt/txfs
    txfs snapshot create /mnt/txfs monday
+   txfs web /mnt/txfs
    txfs umount /mnt/txfs`,
 		Commands: []*cli.Command{
 			mountCommand(),
@@ -107,6 +109,7 @@ Examples:
 			statusCommand(),
 			cleanCommand(),
 			snapshotCommand(),
+			webCommand(),
 		},
 		// No command, or an unknown one.
 		Action: func(c *cli.Context) error {
