@@ -90,7 +90,16 @@ type cleanState struct {
 
 // setupCleaner applies the options (Open has checked them).
 func (v *Volume) setupCleaner() {
-	o := v.opts.Cleaner
+	v.applyCleanerOptions(v.opts.Cleaner)
+	c := &v.clean
+	c.kick = make(chan struct{}, 1)
+	c.stop = make(chan struct{})
+	c.done = make(chan struct{})
+}
+
+// applyCleanerOptions sets the cleaner's policy, watermarks, pace and
+// switch from o (checked). Lock held, or not started yet.
+func (v *Volume) applyCleanerOptions(o CleanerOptions) {
 	c := &v.clean
 	c.policy, _ = cleaner.ByName(o.Policy)
 	c.low, c.high, c.pace, c.off = o.LowWatermark, o.HighWatermark, o.Pace, o.Off
@@ -104,9 +113,29 @@ func (v *Volume) setupCleaner() {
 	if c.pace <= 0 {
 		c.pace = defaultCleanPace
 	}
-	c.kick = make(chan struct{}, 1)
-	c.stop = make(chan struct{})
-	c.done = make(chan struct{})
+}
+
+// SetCleaner changes the cleaner's settings while the volume is open:
+// policy, watermarks, pace and whether it cleans in the background. A
+// pass under way ends first; the next one follows the new settings.
+func (v *Volume) SetCleaner(o CleanerOptions) error {
+	if err := checkCleanerOptions(o); err != nil {
+		return err
+	}
+	v.clean.mu.Lock() // no pass meanwhile
+	defer v.clean.mu.Unlock()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.usable(); err != nil {
+		return err
+	}
+	v.opts.Cleaner = o
+	v.applyCleanerOptions(o)
+	select { // the background cleaner looks again
+	case v.clean.kick <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 // checkCleanerOptions refuses settings that cannot work.
@@ -744,8 +773,9 @@ func (v *Volume) cleanerLoop() {
 		}
 		free := len(v.log.Free)
 		idle := time.Since(changed) >= cleanIdleAfter
+		off, low, high, pace := c.off, c.low, c.high, c.pace // SetCleaner changes them
 		v.mu.Unlock()
-		if c.off || free >= c.high || free >= c.low && !idle {
+		if off || free >= high || free >= low && !idle {
 			continue
 		}
 		more := func(n int) bool {
@@ -753,7 +783,7 @@ func (v *Volume) cleanerLoop() {
 			defer v.mu.Unlock()
 			return len(v.log.Free)+n < c.high && !v.stopping
 		}
-		r, err := v.cleanPass(more, cleanCeiling, c.pace, nil)
+		r, err := v.cleanPass(more, cleanCeiling, pace, nil)
 		if err != nil {
 			v.logf("cleaner: %v", err)
 		}

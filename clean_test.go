@@ -455,3 +455,52 @@ func TestCleanerWithSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// SetCleaner changes the policy, watermarks and pace of an open volume,
+// refuses what Open refuses, and the cleaner follows the new settings.
+func TestSetCleaner(t *testing.T) {
+	v, _ := newSmallVolume(t, 8<<20, 128<<10, Options{Cleaner: CleanerOptions{Off: true}})
+	if err := v.SetCleaner(CleanerOptions{Policy: "nope"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("an unknown policy: %v", err)
+	}
+	if err := v.SetCleaner(CleanerOptions{LowWatermark: 9, HighWatermark: 3}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("low above high: %v", err)
+	}
+	st, _ := v.Status()
+	if st.Cleaner.Policy != "cost-benefit" {
+		t.Fatalf("policy %q after refused changes", st.Cleaner.Policy)
+	}
+	// Dead space everywhere, the background cleaner off, and room enough
+	// that no writer has to clean: nothing cleans it.
+	r := rand.New(rand.NewPCG(11, 12))
+	fs := newFileSet(t, v, r, "f", int(usable(t, v)*4/10/(16<<10)), 16<<10)
+	for range usable(t, v) / 10 / 4096 {
+		if err := fs.overwrite(r, 4096, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, _ := v.Status(); st.Cleaner.Passes != 0 {
+		t.Fatalf("the cleaner ran while off: %+v", st.Cleaner)
+	}
+	// Turned on with a high watermark above the free segments, it cleans
+	// in the background.
+	segs := int(v.geo.Segments)
+	if err := v.SetCleaner(CleanerOptions{Policy: "greedy", LowWatermark: segs - 1, HighWatermark: segs, Pace: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, _ := v.Status()
+		if st.Cleaner.Policy != "greedy" || st.Cleaner.LowWatermark != segs-1 {
+			t.Fatalf("status after SetCleaner: %+v", st.Cleaner)
+		}
+		if st.Cleaner.SegmentsCleaned > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cleaner did not clean within 10 s of being turned on: %+v", st.Cleaner)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fs.verify(t)
+}
