@@ -107,6 +107,15 @@ func (c *Client) Segments() (Segments, error) {
 	return segs, err
 }
 
+// Reload applies mount options to the mounted volume (POST
+// /v1/reload?o=...).
+func (c *Client) Reload(options []string) (ReloadResult, error) {
+	q := url.Values{"o": options}
+	var res ReloadResult
+	err := c.Do(http.MethodPost, "/v1/reload?"+q.Encode(), &res)
+	return res, err
+}
+
 // Snapshots lists the snapshots (GET /v1/snapshots).
 func (c *Client) Snapshots() (SnapshotList, error) {
 	var list SnapshotList

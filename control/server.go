@@ -29,6 +29,15 @@ type Filesystem interface {
 	DeleteSnapshot(name string) error
 }
 
+// Reloader is a Filesystem whose mount options can change while it is
+// mounted (POST /v1/reload): Reload applies options, given as to
+// "txfs mount -o", and returns those it applied. Options that cannot
+// change while mounted are refused (an error wrapping txfs.ErrInvalid),
+// and then nothing changes.
+type Reloader interface {
+	Reload(options []string) ([]string, error)
+}
+
 // Options of Serve.
 type Options struct {
 	// RunDir is the directory of the socket; "" is RunDir().
@@ -284,6 +293,14 @@ var endpoints = map[string]endpoint{
 	"/v1/clean": {http.MethodPost, func(fs Filesystem, _ *http.Request, _ string) (any, error) {
 		res, err := fs.Clean()
 		return CleanResultOf(res), err
+	}},
+	"/v1/reload": {http.MethodPost, func(fs Filesystem, r *http.Request, _ string) (any, error) {
+		rl, ok := fs.(Reloader)
+		if !ok {
+			return nil, fmt.Errorf("reload: %w", txfs.ErrNotSupported)
+		}
+		applied, err := rl.Reload(r.URL.Query()["o"])
+		return ReloadResult{Applied: applied}, err
 	}},
 	"/v1/segments": {http.MethodGet, func(fs Filesystem, _ *http.Request, _ string) (any, error) {
 		sr, ok := fs.(segmentReporter)

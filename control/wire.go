@@ -79,6 +79,12 @@ func codeOf(err error) string {
 	return ""
 }
 
+// ReloadResult is the answer to POST /v1/reload?o=OPTIONS: the options
+// applied.
+type ReloadResult struct {
+	Applied []string `json:"applied"`
+}
+
 // Snapshot is one snapshot in the answer to GET /v1/snapshots.
 type Snapshot struct {
 	Name           string    `json:"name"`

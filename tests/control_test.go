@@ -434,3 +434,37 @@ func TestSnapshotRestoreMounted(t *testing.T) {
 	open.Close()
 	m.stop() // fsck
 }
+
+// TestReloadCommand: txfs reload changes the cleaner of a mounted volume,
+// refuses an option that cannot change (and changes nothing then), and
+// needs a mount.
+func TestReloadCommand(t *testing.T) {
+	m := newMount(t, "clean_policy=greedy")
+	policy := func() string {
+		var st control.Status
+		if err := json.Unmarshal([]byte(txfsOK(t, "status", "--json", m.dir)), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Cleaner.Policy
+	}
+	if p := policy(); p != "greedy" {
+		t.Fatalf("policy %q after mounting with clean_policy=greedy", p)
+	}
+	out := txfsOK(t, "reload", "-o", "clean_policy=age-threshold,clean_pace=5ms", m.dir)
+	if !strings.HasSuffix(out, ": applied clean_policy=age-threshold,clean_pace=5ms\n") || policy() != "age-threshold" {
+		t.Errorf("reload: %q, policy %q", out, policy())
+	}
+	code, out, errOut := txfsCmd(t, bin("txfs"), nil, "reload", "-o", "ro,clean_policy=cost-benefit", m.dir)
+	if code != 1 || out != "" || !strings.Contains(errOut, "ro cannot change while mounted") || policy() != "age-threshold" {
+		t.Errorf("reload -o ro: exit %d, %q %q, policy %q", code, out, errOut, policy())
+	}
+	code, _, errOut = txfsCmd(t, bin("txfs"), nil, "reload", "-o", "clean_policy=nope", m.dir)
+	if code != 2 || !strings.Contains(errOut, "clean_policy=nope") {
+		t.Errorf("reload with a bad option: exit %d: %s", code, errOut)
+	}
+	m.stop()
+	code, _, errOut = txfsCmd(t, bin("txfs"), nil, "reload", "-o", "noclean", m.dir)
+	if code != 1 || !strings.Contains(errOut, "not a txfs mount point") {
+		t.Errorf("reload of an unmounted directory: exit %d: %s", code, errOut)
+	}
+}

@@ -19,7 +19,7 @@ import (
 // serveControl opens the control socket of the mount on dir. A mount
 // without one still works, so a failure is a warning: txfs status and txfs
 // clean will not reach this mount.
-func serveControl(dir string, v *txfs.Volume) *control.Server {
+func serveControl(dir string, v control.Filesystem) *control.Server {
 	s, err := control.Serve(dir, v, control.Options{Owner: os.Getuid()})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "txfs: warning: %s has no control socket (txfs status and txfs clean cannot reach it): %v\n", dir, err)

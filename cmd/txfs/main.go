@@ -109,6 +109,7 @@ Examples:
 			statusCommand(),
 			cleanCommand(),
 			snapshotCommand(),
+			reloadCommand(),
 			webCommand(),
 		},
 		// No command, or an unknown one.

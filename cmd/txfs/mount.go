@@ -91,7 +91,9 @@ Options (-o, comma separated, repeatable):
    clean_pace=DURATION  pause between two batches of background cleaning
                         (default 20ms)
    noclean              no background cleaning; writers short of space
-                        and "txfs clean" still clean
+                        and "txfs clean" still clean (clean: the default)
+
+The clean_* options and noclean can change while mounted: txfs reload.
 
 --cpuprofile FILE writes a Go CPU profile of the daemon to FILE until it
 exits; --memprofile FILE writes a Go heap profile to FILE on SIGUSR1 and
@@ -261,11 +263,11 @@ func cleanerOption(c *txfs.CleanerOptions, o string) (bool, error) {
 			return true, usagef("clean_pace=%s: want a duration from 1ms to 1m, such as 20ms", val)
 		}
 		c.Pace = d
-	case "noclean":
+	case "noclean", "clean":
 		if val != "" {
-			return true, usagef("noclean takes no value")
+			return true, usagef("%s takes no value", name)
 		}
-		c.Off = true
+		c.Off = name == "noclean"
 	default:
 		return false, nil
 	}
@@ -420,7 +422,7 @@ func runMount(c *cli.Context) error {
 	}
 	// The socket opens before "ready", so that whoever waits for it can
 	// ask for the status at once; it closes before the volume does.
-	ctl := serveControl(dir, v)
+	ctl := serveControl(dir, &mountedVolume{Volume: v, opts: c.StringSlice("o"), set: set})
 	if ready != nil {
 		_, err := ready.WriteString("ready\n")
 		ready.Close()
