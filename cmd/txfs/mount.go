@@ -88,6 +88,9 @@ Options (-o, comma separated, repeatable):
                         (default 20ms)
    noclean              no background cleaning; writers short of space
                         and "txfs clean" still clean
+   metrics=HOST:PORT    also serve the Prometheus metrics of the control
+                        socket's GET /metrics on TCP there, to anyone who
+                        can connect (such as 127.0.0.1:9567)
 
 --cpuprofile FILE writes a Go CPU profile of the daemon to FILE until it
 exits; --memprofile FILE writes a Go heap profile to FILE on SIGUSR1 and
@@ -107,7 +110,7 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{
 				Name:  "o",
-				Usage: "mount options: ro, allow_other, default_permissions, noatime, debug, nonempty, readahead=KB, cache=SIZE",
+				Usage: "mount options: ro, allow_other, default_permissions, noatime, debug, nonempty, readahead=KB, cache=SIZE, metrics=HOST:PORT",
 			},
 			&cli.IntFlag{
 				Name:  "ready-fd",
@@ -139,6 +142,8 @@ type mountSettings struct {
 	cacheBytes int64
 	// cleaner is the clean_* options (txfs.Options.Cleaner).
 	cleaner txfs.CleanerOptions
+	// metricsAddr is "-o metrics=ADDR": serve the metrics on TCP there.
+	metricsAddr string
 }
 
 // mountOptions parses the -o options.
@@ -183,6 +188,13 @@ func mountOptions(opts []string) (mountSettings, error) {
 					return m, usagef("cache=%s: want a size from 4M to 1T, such as 64M", s)
 				}
 				m.cacheBytes = n
+				continue
+			}
+			if addr, ok := strings.CutPrefix(o, "metrics="); ok {
+				if err := metricsOption(addr); err != nil {
+					return m, err
+				}
+				m.metricsAddr = addr
 				continue
 			}
 			if ok, err := cleanerOption(&m.cleaner, o); ok || err != nil {
@@ -353,6 +365,13 @@ func runMount(c *cli.Context) error {
 		defer startMemProfile(path)()
 	}
 	limitMemory(set.cacheBytes)
+	metricsLn, err := listenMetrics(set.metricsAddr)
+	if err != nil {
+		return err
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close() // when the mount fails before it serves
+	}
 
 	if abs, err := filepath.Abs(image); err == nil {
 		image = abs
@@ -378,6 +397,8 @@ func runMount(c *cli.Context) error {
 	// The socket opens before "ready", so that whoever waits for it can
 	// ask for the status at once; it closes before the volume does.
 	ctl := serveControl(dir, v)
+	stopMetrics := serveMetrics(metricsLn, v)
+	defer stopMetrics()
 	if ready != nil {
 		_, err := ready.WriteString("ready\n")
 		ready.Close()
@@ -421,6 +442,7 @@ serve:
 	}
 	<-done
 	closeControl(ctl)
+	stopMetrics()
 
 	// Every request is answered: write the checkpoint and let the
 	// image go.

@@ -2,11 +2,33 @@
 package metricstest
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
+
+// Text is a gatherer of the metrics in text, in the Prometheus text
+// format (what GET /metrics answers); text that does not parse fails the
+// test.
+func Text(t testing.TB, text []byte) prometheus.Gatherer {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(text))
+	if err != nil {
+		t.Fatalf("parsing metrics: %v\n%s", err, text)
+	}
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		var out []*dto.MetricFamily
+		for _, f := range fams {
+			out = append(out, f)
+		}
+		return out, nil
+	})
+}
 
 // Value is the value of the metric family name in g, summed over its
 // series whose labels include labels (name, value pairs): a counter's or
@@ -27,6 +49,21 @@ func Value(t testing.TB, g prometheus.Gatherer, name string, labels ...string) f
 	return 0
 }
 
+// Scrape fetches metrics in the text format with fetch (a GET /metrics)
+// and returns Value over what it got.
+func Scrape(t testing.TB, fetch func() ([]byte, error)) func(name string, labels ...string) float64 {
+	t.Helper()
+	body, err := fetch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := Text(t, body)
+	return func(name string, labels ...string) float64 {
+		t.Helper()
+		return Value(t, g, name, labels...)
+	}
+}
+
 // Families are the names of the families g has.
 func Families(t testing.TB, g prometheus.Gatherer) map[string]bool {
 	t.Helper()
@@ -40,9 +77,6 @@ func Families(t testing.TB, g prometheus.Gatherer) map[string]bool {
 	}
 	return names
 }
-
-// Sum is Value of metrics already gathered or parsed.
-func Sum(ms []*dto.Metric, labels ...string) float64 { return sum(ms, labels) }
 
 func sum(ms []*dto.Metric, labels []string) float64 {
 	var total float64
