@@ -133,6 +133,7 @@ func (v *Volume) checkpoint() error { return v.checkpointWith(nil, nil) }
 func (v *Volume) checkpointWith(change, fits func() error) error {
 	v.ckptMu.Lock()
 	defer v.ckptMu.Unlock()
+	start := time.Now()
 	v.mu.Lock()
 	if err := v.writable(); err != nil {
 		v.mu.Unlock()
@@ -178,6 +179,7 @@ func (v *Volume) checkpointWith(change, fits func() error) error {
 	v.ckptFreed = v.ckptFreed[:0]
 	clean := v.stopping
 	ref, last, candidates, err := v.writeCheckpointLocked(change)
+	written := v.log.SealedBytes // the checkpoint's units (reset when it began)
 	snapshotStage(change, "queued")
 	if err == nil {
 		err = v.waitDurable(last)
@@ -209,6 +211,7 @@ func (v *Volume) checkpointWith(change, fits func() error) error {
 	// Segments empty in the checkpoint are free now that it is durable.
 	v.log.GiveBack(candidates)
 	v.lastCkpt = time.Now()
+	v.metrics.checkpointed(start, written)
 	v.changed.Broadcast()
 	v.logChanged()
 	return nil

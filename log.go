@@ -27,8 +27,9 @@ func (v *Volume) newLog() *journal.Log {
 				}
 			}
 		},
-		Sealed: v.logChanged,
-		Warn:   v.warn,
+		Sealed:  v.logChanged,
+		Warn:    v.warn,
+		Flushed: v.metrics.flushed,
 	})
 }
 

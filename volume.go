@@ -145,6 +145,7 @@ type Volume struct {
 
 	readRetries atomic.Int64 // reads redone under the lock (errMoved)
 	ckpter      checkpointerState
+	metrics     *volumeMetrics // its Prometheus registry (metrics.go)
 }
 
 // Format writes an empty volume onto dev: an empty root directory, its
@@ -226,6 +227,7 @@ func newVolume(dev segment.Device, sb *segment.Superblock, slot int, o Options) 
 	v.ckpter.kick = make(chan struct{}, 1)
 	v.changed = sync.NewCond(&v.mu)
 	v.wake = sync.NewCond(&v.mu)
+	v.metrics = newVolumeMetrics(v)
 	v.log = v.newLog()
 	v.log.KeepForCleaner = !o.ReadOnly
 	v.setupCleaner()
@@ -236,6 +238,7 @@ func newVolume(dev segment.Device, sb *segment.Superblock, slot int, o Options) 
 // every whole log unit after it. Orphans (inodes unlinked while open) are
 // freed. A read-only open recovers in memory and writes nothing.
 func Open(dev segment.Device, o Options) (*Volume, error) {
+	start := time.Now()
 	sb, slot, err := segment.ReadSuperblock(dev)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrIO, err)
@@ -259,8 +262,10 @@ func Open(dev segment.Device, o Options) (*Volume, error) {
 		return nil, fmt.Errorf("%w: %s; mount read-only to see the state before the damage, or repair it with fsck.txfs --repair",
 			ErrLogDamaged, v.damage)
 	}
+	v.metrics.replayedUnits = replayed
 	if v.ro {
 		close(v.done)
+		v.metrics.recoverySeconds = time.Since(start).Seconds()
 		return v, nil
 	}
 	if err := v.markInUse(); err != nil {
@@ -287,6 +292,7 @@ func Open(dev segment.Device, o Options) (*Volume, error) {
 		v.stop()
 		return nil, err
 	}
+	v.metrics.recoverySeconds = time.Since(start).Seconds()
 	v.clean.started = true
 	go v.cleanerLoop()
 	return v, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/txfs/txfs/internal/corrupt"
 )
@@ -61,6 +62,10 @@ type Tree struct {
 
 	// sharing says which nodes other trees share (share.go); nil: none.
 	sharing Sharing
+
+	// hits and misses count the loads the cache answered and those that
+	// read the store (metrics); atomic, so that they are read without mu.
+	hits, misses atomic.Uint64
 }
 
 // NewTree returns a tree whose root is root (NilNode for an empty tree),
@@ -109,11 +114,17 @@ func (t *Tree) lruRemove(n *node) {
 	n.prev, n.next = nil, nil
 }
 
+// CacheCounts is how many node loads the cache has answered (hits) and
+// how many read the store (misses) since the tree was made. It may be
+// called at any time, from any goroutine.
+func (t *Tree) CacheCounts() (hits, misses uint64) { return t.hits.Load(), t.misses.Load() }
+
 // load returns node id from the cache or the store. want is the level the
 // node must have (from its parent), or -1 for the root.
 func (t *Tree) load(id NodeID, want int) (*node, error) {
 	n := t.nodes[id]
 	if n == nil {
+		t.misses.Add(1)
 		if id == NilNode || id.isTemp() {
 			// A temporary node is dirty and so always cached.
 			return nil, fmt.Errorf("%w: node %#x is referenced but does not exist", ErrCorrupt, uint64(id))
@@ -135,6 +146,7 @@ func (t *Tree) load(id NodeID, want int) (*node, error) {
 		t.lruPush(n)
 		return n, nil
 	}
+	t.hits.Add(1)
 	if want >= 0 && int(n.level) != want {
 		return nil, corrupt.Errorf(ErrCorrupt, corrupt.Location{Block: uint64(id)}, "node %d has level %d, its parent expects %d", id, n.level, want)
 	}

@@ -138,9 +138,28 @@ const maxBody = 1 << 20
 // decodes the JSON answer into out. An answer other than 200 is an
 // *Error.
 func (c *Client) Do(method, path string, out any) error {
-	req, err := http.NewRequest(method, "http://txfs"+path, nil)
+	body, err := c.request(method, path)
 	if err != nil {
 		return err
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("control socket %s: %s %s: %w", c.path, method, path, err)
+	}
+	return nil
+}
+
+// Metrics fetches the volume's metrics in the Prometheus text format
+// (GET /metrics).
+func (c *Client) Metrics() ([]byte, error) {
+	return c.request(http.MethodGet, MetricsPath)
+}
+
+// request sends a request and returns the body of its answer, or the
+// server's error.
+func (c *Client) request(method, path string) ([]byte, error) {
+	req, err := http.NewRequest(method, "http://txfs"+path, nil)
+	if err != nil {
+		return nil, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -148,22 +167,19 @@ func (c *Client) Do(method, path string, out any) error {
 		if errors.As(err, &ue) {
 			err = ue.Err // "dial unix PATH: connect: ...", without the URL
 		}
-		return fmt.Errorf("control socket: %w", err)
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return fmt.Errorf("control socket %s: %w", c.path, err)
+		return nil, fmt.Errorf("control socket %s: %w", c.path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e errorBody
 		if json.Unmarshal(body, &e) != nil || e.Error == "" {
 			e.Error = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
 		}
-		return &Error{StatusCode: resp.StatusCode, Message: e.Error, Code: e.Code}
+		return nil, &Error{StatusCode: resp.StatusCode, Message: e.Error, Code: e.Code}
 	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("control socket %s: %s %s: %w", c.path, method, path, err)
-	}
-	return nil
+	return body, nil
 }

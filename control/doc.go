@@ -12,6 +12,7 @@
 //	GET  /v1/status  the volume's space and cleaner (Status)
 //	POST /v1/clean   run one cleaning pass, answer when it is done (CleanResult)
 //	GET  /v1/segments  the bytes in use in each segment, and the free ones (Segments)
+//	GET  /metrics    the volume's Prometheus metrics (text format)
 //
 // A request that fails is answered with an HTTP status and the JSON
 // {"error": "what went wrong"}: 403 for a peer that may not use the

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/txfs/txfs"
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +28,8 @@ type Filesystem interface {
 	CreateSnapshot(name string) error
 	RestoreSnapshot(name string) error
 	DeleteSnapshot(name string) error
+	// Metrics is the volume's registry, served at GET /metrics.
+	Metrics() *prometheus.Registry
 }
 
 // Reloader is a Filesystem whose mount options can change while it is
@@ -170,19 +173,25 @@ func (s *Server) Close() error {
 		s.idle.Wait()
 	}
 	s.mu.Unlock()
-	// A connection that never completes a request cannot hold the
-	// unmount for longer than closeGrace.
-	ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
-	err := s.http.Shutdown(ctx)
-	cancel()
-	if errors.Is(err, context.DeadlineExceeded) {
-		err = s.http.Close()
-	}
+	err := shutdown(s.http)
 	<-s.served
 	if fi, lerr := os.Lstat(s.path); lerr == nil && os.SameFile(fi, s.created) {
 		if rerr := os.Remove(s.path); rerr != nil && err == nil {
 			err = rerr
 		}
+	}
+	return err
+}
+
+// shutdown stops h: it stops accepting, gives the open connections
+// closeGrace to send their answers and closes them. A connection that
+// never completes a request cannot hold the unmount for longer.
+func shutdown(h *http.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+	defer cancel()
+	err := h.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = h.Close()
 	}
 	return err
 }
@@ -353,6 +362,10 @@ func Handler(fs Filesystem, owner int) http.Handler {
 		if err := authorize(r.Context(), owner); err != nil {
 			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusForbidden, err)
+			return
+		}
+		if r.URL.Path == MetricsPath {
+			serveMetrics(fs.Metrics(), w, r)
 			return
 		}
 		ep, name, ok := route(r.URL.Path)

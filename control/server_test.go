@@ -18,18 +18,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/txfs/txfs"
 	"github.com/txfs/txfs/segment"
 )
 
 // The test binary run as another user: it asks the socket in
-// $CONTROL_TEST_SOCKET for the status and prints what it got.
-const childSocketEnv = "CONTROL_TEST_SOCKET"
+// $CONTROL_TEST_SOCKET for the status, or for the metrics if
+// $CONTROL_TEST_METRICS is set, and prints what it got.
+const (
+	childSocketEnv  = "CONTROL_TEST_SOCKET"
+	childMetricsEnv = "CONTROL_TEST_METRICS"
+)
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(childSocketEnv); path != "" {
 		c := DialSocket(path)
-		_, err := c.Status()
+		var err error
+		if os.Getenv(childMetricsEnv) != "" {
+			_, err = c.Metrics()
+		} else {
+			_, err = c.Status()
+		}
 		var e *Error
 		switch {
 		case err == nil:
@@ -85,6 +95,8 @@ func (f *fakeFS) op(fn func(*txfs.Volume, string) error, name string) error {
 	}
 	return fn(v, name)
 }
+
+func (f *fakeFS) Metrics() *prometheus.Registry { return prometheus.NewRegistry() }
 
 func (f *fakeFS) Status() (txfs.Status, error) {
 	f.mu.Lock()
@@ -300,7 +312,7 @@ func sharedDir(t *testing.T) string {
 // asUser runs a copy of the test binary in dir as uid (and gid) to ask the
 // socket at path for the status, and returns what it got: "200", or the
 // status and the message.
-func asUser(t *testing.T, dir, path string, uid int) string {
+func asUser(t *testing.T, dir, path string, uid int, env ...string) string {
 	t.Helper()
 	exe := filepath.Join(dir, "control.test")
 	if _, err := os.Stat(exe); err != nil {
@@ -320,6 +332,7 @@ func asUser(t *testing.T, dir, path string, uid int) string {
 	cmd.Dir = dir
 	// (A race build sleeps a second at exit unless told not to.)
 	cmd.Env = append(os.Environ(), childSocketEnv+"="+path, "GORACE=atexit_sleep_ms=0")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

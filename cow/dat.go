@@ -306,6 +306,10 @@ func (d *DAT) Leaves() int { return d.t.Leaves(d.st.Count) }
 // DirtyMemory is what the blocks the next Flush writes cost in memory.
 func (d *DAT) DirtyMemory() int64 { return d.t.DirtyMemory() }
 
+// CacheCounts is how many lookups of table blocks the cache answered and
+// how many read the device.
+func (d *DAT) CacheCounts() (hits, misses uint64) { return d.t.CacheCounts() }
+
 // CleanMemory is what the clean cached blocks cost in memory.
 func (d *DAT) CleanMemory() int64 { return d.t.CleanMemory() }
 

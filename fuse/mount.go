@@ -230,12 +230,18 @@ func mount(v *txfs.Volume, dir string, o MountConfig) (*Server, error) {
 }
 
 // serve mounts v on dir and serves it, as fs.Mount does, with the raw
-// filesystem wrapped so that FLUSH releases locks (lockingFS), and then
-// by wrap if it is set. When it fails, it leaves no mount on dir.
+// filesystem wrapped so that FLUSH releases locks (lockingFS) and the
+// requests are counted (meteredFS), and then by wrap if it is set. When
+// it fails, it leaves no mount on dir.
 func serve(dir string, v *txfs.Volume, opts *fs.Options, wrap func(fuse.RawFileSystem) fuse.RawFileSystem) (*Server, error) {
 	root := newRoot(v)
 	var raw fuse.RawFileSystem = &lockingFS{RawFileSystem: fs.NewNodeFS(root, opts), locks: &root.fsys.locks}
 	root.fsys.known.add(root)
+	ops, err := newOpMetrics(v.Metrics())
+	if err != nil {
+		return nil, err
+	}
+	raw = &meteredFS{RawFileSystem: raw, m: ops}
 	if wrap != nil {
 		raw = wrap(raw)
 	}

@@ -58,6 +58,9 @@ type Config struct {
 	Sealed func()
 	// Warn reports damage that following the chain worked around.
 	Warn func(format string, a ...any)
+	// Flushed, if set, is told of every flush of the device by the
+	// writer: the transactions it made durable and how long it took.
+	Flushed func(txns int, took time.Duration)
 }
 
 // Head is a place where units are built: the unit being built, its
@@ -94,6 +97,9 @@ type Log struct {
 	// OpsBytes and LogBytes count the bytes of the units of operations and
 	// of all units sealed since the log was opened (write amplification).
 	OpsBytes, LogBytes int64
+	// Committed counts the transactions committed since the log was
+	// opened.
+	Committed uint64
 
 	Free      []uint32 // segments the log may take
 	Reserve   int      // free segments kept from ordinary operations
@@ -135,6 +141,7 @@ type SealedUnit struct {
 	Place segment.UnitPlace
 	Buf   []byte
 	Mem   int64 // the capacity of Buf, which the queue counts
+	Txns  int   // the transactions it carries
 }
 
 // End is the device address right after the unit.
@@ -297,7 +304,7 @@ func (l *Log) Seal() error {
 		}
 	}
 	l.NoteSpan(place, uint32(len(buf)), summary)
-	u := &SealedUnit{Seq: l.Seq, Place: place, Buf: buf, Mem: int64(cap(buf))}
+	u := &SealedUnit{Seq: l.Seq, Place: place, Buf: buf, Mem: int64(cap(buf)), Txns: l.Txns}
 	l.Queue = append(l.Queue, u)
 	l.Queued += u.Mem
 	l.SealedBytes += int64(len(buf))
@@ -357,6 +364,7 @@ func (l *Log) Commit(records []byte) {
 	}
 	l.Cur.AppendRecords(records)
 	l.Txns++
+	l.Committed++
 	l.cfg.Wake.Signal()
 }
 
@@ -470,6 +478,7 @@ func (l *Log) Run(done chan struct{}) {
 		l.WriterDone = true
 		l.cfg.Changed.Broadcast()
 	}()
+	unflushed := 0 // transactions written since the last flush
 	for {
 		for !l.writerHasWork() {
 			l.cfg.Wake.Wait()
@@ -511,6 +520,7 @@ func (l *Log) Run(done chan struct{}) {
 			l.Written = batch[n-1].Seq
 			l.Queue = l.Queue[n:]
 			for _, u := range batch {
+				unflushed += u.Txns
 				l.Queued -= u.Mem
 				segment.ReleaseUnitBuffer(u.Buf)
 				u.Buf = nil
@@ -524,12 +534,18 @@ func (l *Log) Run(done chan struct{}) {
 				// Best effort: without it the syncs only cost more.
 				fill.FillHoles(int64(fillEnd), int64(l.fillLimit(fillEnd)), FillNear)
 			}
+			start := time.Now()
 			err := l.cfg.Dev.Sync()
+			took := time.Since(start)
 			mu.Lock()
 			if err != nil {
 				l.cfg.Fail(err)
 				continue
 			}
+			if l.cfg.Flushed != nil {
+				l.cfg.Flushed(unflushed, took)
+			}
+			unflushed = 0
 			l.Durable = target
 			l.cfg.Durable(target)
 		}

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/txfs/txfs/internal/corrupt"
 )
@@ -89,7 +90,16 @@ type Table struct {
 	dirty      int        // dirty leaves
 	dirtyNodes int        // dirty interior nodes
 	flushBuf   []byte     // one block, for Flush to hand to put
+
+	// hits and misses count the block lookups the cache answered and
+	// those that read the device (metrics); atomic, so that they are read
+	// without the owner's lock.
+	hits, misses atomic.Uint64
 }
+
+// CacheCounts is how many block lookups the cache has answered (hits) and
+// how many read the device (misses). It may be called from any goroutine.
+func (t *Table) CacheCounts() (hits, misses uint64) { return t.hits.Load(), t.misses.Load() }
 
 // DirtyLeaves is the number of leaves waiting for Flush.
 func (t *Table) DirtyLeaves() int { return t.dirty }
@@ -243,9 +253,11 @@ func (t *Table) node(level int, index uint64) (*tableNode, error) {
 		return nil, t.errorf("no level %d", level)
 	}
 	if n := t.nodes[level-1][index]; n != nil {
+		t.hits.Add(1)
 		t.used(&n.tableBlock)
 		return n, nil
 	}
+	t.misses.Add(1)
 	p, err := t.ptrOf(level, index)
 	if err != nil {
 		return nil, err
@@ -265,9 +277,11 @@ func (t *Table) node(level int, index uint64) (*tableNode, error) {
 
 func (t *Table) leaf(index uint64) (*tableLeaf, error) {
 	if l := t.leaves[index]; l != nil {
+		t.hits.Add(1)
 		t.used(&l.tableBlock)
 		return l, nil
 	}
+	t.misses.Add(1)
 	p, err := t.ptrOf(0, index)
 	if err != nil {
 		return nil, err

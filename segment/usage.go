@@ -94,6 +94,10 @@ func (u *Usage) Touch(s uint32, seq uint64) error {
 // entries change before it: every leaf and interior node of the table.
 func (u *Usage) FlushBound() int { return u.t.FlushBound(u.t.Leaves(uint64(u.n)), uint64(u.n)) }
 
+// CacheCounts is how many lookups of table blocks the cache answered and
+// how many read the device.
+func (u *Usage) CacheCounts() (hits, misses uint64) { return u.t.CacheCounts() }
+
 // DirtyMemory is what the blocks the next Flush writes cost in memory.
 func (u *Usage) DirtyMemory() int64 { return u.t.DirtyMemory() }
 

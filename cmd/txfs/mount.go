@@ -92,6 +92,9 @@ Options (-o, comma separated, repeatable):
                         (default 20ms)
    noclean              no background cleaning; writers short of space
                         and "txfs clean" still clean (clean: the default)
+   metrics=HOST:PORT    also serve the Prometheus metrics of the control
+                        socket's GET /metrics on TCP there, to anyone who
+                        can connect (such as 127.0.0.1:9567)
 
 The clean_* options and noclean can change while mounted: txfs reload.
 
@@ -135,7 +138,7 @@ Examples:
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{
 				Name:  "o",
-				Usage: "mount options: ro, allow_other, default_permissions, noatime, debug, nonempty, readahead=KB, cache=SIZE",
+				Usage: "mount options: ro, allow_other, default_permissions, noatime, debug, nonempty, readahead=KB, cache=SIZE, metrics=HOST:PORT",
 			},
 			&cli.IntFlag{
 				Name:  "ready-fd",
@@ -167,6 +170,8 @@ type mountSettings struct {
 	cacheBytes int64
 	// cleaner is the clean_* options (txfs.Options.Cleaner).
 	cleaner txfs.CleanerOptions
+	// metricsAddr is "-o metrics=ADDR": serve the metrics on TCP there.
+	metricsAddr string
 }
 
 // mountOptions parses the -o options.
@@ -218,6 +223,13 @@ func mountOptions(opts []string) (mountSettings, error) {
 					return m, usagef("cache=%s: want a size from 4M to 1T, such as 64M", s)
 				}
 				m.cacheBytes = n
+				continue
+			}
+			if addr, ok := strings.CutPrefix(o, "metrics="); ok {
+				if err := metricsOption(addr); err != nil {
+					return m, err
+				}
+				m.metricsAddr = addr
 				continue
 			}
 			if ok, err := cleanerOption(&m.cleaner, o); ok || err != nil {
@@ -398,6 +410,13 @@ func runMount(c *cli.Context) error {
 		defer startMemProfile(path)()
 	}
 	limitMemory(set.cacheBytes)
+	metricsLn, err := listenMetrics(set.metricsAddr)
+	if err != nil {
+		return err
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close() // when the mount fails before it serves
+	}
 
 	if abs, err := filepath.Abs(image); err == nil {
 		image = abs
@@ -423,6 +442,8 @@ func runMount(c *cli.Context) error {
 	// The socket opens before "ready", so that whoever waits for it can
 	// ask for the status at once; it closes before the volume does.
 	ctl := serveControl(dir, &mountedVolume{Volume: v, opts: c.StringSlice("o"), set: set})
+	stopMetrics := serveMetrics(metricsLn, v)
+	defer stopMetrics()
 	if ready != nil {
 		_, err := ready.WriteString("ready\n")
 		ready.Close()
@@ -468,6 +489,7 @@ serve:
 	<-done
 	notifyStopping(dir)
 	closeControl(ctl)
+	stopMetrics()
 
 	// Every request is answered: write the checkpoint and let the
 	// image go.

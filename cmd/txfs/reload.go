@@ -124,6 +124,7 @@ func fixedChanges(a, b mountSettings) []string {
 		{"readahead", f.ReadAheadKB != g.ReadAheadKB},
 		{"nonempty", a.nonEmpty != b.nonEmpty},
 		{"cache", a.cacheBytes != b.cacheBytes},
+		{"metrics", a.metricsAddr != b.metricsAddr},
 	} {
 		if d.changed {
 			out = append(out, d.name)

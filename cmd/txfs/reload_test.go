@@ -41,7 +41,7 @@ func TestReload(t *testing.T) {
 	if _, err := m.Reload([]string{"cache=16M,noatime,clean_policy=age-threshold"}); err != nil || policy() != "age-threshold idle" {
 		t.Fatalf("reload with the mount's options again: %v; policy %s", err, policy())
 	}
-	for _, o := range []string{"ro", "cache=32M", "atime", "allow_other", "readahead=512"} {
+	for _, o := range []string{"ro", "cache=32M", "atime", "allow_other", "readahead=512", "metrics=127.0.0.1:9999"} {
 		_, err := m.Reload([]string{"clean_policy=cost-benefit", o})
 		name := strings.SplitN(strings.TrimPrefix(o, "atime"), "=", 2)[0]
 		if name == "" {
