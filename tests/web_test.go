@@ -611,3 +611,46 @@ func TestWebStopReload(t *testing.T) {
 		t.Errorf("-s stop with no console: exit %d, %q", code, errOut)
 	}
 }
+
+// TestWebDaemonStops: SIGTERM to the daemon of a mount that a console is
+// watching (its event stream open, a snapshot just taken through it)
+// unmounts and checkpoints as without it; the console goes on and says
+// the mount is gone, in words.
+func TestWebDaemonStops(t *testing.T) {
+	m := newMount(t)
+	c := startWeb(t, m.dir)
+	stream, err := http.Get(c.url + "/api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	q := url.Values{"dir": {m.dir}, "op": {"create"}, "name": {"watched"}}
+	if code, body := c.request("POST", "/api/snapshot?"+q.Encode(), "X-Txfs-Console", "1"); code != 200 {
+		t.Fatalf("snapshot through the console: %d %s", code, body)
+	}
+	d := m.d
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if !d.waitExit(exitTimeout) || d.err != nil {
+		t.Fatalf("txfs mount after SIGTERM with a console attached: %v\n%s", d.err, d.stderr.String())
+	}
+	m.record()
+	m.d = nil
+	m.fsck()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, body := c.request("GET", "/api/state")
+		if strings.Contains(body, `"error":"`+m.dir+` is not a mounted txfs volume`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the console's state after the unmount: %s", body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	m.start()
+	if got := snapshotsOf(t, m.dir); !slices.Contains(got, "watched") {
+		t.Errorf("snapshots after the daemon's SIGTERM: %v", got)
+	}
+}
