@@ -21,7 +21,7 @@ func TestOperationMetrics(t *testing.T) {
 		return metricstest.Value(t, v.Metrics(), name, labels...)
 	}
 	written, read := value("txfs_written_bytes_total"), value("txfs_read_bytes_total")
-	fsyncs := value("txfs_operation_duration_seconds", "op", "fsync")
+	fsyncs := value("txfs_operations_total", "op", "fsync")
 
 	data := make([]byte, 1<<20)
 	rand.New(rand.NewSource(1)).Read(data)
@@ -42,11 +42,26 @@ func TestOperationMetrics(t *testing.T) {
 	if got := value("txfs_written_bytes_total"); got < written+1<<20 {
 		t.Errorf("written bytes %v after writing 1 MiB, %v before", got, written)
 	}
-	if got := value("txfs_operation_duration_seconds", "op", "fsync"); got != fsyncs+1 {
+	if got := value("txfs_operations_total", "op", "fsync"); got != fsyncs+1 {
 		t.Errorf("%v fsync requests after one fsync, %v before", got, fsyncs)
 	}
+	// One request in 16 of each kind is timed.
+	f, err = os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	timed := value("txfs_operation_duration_seconds", "op", "fsync")
+	for range 32 {
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	if got := value("txfs_operation_duration_seconds", "op", "fsync"); got != timed+2 {
+		t.Errorf("32 fsyncs timed %v in the latency histogram, want 2 (one in 16)", got-timed)
+	}
 	for _, op := range []string{"create", "write", "flush", "release"} {
-		if got := value("txfs_operation_duration_seconds", "op", op); got < 1 {
+		if got := value("txfs_operations_total", "op", op); got < 1 {
 			t.Errorf("no %s request counted", op)
 		}
 	}

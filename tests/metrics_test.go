@@ -54,8 +54,8 @@ func TestMetricsOfAMount(t *testing.T) {
 		more   float64
 	}{
 		{"txfs_written_bytes_total", nil, 1 << 20},
-		{"txfs_operation_duration_seconds", []string{"op", "fsync"}, 1},
-		{"txfs_operation_duration_seconds", []string{"op", "create"}, 1},
+		{"txfs_operations_total", []string{"op", "fsync"}, 1},
+		{"txfs_operations_total", []string{"op", "create"}, 1},
 		{"txfs_log_flush_duration_seconds", nil, 1},
 		{"txfs_log_operation_bytes_total", nil, 1 << 20},
 		{"txfs_device_written_bytes_total", nil, 1 << 20},
