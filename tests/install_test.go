@@ -151,8 +151,9 @@ func (s *manualShell) output(from int64) string {
 }
 
 // run runs one block in the shell and fails the test if a command of it
-// fails (set -e ends the shell) or it takes longer than a minute.
-func (s *manualShell) run(b manualBlock) {
+// fails (set -e ends the shell) or it takes longer than a minute. It
+// returns where the block's output begins.
+func (s *manualShell) run(b manualBlock) int64 {
 	t := s.t
 	t.Helper()
 	s.n++
@@ -173,11 +174,13 @@ func (s *manualShell) run(b manualBlock) {
 			t.Fatalf("the shell said %q, want %q", got, want)
 		}
 		t.Logf("docs/INSTALL.md:%d:\n%s--- output:\n%s", b.line, b.text, s.output(start))
+		return start
 	case <-s.done:
 		t.Fatalf("the block at docs/INSTALL.md:%d failed (%v):\n%s--- output:\n%s", b.line, s.cmd.ProcessState, b.text, s.output(start))
 	case <-time.After(time.Minute):
 		t.Fatalf("the block at docs/INSTALL.md:%d did not finish within a minute:\n%s--- output:\n%s", b.line, b.text, s.output(start))
 	}
+	panic("unreachable")
 }
 
 // getUntil asks url with client until it answers, for up to 10 s, and
@@ -434,13 +437,13 @@ func TestInstallManual(t *testing.T) {
 			notRun++
 			continue
 		}
-		sh.run(b)
+		start := sh.run(b)
 		ran++
 		for i, s := range steps {
 			if strings.Contains(b.text, s.has) {
 				found[i] = true
 				if s.check != nil {
-					s.check()
+					checkBlock(t, s.check, func() string { return sh.output(start) })
 				}
 			}
 		}
@@ -464,6 +467,18 @@ func TestInstallManual(t *testing.T) {
 		}
 	}
 	t.Logf("ran %d blocks of docs/INSTALL.md; %d are marked as not run here", ran, notRun)
+}
+
+// checkBlock runs check, and shows what the block and the commands it
+// left in the background printed when it fails.
+func checkBlock(t *testing.T, check func(), output func() string) {
+	t.Helper()
+	defer func() {
+		if t.Failed() {
+			t.Logf("output of the block and of what it started:\n%s", output())
+		}
+	}()
+	check()
 }
 
 func fileExists(path string) bool {
