@@ -474,9 +474,8 @@ func TestUmountDead(t *testing.T) {
 
 // installMountHelper makes "txfs" the binary under test for mount(8):
 // mount.fuse3 runs it through /bin/sh, and mount(8) clears PATH, so it
-// must be in the shell's default PATH. It links /usr/local/sbin/txfs to it
-// for the test, holding a lock so that two test runs do not share it; a
-// txfs installed there already (not a link of this suite) skips the test.
+// must be in the shell's default PATH. A machine without mount(8) or
+// mount.fuse3, or with a txfs installed there already, skips the test.
 func installMountHelper(t *testing.T) {
 	t.Helper()
 	for _, p := range []string{"mount", "umount"} {
@@ -489,25 +488,40 @@ func installMountHelper(t *testing.T) {
 			t.Skip("skipping: no mount.fuse3 (apt-get install fuse3)")
 		}
 	}
+	if err := linkMountHelper(t, bin("txfs")); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+}
+
+// mountHelperLink is where the tests put the txfs that mount.fuse3 runs:
+// first in the shell's default PATH.
+const mountHelperLink = "/usr/local/sbin/txfs"
+
+// linkMountHelper links mountHelperLink to target for the test, holding a
+// lock so that two test runs do not share it. It fails if a txfs that is
+// not a link of these tests is there already.
+func linkMountHelper(t *testing.T, target string) error {
+	t.Helper()
 	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "txfs-mount-helper-test.lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	const link = "/usr/local/sbin/txfs"
-	if target, err := os.Readlink(link); err == nil && strings.Contains(target, "txfs-e2e-bin-") {
-		os.Remove(link) // left by a run that was killed
-	}
-	if err := os.Symlink(bin("txfs"), link); err != nil {
 		lock.Close()
-		t.Skipf("skipping: cannot link %s to the txfs under test: %v", link, err)
+		return err
+	}
+	if old, err := os.Readlink(mountHelperLink); err == nil && (strings.Contains(old, "txfs-e2e-bin-") || strings.Contains(old, "TestInstallManual")) {
+		os.Remove(mountHelperLink) // left by a run that was killed
+	}
+	if err := os.Symlink(target, mountHelperLink); err != nil {
+		lock.Close()
+		return fmt.Errorf("cannot link %s to the txfs under test: %v", mountHelperLink, err)
 	}
 	t.Cleanup(func() {
-		os.Remove(link)
+		os.Remove(mountHelperLink)
 		lock.Close()
 	})
+	return nil
 }
 
 // TestMountHelper: "mount -t fuse.txfs IMAGE DIR" and an fstab line "IMAGE

@@ -93,7 +93,9 @@ func newApp() *cli.App {
 		Name:  "txfs",
 		Usage: "a transactional log-structured filesystem",
 		Description: `Mount a txfs image (made with mkfs.txfs) on a directory, and unmount it;
-show a volume's space and cleaner, and clean it.
+show a volume's space and cleaner, clean it, take and restore snapshots,
+change its cleaner's options while mounted, and serve a web console.
+Installation: docs/INSTALL.md.
 
 Examples:
    txfs mount disk.img /mnt/txfs

@@ -138,7 +138,7 @@ Examples:
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{
 				Name:  "o",
-				Usage: "mount options: ro, allow_other, default_permissions, noatime, debug, nonempty, readahead=KB, cache=SIZE, metrics=HOST:PORT",
+				Usage: "mount `OPTIONS`, comma separated (listed above)",
 			},
 			&cli.IntFlag{
 				Name:  "ready-fd",

@@ -29,7 +29,7 @@ Examples:
    txfs reload -o clean_policy=greedy,clean_pace=5ms /mnt/txfs
    txfs reload -o noclean /mnt/txfs`,
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "o", Usage: "mount options to apply, as for txfs mount"},
+			&cli.StringSliceFlag{Name: "o", Usage: "mount `OPTIONS` to apply, comma separated, as for txfs mount"},
 			&cli.BoolFlag{Name: "json", Usage: "print the answer as JSON (the control socket's)"},
 		},
 		OnUsageError: onUsageError,
