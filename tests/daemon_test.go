@@ -286,6 +286,17 @@ func TestDaemonRestartsAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := s.server(first)
+	// The supervisor checks the new mount before it logs that it serves:
+	// an unmount while its check waits for an answer finds the mount busy.
+	serves := fmt.Sprintf("server %d serves", second)
+	for deadline := time.Now().Add(readyTimeout); ; time.Sleep(20 * time.Millisecond) {
+		if log, _ := os.ReadFile(d.log); strings.Contains(string(log), serves) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the supervisor's log never says %q", serves)
+		}
+	}
 	data, err := os.ReadFile(filepath.Join(d.dir, "synced"))
 	if err != nil || string(data) != "synced before the crash\n" {
 		t.Errorf("after the restart: %q, %v", data, err)
