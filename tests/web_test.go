@@ -388,8 +388,9 @@ func TestWebTwoBrowsers(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// The answer to this delete, not an earlier message about x.
 			errs[i] = chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#confirm-ok")),
-				waitFor(`document.querySelector("#messages").innerText.includes("x")`))
+				waitFor(`(t => t.includes("Snapshot x deleted.") || t.includes("Could not delete snapshot x:"))(document.querySelector("#messages").innerText)`))
 		}()
 	}
 	wg.Wait()
