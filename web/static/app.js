@@ -159,6 +159,20 @@ function record(v, time) {
   if (h.length > HISTORY + 1) h.shift();
 }
 
+// The daemon's metrics the charts show: byte counters as rates, and
+// duration histograms as their mean over each second (operations: of all
+// kinds, as timed).
+const RATES = {
+  txfs_read_bytes_total: "read by users",
+  txfs_written_bytes_total: "written by users",
+  txfs_cleaner_moved_bytes_total: "moved by the cleaner",
+};
+const LATENCIES = {
+  txfs_operation_duration_seconds: "operations, mean",
+  txfs_log_flush_duration_seconds: "log flushes, mean",
+  txfs_checkpoint_duration_seconds: "checkpoints, mean",
+};
+
 // series derives, from each pair of samples, the rates of the byte
 // counters and the latency of each histogram.
 function series(dir) {
@@ -171,16 +185,16 @@ function series(dir) {
     add(tp, "written by operations", b.t, Math.max(b.user - a.user, 0) / dt);
     add(tp, "written to the device", b.t, Math.max(b.device - a.device, 0) / dt);
     if (a.counters && b.counters) {
-      for (const name of Object.keys(b.counters)) {
-        if (!/bytes/.test(name) || !(name in a.counters)) continue;
-        add(tp, name.replace(/^txfs_/, "").replace(/_total$/, ""), b.t, Math.max(b.counters[name] - a.counters[name], 0) / dt);
+      for (const [name, label] of Object.entries(RATES)) {
+        if (!(name in a.counters) || !(name in b.counters)) continue;
+        add(tp, label, b.t, Math.max(b.counters[name] - a.counters[name], 0) / dt);
       }
     }
     if (a.hist && b.hist) {
-      for (const name of Object.keys(b.hist)) {
+      for (const [name, label] of Object.entries(LATENCIES)) {
         const x = a.hist[name], y = b.hist[name];
-        if (!x || y.count - x.count <= 0) continue;
-        add(lat, name.replace(/^txfs_/, "").replace(/_seconds$/, "") + " mean", b.t, (y.sum - x.sum) / (y.count - x.count));
+        if (!x || !y || y.count - x.count <= 0) continue;
+        add(lat, label, b.t, (y.sum - x.sum) / (y.count - x.count));
       }
     }
   }
