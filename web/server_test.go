@@ -286,7 +286,7 @@ func TestEvents(t *testing.T) {
 		return State{}
 	}
 	st := next()
-	if len(st.Volumes) != 1 || st.Volumes[0].Status == nil || st.Volumes[0].Segments == nil || st.Volumes[0].Metrics != nil {
+	if len(st.Volumes) != 1 || st.Volumes[0].Status == nil || st.Volumes[0].Segments == nil || st.Volumes[0].Metrics == nil {
 		t.Fatalf("first event: %+v", st)
 	}
 	if code, body := s.do(t, "POST", "/api/snapshot"+s.q("op", "create", "name", "e")); code != 200 {
