@@ -68,11 +68,21 @@ func (v *Volume) findSnapshot(name string) int {
 }
 
 // ErrSnapshotExists and ErrNoSnapshot are the errors of snapshot
-// operations on a name that is taken, or not.
+// operations on a name that is taken, or not. They are ErrExist and
+// ErrNotExist (errors.Is), in words about snapshots.
 var (
-	ErrSnapshotExists = fmt.Errorf("%w (snapshot)", ErrExist)
-	ErrNoSnapshot     = fmt.Errorf("%w (snapshot)", ErrNotExist)
+	ErrSnapshotExists error = &namedErr{ErrExist, "txfs: a snapshot of that name exists"}
+	ErrNoSnapshot     error = &namedErr{ErrNotExist, "txfs: no snapshot of that name"}
 )
+
+// namedErr is a sentinel said in other words.
+type namedErr struct {
+	sentinel error
+	msg      string
+}
+
+func (e *namedErr) Error() string { return e.msg }
+func (e *namedErr) Unwrap() error { return e.sentinel }
 
 // CreateSnapshot records the current state of the whole filesystem under
 // name. It fails, changing nothing, if name exists.
