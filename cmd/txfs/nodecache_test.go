@@ -25,9 +25,9 @@ func TestNodeCacheOptions(t *testing.T) {
 	}
 }
 
-// TestReloadNodeCache: node_cache changes on a mounted volume; node_trace
-// cannot.
-func TestReloadNodeCache(t *testing.T) {
+// newMemVolume formats and opens a volume on a memory device.
+func newMemVolume(t *testing.T) *txfs.Volume {
+	t.Helper()
 	dev := segment.NewMemDevice(16 << 20)
 	if err := txfs.Format(dev, txfs.FormatOptions{}); err != nil {
 		t.Fatal(err)
@@ -36,6 +36,13 @@ func TestReloadNodeCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return v
+}
+
+// TestReloadNodeCache: node_cache changes on a mounted volume; node_trace
+// cannot.
+func TestReloadNodeCache(t *testing.T) {
+	v := newMemVolume(t)
 	defer v.Close()
 	opts := []string{"node_cache=lru"}
 	set, err := mountOptions(opts)
@@ -65,14 +72,7 @@ func TestReloadNodeCache(t *testing.T) {
 // TestNodeTrace: node_trace records the lookups of a volume's work in a
 // trace that reads back.
 func TestNodeTrace(t *testing.T) {
-	dev := segment.NewMemDevice(16 << 20)
-	if err := txfs.Format(dev, txfs.FormatOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	v, err := txfs.Open(dev, txfs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := newMemVolume(t)
 	path := filepath.Join(t.TempDir(), "trace")
 	stop, err := startNodeCache(v, nodeCacheSettings{trace: path})
 	if err != nil {

@@ -99,7 +99,10 @@ func (p *s3fifo) Remove(e *Entry) {
 
 func (p *s3fifo) Evict() *Entry {
 	for p.small.n > 0 || p.main.n > 0 {
-		if p.main.n == 0 || p.small.bytes > p.smallTarget() {
+		// The small queue keeps at least its newest entry, so that it
+		// has a chance of a second use when the queue's share is less
+		// than one entry (a cache of a few nodes).
+		if p.main.n == 0 || p.small.bytes > p.smallTarget() && p.small.n > 1 {
 			e := p.small.tail
 			p.small.remove(e)
 			if e.freq > 0 {
