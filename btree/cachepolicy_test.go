@@ -142,3 +142,43 @@ func TestTrace(t *testing.T) {
 		t.Fatalf("replay %+v, the tree counted %d hits, %d misses", r, hits, misses)
 	}
 }
+
+// BenchmarkGetEvicting reads random keys of a tree four times the size of
+// its cache, under each policy: the cost of a lookup with the hits, misses
+// and evictions of each.
+func BenchmarkGetEvicting(b *testing.B) {
+	const n = 100_000
+	s := newMemStore(4096)
+	tr := NewTree(s, NilNode, 4096, 1<<30)
+	for i := range n {
+		if err := tr.Put(Key{Ino: uint64(i)}, []byte("a value of some bytes")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.flush(tr); err != nil {
+		b.Fatal(err)
+	}
+	size := tr.Stats().CachedBytes
+	for _, policy := range cache.Names() {
+		b.Run(policy, func(b *testing.B) {
+			tr := NewTree(s, tr.Root(), 4096, size/4)
+			if err := tr.SetCachePolicy(policy); err != nil {
+				b.Fatal(err)
+			}
+			r := rand.New(rand.NewSource(1))
+			b.ResetTimer()
+			for range b.N {
+				// Skewed: a quarter of the keys get most lookups.
+				i := r.Intn(n)
+				if r.Intn(4) > 0 {
+					i /= 4
+				}
+				if _, _, err := tr.Get(Key{Ino: uint64(i)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			hits, misses := tr.CacheCounts()
+			b.ReportMetric(100*float64(hits)/float64(hits+misses), "hit%")
+		})
+	}
+}

@@ -140,3 +140,6 @@ func mustBe(e *Entry, state uint8, call string) {
 
 // Pinned reports whether e is pinned in its policy.
 func (e *Entry) Pinned() bool { return e.state == pinned }
+
+// Evictable reports whether e is in its policy and not pinned.
+func (e *Entry) Evictable() bool { return e.state == listed }
