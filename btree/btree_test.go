@@ -345,7 +345,7 @@ func TestModelRandom(t *testing.T) {
 // (TestModelRandom switches policies at random while it runs).
 func TestModelPolicies(t *testing.T) {
 	for _, policy := range cache.Names() {
-		for _, seed := range []int64{7, 99, time.Now().UnixNano()} {
+		for _, seed := range []int64{time.Now().UnixNano()} {
 			for _, bs := range []int{128, 4096} {
 				t.Run(fmt.Sprintf("%s/seed=%d/bs=%d", policy, seed, bs), func(t *testing.T) {
 					t.Parallel()
