@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/txfs/txfs/internal/cache"
 	"github.com/txfs/txfs/internal/corrupt"
 )
 
@@ -41,10 +42,14 @@ type Tree struct {
 	nodes map[NodeID]*node // every cached node, clean or dirty
 	dirty map[NodeID]*node // the dirty ones, pinned until Flush
 
-	// lru links the clean nodes, most recently used at head.
-	lruHead, lruTail *node
-	cleanBytes       int64
-	dirtyBytes       int64
+	// policy orders the clean nodes for eviction; the dirty ones that
+	// were clean before are pinned in it (cachepolicy.go).
+	policy     cache.Policy
+	cleanBytes int64
+	dirtyBytes int64
+	// trace, if set, is told of every lookup of a node by permanent ID,
+	// every node Flush leaves clean and every node dropped (SetTrace).
+	trace func(op cache.Op, id NodeID, weight int64)
 
 	// touched lists dirty nodes whose size may have changed during the
 	// current call; settle brings dirtyBytes up to date from them.
@@ -78,6 +83,7 @@ func NewTree(store Store, root NodeID, blockSize int, cacheBytes int64) *Tree {
 		panic(fmt.Sprintf("btree: block size %d out of range [%d, %d]", blockSize, minBlockSize, maxBlockSize))
 	}
 	return &Tree{
+		policy:     newPolicy(cache.Default, cacheBytes),
 		store:      store,
 		root:       root,
 		blockSize:  blockSize,
@@ -89,30 +95,6 @@ func NewTree(store Store, root NodeID, blockSize int, cacheBytes int64) *Tree {
 }
 
 // --- cache --------------------------------------------------------------
-
-func (t *Tree) lruPush(n *node) {
-	n.prev, n.next = nil, t.lruHead
-	if t.lruHead != nil {
-		t.lruHead.prev = n
-	} else {
-		t.lruTail = n
-	}
-	t.lruHead = n
-}
-
-func (t *Tree) lruRemove(n *node) {
-	if n.prev != nil {
-		n.prev.next = n.next
-	} else {
-		t.lruHead = n.next
-	}
-	if n.next != nil {
-		n.next.prev = n.prev
-	} else {
-		t.lruTail = n.prev
-	}
-	n.prev, n.next = nil, nil
-}
 
 // CacheCounts is how many node loads the cache has answered (hits) and
 // how many read the store (misses) since the tree was made. It may be
@@ -143,17 +125,16 @@ func (t *Tree) load(id NodeID, want int) (*node, error) {
 		n.acct = n.memSize()
 		t.cleanBytes += int64(n.acct)
 		t.nodes[id] = n
-		t.lruPush(n)
+		t.addClean(n)
+		t.traceGet(n)
 		return n, nil
 	}
 	t.hits.Add(1)
 	if want >= 0 && int(n.level) != want {
 		return nil, corrupt.Errorf(ErrCorrupt, corrupt.Location{Block: uint64(id)}, "node %d has level %d, its parent expects %d", id, n.level, want)
 	}
-	if !n.dirty && t.lruHead != n {
-		t.lruRemove(n)
-		t.lruPush(n)
-	}
+	t.policy.Hit(&n.ce)
+	t.traceGet(n)
 	return n, nil
 }
 
@@ -165,7 +146,7 @@ func (t *Tree) child(p *node, i int) (*node, error) {
 // markDirty pins n in memory before it is changed.
 func (t *Tree) markDirty(n *node) {
 	if !n.dirty {
-		t.lruRemove(n)
+		t.policy.Pin(&n.ce)
 		t.cleanBytes -= int64(n.acct)
 		t.dirtyBytes += int64(n.acct)
 		n.dirty = true
@@ -196,10 +177,9 @@ func (t *Tree) drop(n *node) {
 		t.dirtyBytes -= int64(n.acct)
 		delete(t.dirty, n.id)
 	} else {
-		t.lruRemove(n)
 		t.cleanBytes -= int64(n.acct)
 	}
-	delete(t.nodes, n.id)
+	t.removeCached(n)
 	n.acct = 0
 	if !n.id.isTemp() {
 		t.freed = append(t.freed, n.id)
@@ -225,14 +205,17 @@ func (t *Tree) settle() {
 	t.touched = t.touched[:0]
 }
 
-// evict drops least recently used clean nodes while the cache is over
+// evict drops the clean nodes the policy chooses while the cache is over
 // its bound. Dirty nodes cannot be dropped, so the cache may stay over
 // the bound until the next Flush. Mutating calls evict only at their end,
 // so that no node they hold a pointer to leaves the cache under them.
 func (t *Tree) evict() {
-	for t.cleanBytes+t.dirtyBytes > t.cacheBytes && t.lruTail != nil {
-		n := t.lruTail
-		t.lruRemove(n)
+	for t.cleanBytes+t.dirtyBytes > t.cacheBytes {
+		e := t.policy.Evict()
+		if e == nil {
+			return
+		}
+		n := t.nodes[NodeID(e.Key)]
 		t.cleanBytes -= int64(n.acct)
 		delete(t.nodes, n.id)
 	}
@@ -736,7 +719,7 @@ func (t *Tree) Flush(alloc func() (NodeID, error), write func(id NodeID, encoded
 		n.dirty = false
 		t.dirtyBytes -= int64(n.acct)
 		t.cleanBytes += int64(n.acct)
-		t.lruPush(n)
+		t.flushedClean(n)
 	}
 	clear(t.dirty)
 	clear(t.pending)

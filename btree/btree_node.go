@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/txfs/txfs/internal/cache"
 	"github.com/txfs/txfs/internal/corrupt"
 )
 
@@ -154,10 +155,10 @@ type node struct {
 	offs  []uint32 // offs[i] is where item i starts in items
 
 	// Cache bookkeeping, owned by Tree.
-	dirty      bool
-	acct       int  // bytes this node adds to cleanBytes or dirtyBytes
-	touched    bool // on Tree.touched, waiting for its acct to be settled
-	prev, next *node
+	dirty   bool
+	acct    int  // bytes this node adds to cleanBytes or dirtyBytes
+	touched bool // on Tree.touched, waiting for its acct to be settled
+	ce      cache.Entry
 }
 
 // nodeOverhead is what a cached node costs beside its items and offsets:

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/txfs/txfs/internal/cache"
 )
 
 // memStore is an in-memory Store with an allocator that reuses freed IDs
@@ -170,19 +172,20 @@ func checkCache(tr *Tree) error {
 			if tr.dirty[id] != n {
 				return fmt.Errorf("dirty node %d not in the dirty set", id)
 			}
+			// Pinned if it was clean before, unknown to the policy if new.
+			if n.ce.Pinned() == id.isTemp() {
+				return fmt.Errorf("dirty node %d: pinned %v", id, n.ce.Pinned())
+			}
 		} else {
 			clean += int64(size)
 			nclean++
+			if n.ce.Pinned() || n.ce.Key != uint64(id) || n.ce.Weight() != int64(size) {
+				return fmt.Errorf("clean node %d: policy entry %d, pinned %v, weight %d", id, n.ce.Key, n.ce.Pinned(), n.ce.Weight())
+			}
 		}
 	}
-	for n := tr.lruHead; n != nil; n = n.next {
-		if n.dirty || tr.nodes[n.id] != n {
-			return fmt.Errorf("node %d on the LRU list is dirty or not cached", n.id)
-		}
-		nclean--
-	}
-	if nclean != 0 || len(tr.dirty) != len(tr.nodes)-countClean(tr) {
-		return fmt.Errorf("LRU list or dirty set out of step with the cache")
+	if tr.policy.Len() != nclean || len(tr.dirty) != len(tr.nodes)-countClean(tr) {
+		return fmt.Errorf("policy (%d evictable nodes) or dirty set out of step with the cache (%d clean)", tr.policy.Len(), nclean)
 	}
 	if clean != tr.cleanBytes || dirty != tr.dirtyBytes {
 		return fmt.Errorf("byte counts clean %d dirty %d, want %d and %d", tr.cleanBytes, tr.dirtyBytes, clean, dirty)
@@ -332,13 +335,31 @@ func TestModelRandom(t *testing.T) {
 			t.Run(fmt.Sprintf("seed=%d/bs=%d", seed, bs), func(t *testing.T) {
 				t.Parallel()
 				t.Logf("seed %d", seed)
-				runModel(t, seed, bs)
+				runModel(t, seed, bs, "")
 			})
 		}
 	}
 }
 
-func runModel(t *testing.T, seed int64, bs int) {
+// TestModelPolicies runs the model with the node cache under each policy
+// (TestModelRandom switches policies at random while it runs).
+func TestModelPolicies(t *testing.T) {
+	for _, policy := range cache.Names() {
+		for _, seed := range []int64{time.Now().UnixNano()} {
+			for _, bs := range []int{128, 4096} {
+				t.Run(fmt.Sprintf("%s/seed=%d/bs=%d", policy, seed, bs), func(t *testing.T) {
+					t.Parallel()
+					runModel(t, seed, bs, policy)
+				})
+			}
+		}
+	}
+}
+
+// runModel checks the tree against a map under random operations. With a
+// policy named, its node cache uses that one; with none, it changes
+// policy at random now and then, dirty nodes and all.
+func runModel(t *testing.T, seed int64, bs int, policy string) {
 	defer func() {
 		if t.Failed() {
 			t.Logf("failed with seed %d, block size %d", seed, bs)
@@ -346,8 +367,19 @@ func runModel(t *testing.T, seed int64, bs int) {
 	}()
 	r := rand.New(rand.NewSource(seed))
 	s := newMemStore(bs)
-	cache := int64(bs * (4 + r.Intn(40)))
-	tr := NewTree(s, NilNode, bs, cache)
+	cacheBytes := int64(bs * (4 + r.Intn(40)))
+	names := cache.Names()
+	setPolicy := func(tr *Tree) {
+		p := policy
+		if p == "" {
+			p = names[r.Intn(len(names))]
+		}
+		if err := tr.SetCachePolicy(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr := NewTree(s, NilNode, bs, cacheBytes)
+	setPolicy(tr)
 	m := model{}
 	maxVal := MaxValueSize(bs)
 	ops := 6000
@@ -453,9 +485,13 @@ func runModel(t *testing.T, seed int64, bs int) {
 			checkFlushed(t, tr, s)
 			if r.Intn(2) == 0 {
 				// Reopen from the store and carry on with the new tree.
-				tr = NewTree(s, tr.Root(), bs, cache)
+				tr = NewTree(s, tr.Root(), bs, cacheBytes)
+				setPolicy(tr)
 				compare(t, tr, m)
 			}
+		}
+		if policy == "" && r.Intn(200) == 0 {
+			setPolicy(tr)
 		}
 		if err := checkCache(tr); err != nil {
 			t.Fatalf("op %d: %v", op, err)
@@ -697,14 +733,32 @@ func TestFlushErrors(t *testing.T) {
 	compare(t, NewTree(s, tr.Root(), bs, 1<<14), m)
 }
 
+// TestCacheBounded holds the node cache to its bound, under each policy,
+// while a tree grows far past it, is read and scanned, and shrinks.
 func TestCacheBounded(t *testing.T) {
+	for _, policy := range cache.Names() {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			testCacheBounded(t, policy)
+		})
+	}
+}
+
+func testCacheBounded(t *testing.T, policy string) {
 	const (
 		bs    = 4096
 		cache = 64 << 10
 		n     = 200_000
 	)
 	s := newMemStore(bs)
-	tr := NewTree(s, NilNode, bs, cache)
+	newTree := func(root NodeID) *Tree {
+		tr := NewTree(s, root, bs, cache)
+		if err := tr.SetCachePolicy(policy); err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	tr := newTree(NilNode)
 	r := rand.New(rand.NewSource(5))
 	perm := r.Perm(n)
 	val := func(i int) []byte { return binary.LittleEndian.AppendUint64(nil, uint64(i)*3) }
@@ -731,7 +785,7 @@ func TestCacheBounded(t *testing.T) {
 		t.Fatalf("height %d for %d items", st.Height, n)
 	}
 	// Read everything back through a cold, small cache.
-	tr = NewTree(s, tr.Root(), bs, cache)
+	tr = newTree(tr.Root())
 	for i := 0; i < n; i += 3 {
 		v, ok, err := tr.Get(Key{Ino: uint64(i / 10), Type: 5, Off: uint64(i % 10)})
 		if err != nil || !ok || !bytes.Equal(v, val(i)) {
@@ -786,6 +840,12 @@ func heapLive() int64 {
 // memory, clean ones loaded from the store and dirty ones built item by
 // item, not their size on disk.
 func TestCacheBoundIsMemory(t *testing.T) {
+	for _, policy := range cache.Names() {
+		t.Run(policy, func(t *testing.T) { testCacheBoundIsMemory(t, policy) })
+	}
+}
+
+func testCacheBoundIsMemory(t *testing.T, policy string) {
 	const (
 		bs    = 4096
 		cache = 8 << 20
@@ -812,6 +872,9 @@ func TestCacheBoundIsMemory(t *testing.T) {
 	base := heapLive()
 	// Clean nodes: everything read through a cache smaller than the tree.
 	tr = NewTree(s, root, bs, cache)
+	if err := tr.SetCachePolicy(policy); err != nil {
+		t.Fatal(err)
+	}
 	if err := tr.Ascend(Key{}, func(Key, []byte) bool { return true }); err != nil {
 		t.Fatal(err)
 	}

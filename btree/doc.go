@@ -91,9 +91,10 @@
 // # Cache
 //
 // Every loaded or new node lives in one map keyed by ID. Nodes changed
-// since the last Flush are dirty and pinned; clean nodes form an LRU list
-// bounded, together with the dirty ones, by the cache size given to
-// NewTree, each node counted by what it costs in memory: its items as
+// since the last Flush are dirty and pinned; clean nodes are ordered for
+// eviction by a policy of package internal/cache (S3-FIFO unless
+// SetCachePolicy chooses LRU or LFU) and bounded, together with the dirty
+// ones, by the cache size given to NewTree, each node counted by what it costs in memory: its items as
 // encoded, in a buffer of one block, their offsets and a fixed overhead.
 // Parents refer to children by ID only, so a clean child can leave the
 // cache while its parent stays.

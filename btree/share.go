@@ -82,9 +82,8 @@ func (t *Tree) unshare(n *node) (*node, error) {
 
 // forget drops clean node n from the cache.
 func (t *Tree) forget(n *node) {
-	t.lruRemove(n)
 	t.cleanBytes -= int64(n.acct)
-	delete(t.nodes, n.id)
+	t.removeCached(n)
 }
 
 // ownRoot loads the root, made the tree's own.
@@ -150,9 +149,7 @@ func (t *Tree) SetRoot(root NodeID) error {
 	if len(t.dirty) > 0 || len(t.freed) > 0 || len(t.pending) > 0 {
 		return fmt.Errorf("btree: new root while %d nodes are dirty", len(t.dirty))
 	}
-	clear(t.nodes)
-	t.lruHead, t.lruTail = nil, nil
-	t.cleanBytes = 0
+	t.forgetAll()
 	t.root = root
 	return nil
 }

@@ -1,11 +1,11 @@
 package segment
 
 import (
-	"container/list"
 	"encoding/binary"
 	"fmt"
 	"sync/atomic"
 
+	"github.com/txfs/txfs/internal/cache"
 	"github.com/txfs/txfs/internal/corrupt"
 )
 
@@ -54,7 +54,7 @@ type tableBlock struct {
 	level int // 0 for a leaf
 	index uint64
 	dirty bool
-	lru   *list.Element // on the LRU list while clean
+	ce    cache.Entry // in the policy while clean, pinned while dirty after
 }
 
 type tableLeaf struct {
@@ -68,12 +68,13 @@ type tableNode struct {
 }
 
 // blockOverhead is what a cached table block costs in memory beside its
-// BlockSize bytes: its struct, list element and map entry.
+// BlockSize bytes: its struct and map entry.
 const blockOverhead = 160
 
 // Table is one table in memory. Clean blocks, leaves and interior nodes
-// alike, are cached in an LRU bounded in bytes; dirty ones are kept until
-// Flush. Not safe for concurrent use.
+// alike, are cached in an LRU (a policy of package internal/cache)
+// bounded in bytes; dirty ones are kept until Flush. Not safe for
+// concurrent use.
 type Table struct {
 	id         uint8
 	bs         int
@@ -85,11 +86,11 @@ type Table struct {
 	read       BlockReader
 	nodes      []map[uint64]*tableNode // nodes[l-1] is interior level l
 	leaves     map[uint64]*tableLeaf
-	lru        *list.List // clean blocks, front = most recent
-	maxClean   int        // clean blocks kept
-	dirty      int        // dirty leaves
-	dirtyNodes int        // dirty interior nodes
-	flushBuf   []byte     // one block, for Flush to hand to put
+	policy     cache.Policy // orders the clean blocks for eviction
+	maxClean   int          // clean blocks kept
+	dirty      int          // dirty leaves
+	dirtyNodes int          // dirty interior nodes
+	flushBuf   []byte       // one block, for Flush to hand to put
 
 	// hits and misses count the block lookups the cache answered and
 	// those that read the device (metrics); atomic, so that they are read
@@ -112,14 +113,14 @@ func (t *Table) DirtyMemory() int64 { return int64(t.dirty+t.dirtyNodes) * t.Blo
 
 // CleanMemory is what the clean cached blocks cost in memory: at most the
 // bound given to NewTable, or 8 blocks if that is less.
-func (t *Table) CleanMemory() int64 { return int64(t.lru.Len()) * t.BlockMemory() }
+func (t *Table) CleanMemory() int64 { return int64(t.policy.Len()) * t.BlockMemory() }
 
 // NewTable opens a table of entrySize-byte entries from its root pointer,
 // keeping up to cacheBytes of clean blocks in memory (at least 8 blocks).
 func NewTable(id uint8, blockSize, entrySize int, root BlockPtr, depth int, read BlockReader, cacheBytes int64) *Table {
 	t := &Table{id: id, bs: blockSize, esize: entrySize, perLeaf: uint64(blockSize / entrySize),
 		fanout: uint64(blockSize / BlockPtrSize), depth: depth, rootPtr: root, read: read,
-		leaves: map[uint64]*tableLeaf{}, lru: list.New()}
+		leaves: map[uint64]*tableLeaf{}, policy: cache.NewLRU()}
 	t.maxClean = int(max(8, min(cacheBytes/t.BlockMemory(), 1<<40)))
 	for i := 0; i < depth; i++ {
 		t.nodes = append(t.nodes, map[uint64]*tableNode{})
@@ -127,7 +128,7 @@ func NewTable(id uint8, blockSize, entrySize int, root BlockPtr, depth int, read
 	return t
 }
 
-// markDirty takes b off the LRU list: it stays until Flush.
+// markDirty pins b in the policy: it stays until Flush.
 func (t *Table) markDirty(b *tableBlock) {
 	if b.dirty {
 		return
@@ -138,25 +139,31 @@ func (t *Table) markDirty(b *tableBlock) {
 	} else {
 		t.dirtyNodes++
 	}
-	if b.lru != nil {
-		t.lru.Remove(b.lru)
-		b.lru = nil
+	if b.ce.Evictable() {
+		t.policy.Pin(&b.ce)
 	}
 }
 
-// markClean puts node b, just written, on the LRU list as the most recent.
+// markClean makes node b, just written, evictable.
 func (t *Table) markClean(b *tableBlock) {
 	b.dirty = false
 	t.dirtyNodes--
-	b.lru = t.lru.PushFront(b)
+	t.cached(b)
 }
 
-// used moves a clean block to the front of the LRU list.
-func (t *Table) used(b *tableBlock) {
-	if b.lru != nil {
-		t.lru.MoveToFront(b.lru)
+// cached makes clean block b evictable, as used just now: unpinned if it
+// was clean before, added if it is new.
+func (t *Table) cached(b *tableBlock) {
+	if b.ce.Pinned() {
+		t.policy.Unpin(&b.ce, t.BlockMemory())
+		return
 	}
+	b.ce.Key = uint64(b.level)<<56 | b.index // indexes stay below 2^56: capacity is at most 2^62 entries
+	t.policy.Add(&b.ce, t.BlockMemory())
 }
+
+// used records a use of a cached block.
+func (t *Table) used(b *tableBlock) { t.policy.Hit(&b.ce) }
 
 // FlushBound is the most blocks Flush would write if extra more leaves
 // became dirty and the table then held entries entries: the dirty leaves,
@@ -271,7 +278,7 @@ func (t *Table) node(level int, index uint64) (*tableNode, error) {
 		n.ptrs[i] = GetBlockPtr(buf[i*BlockPtrSize:])
 	}
 	t.nodes[level-1][index] = n
-	n.lru = t.lru.PushFront(&n.tableBlock)
+	t.cached(&n.tableBlock)
 	return n, nil
 }
 
@@ -291,7 +298,7 @@ func (t *Table) leaf(index uint64) (*tableLeaf, error) {
 		return nil, err
 	}
 	l := &tableLeaf{tableBlock: tableBlock{index: index}, data: buf}
-	l.lru = t.lru.PushFront(&l.tableBlock)
+	t.cached(&l.tableBlock)
 	t.leaves[index] = l
 	t.evict()
 	return l, nil
@@ -302,13 +309,13 @@ func (t *Table) leaf(index uint64) (*tableLeaf, error) {
 // when one of them is written or its pointers are needed. Callers hold no
 // pointer to a clean block across it.
 func (t *Table) evict() {
-	for t.lru.Len() > t.maxClean {
-		b := t.lru.Remove(t.lru.Back()).(*tableBlock)
-		b.lru = nil
-		if b.level == 0 {
-			delete(t.leaves, b.index)
+	for t.policy.Len() > t.maxClean {
+		e := t.policy.Evict()
+		level, index := int(e.Key>>56), e.Key&(1<<56-1)
+		if level == 0 {
+			delete(t.leaves, index)
 		} else {
-			delete(t.nodes[b.level-1], b.index)
+			delete(t.nodes[level-1], index)
 		}
 	}
 }
@@ -401,7 +408,7 @@ func (t *Table) Flush(put TablePut) error {
 			return err
 		}
 		if !l.dirty {
-			l.lru = t.lru.PushFront(&l.tableBlock)
+			t.cached(&l.tableBlock)
 		}
 	}
 	for level := 1; level <= t.depth; level++ {

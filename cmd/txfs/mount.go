@@ -80,6 +80,10 @@ Options (-o, comma separated, repeatable):
                         yet checkpointed, writes not yet on the image. The
                         daemon stays within it plus about 40 MiB, and 420
                         bytes for each inode the kernel keeps looked up
+   node_cache=POLICY    how the metadata node cache chooses what to evict:
+                        s3fifo (default), lru or lfu
+   node_trace=FILE      record the node cache's lookups in FILE while
+                        mounted, for scripts/cachetrace to replay
    clean_policy=NAME    how the cleaner chooses segments to empty: greedy,
                         cost-benefit (default) or age-threshold
    clean_low=N          the cleaner works in the background while fewer
@@ -96,7 +100,8 @@ Options (-o, comma separated, repeatable):
                         socket's GET /metrics on TCP there, to anyone who
                         can connect (such as 127.0.0.1:9567)
 
-The clean_* options and noclean can change while mounted: txfs reload.
+The clean_* options, noclean and node_cache can change while mounted:
+txfs reload.
 
 --cpuprofile FILE writes a Go CPU profile of the daemon to FILE until it
 exits; --memprofile FILE writes a Go heap profile to FILE on SIGUSR1 and
@@ -172,6 +177,8 @@ type mountSettings struct {
 	cleaner txfs.CleanerOptions
 	// metricsAddr is "-o metrics=ADDR": serve the metrics on TCP there.
 	metricsAddr string
+	// nodeCache is the node_* options (nodecache.go).
+	nodeCache nodeCacheSettings
 }
 
 // mountOptions parses the -o options.
@@ -230,6 +237,12 @@ func mountOptions(opts []string) (mountSettings, error) {
 					return m, err
 				}
 				m.metricsAddr = addr
+				continue
+			}
+			if ok, err := nodeCacheOption(&m.nodeCache, o); ok || err != nil {
+				if err != nil {
+					return m, err
+				}
 				continue
 			}
 			if ok, err := cleanerOption(&m.cleaner, o); ok || err != nil {
@@ -434,6 +447,12 @@ func runMount(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", image, err)
 	}
+	stopNodeTrace, err := startNodeCache(v, set.nodeCache)
+	if err != nil {
+		v.Close()
+		return err
+	}
+	defer stopNodeTrace()
 	srv, err := txfuse.Mount(v, dir, cfg)
 	if err != nil {
 		v.Close()

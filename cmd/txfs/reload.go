@@ -18,7 +18,8 @@ func reloadCommand() *cli.Command {
 		Description: `Applies mount options to the volume mounted on DIR, through its control
 socket (root and the user who mounted only): the cleaner's options
 (clean_policy, clean_low, clean_high, clean_pace, noclean, and clean, which
-turns background cleaning back on). Any other option may be given with
+turns background cleaning back on) and the node cache's policy
+(node_cache). Any other option may be given with
 the value it was mounted with (so the options of a systemd unit or fstab
 line can be given again whole); one with another value is refused with
 its name, and then nothing changes: unmount and mount again to change it.
@@ -27,7 +28,8 @@ Exit status: 0 applied, 1 error (refused options too), 2 usage.
 
 Examples:
    txfs reload -o clean_policy=greedy,clean_pace=5ms /mnt/txfs
-   txfs reload -o noclean /mnt/txfs`,
+   txfs reload -o noclean /mnt/txfs
+   txfs reload -o node_cache=lru /mnt/txfs`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "o", Usage: "mount `OPTIONS` to apply, comma separated, as for txfs mount"},
 			&cli.BoolFlag{Name: "json", Usage: "print the answer as JSON (the control socket's)"},
@@ -103,6 +105,11 @@ func (m *mountedVolume) Reload(options []string) ([]string, error) {
 	if err := m.SetCleaner(set.cleaner); err != nil {
 		return nil, err
 	}
+	if set.nodeCache.policy != m.set.nodeCache.policy {
+		if err := m.SetNodeCache(set.nodeCache.policy); err != nil {
+			return nil, err
+		}
+	}
 	m.opts, m.set = all, set
 	return given, nil
 }
@@ -125,6 +132,7 @@ func fixedChanges(a, b mountSettings) []string {
 		{"nonempty", a.nonEmpty != b.nonEmpty},
 		{"cache", a.cacheBytes != b.cacheBytes},
 		{"metrics", a.metricsAddr != b.metricsAddr},
+		{"node_trace", a.nodeCache.trace != b.nodeCache.trace},
 	} {
 		if d.changed {
 			out = append(out, d.name)
