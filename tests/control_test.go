@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -466,5 +467,35 @@ func TestReloadCommand(t *testing.T) {
 	code, _, errOut = txfsCmd(t, bin("txfs"), nil, "reload", "-o", "noclean", m.dir)
 	if code != 1 || !strings.Contains(errOut, "not a txfs mount point") {
 		t.Errorf("reload of an unmounted directory: exit %d: %s", code, errOut)
+	}
+}
+
+// TestUmountWaitsForTheDaemon: txfs umount returns once the daemon has
+// written its last checkpoint and let go of the image, so the image can be
+// checked (fsck.txfs takes its lock) at once.
+func TestUmountWaitsForTheDaemon(t *testing.T) {
+	m := newMount(t)
+	data := make([]byte, 4<<20)
+	for round := range 3 {
+		// Unsynced writes: the last checkpoint has work to do.
+		for i := range 4 {
+			randomBytes(data, uint64(round*10+i))
+			if err := os.WriteFile(filepath.Join(m.dir, fmt.Sprintf("f%d", i)), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d := m.d
+		if code, out := runTimeout(t, exitTimeout, bin("txfs"), "umount", m.dir); code != 0 {
+			t.Fatalf("txfs umount: exit %d: %s", code, out)
+		}
+		if code, out := runTimeout(t, toolTimeout, bin("fsck.txfs"), m.img); code != 0 {
+			t.Fatalf("round %d: fsck.txfs right after txfs umount: exit %d (the daemon still had the image?)\n%s", round, code, out)
+		}
+		if !d.waitExit(exitTimeout) || d.err != nil {
+			t.Fatalf("the daemon after the unmount: %v", d.err)
+		}
+		m.record()
+		m.d = nil
+		m.start()
 	}
 }

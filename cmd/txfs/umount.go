@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -19,8 +20,10 @@ func umountCommand() *cli.Command {
 		ArgsUsage: "DIR",
 		Description: `Unmounts DIR: with umount(2) when run as root, else with "fusermount3 -u".
 The "txfs mount" process serving DIR then writes a checkpoint, closes the
-image and exits. Fails with "DIR is busy" while files on it are open, and
-refuses a DIR that is not a txfs mount point (naming what is mounted there).
+image and exits; txfs umount waits for that (up to two minutes), so that
+the image can be used at once (fsck.txfs, another mount). Fails with "DIR
+is busy" while files on it are open, and refuses a DIR that is not a txfs
+mount point (naming what is mounted there).
 
 --dead unmounts DIR only if it is a txfs mount whose daemon is gone (it was
 killed or crashed, and every access fails with "Transport endpoint is not
@@ -71,5 +74,36 @@ func unmount(dir string) error {
 	if errors.Is(err, syscall.EBUSY) {
 		return fmt.Errorf("%s is busy", dir)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return waitReleased(dir, on[len(on)-1].Source, releaseWait)
+}
+
+// releaseWait bounds how long txfs umount waits for the daemon to write
+// its last checkpoint and let go of the image.
+const releaseWait = 2 * time.Minute
+
+// waitReleased waits until no process writes image (holds its exclusive
+// lock): the daemon of the mount on dir, which was just unmounted, writes
+// its last checkpoint and exits. An image this user cannot open, or lock,
+// is not waited for.
+func waitReleased(dir, image string, limit time.Duration) error {
+	f, err := os.Open(image)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	for deadline := time.Now().Add(limit); ; time.Sleep(20 * time.Millisecond) {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+		if err == nil {
+			return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		}
+		if err != syscall.EWOULDBLOCK {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s is unmounted, but its daemon still holds %s after %v", dir, image, limit)
+		}
+	}
 }
