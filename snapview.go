@@ -18,8 +18,9 @@ type SnapshotView struct {
 }
 
 // snapshotViewCache is the node cache of a view: small, since a view
-// is read by people looking for a file, and there may be many.
-const snapshotViewCache = 1 << 20
+// is read by people looking for a file, and there may be many (100 views
+// read through take 25 MiB at most, beside the volume's budget).
+const snapshotViewCache = 256 << 10
 
 // OpenSnapshot returns the view of snapshot name. Views are kept: the
 // same snapshot gives the same view.
