@@ -86,6 +86,8 @@ func (r *modelRun) snapshotOp() {
 	var do func(string) error
 	var want syscall.Errno
 	op := []string{"create", "restore", "delete"}[rng.Intn(3)]
+	// On a full volume it may answer ENOSPC, and then change nothing.
+	root, snaps := r.m.root, slices.Clone(r.snaps)
 	if op == "restore" && len(r.held) > 0 {
 		op = "create" // open files that have no name are the live tree's
 	}
@@ -129,6 +131,11 @@ func (r *modelRun) snapshotOp() {
 	testHookSnapshot = nil
 	for _, img := range images {
 		r.recoverImage(img)
+	}
+	if r.noSpace(err) {
+		r.m.root, r.snaps = root, snaps
+		r.step(desc + ": no space")
+		return
 	}
 	r.expect(fmt.Sprintf("snapshot %s %s", op, name), err, want)
 	// Reference counts, lazy ones included.
