@@ -90,6 +90,9 @@ type Table struct {
 	dirty      int        // dirty leaves
 	dirtyNodes int        // dirty interior nodes
 	flushBuf   []byte     // one block, for Flush to hand to put
+	// last is the leaf looked up last: runs of lookups (a write's new
+	// blocks have neighbouring DAT entries) find it without the map.
+	last *tableLeaf
 
 	// hits and misses count the block lookups the cache answered and
 	// those that read the device (metrics); atomic, so that they are read
@@ -276,9 +279,15 @@ func (t *Table) node(level int, index uint64) (*tableNode, error) {
 }
 
 func (t *Table) leaf(index uint64) (*tableLeaf, error) {
+	if l := t.last; l != nil && l.index == index {
+		t.hits.Add(1)
+		t.used(&l.tableBlock)
+		return l, nil
+	}
 	if l := t.leaves[index]; l != nil {
 		t.hits.Add(1)
 		t.used(&l.tableBlock)
+		t.last = l
 		return l, nil
 	}
 	t.misses.Add(1)
@@ -294,6 +303,7 @@ func (t *Table) leaf(index uint64) (*tableLeaf, error) {
 	l.lru = t.lru.PushFront(&l.tableBlock)
 	t.leaves[index] = l
 	t.evict()
+	t.last = l
 	return l, nil
 }
 
@@ -306,6 +316,9 @@ func (t *Table) evict() {
 		b := t.lru.Remove(t.lru.Back()).(*tableBlock)
 		b.lru = nil
 		if b.level == 0 {
+			if t.last != nil && b == &t.last.tableBlock {
+				t.last = nil
+			}
 			delete(t.leaves, b.index)
 		} else {
 			delete(t.nodes[b.level-1], b.index)
