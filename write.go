@@ -54,7 +54,8 @@ func (v *Volume) writeChunkBlocks() int64 {
 
 // Write writes data at off, extending the file as needed. A write of more
 // than writeChunkBlocks blocks is split into several transactions, each
-// atomic.
+// atomic. data must not change while Write runs: its whole blocks are
+// hashed and stored from it as they are.
 func (v *Volume) Write(ino Ino, data []byte, off int64) (int, error) {
 	if off < 0 || uint64(off)+uint64(len(data)) > MaxFileSize {
 		if off >= 0 {
