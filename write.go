@@ -54,7 +54,8 @@ func (v *Volume) writeChunkBlocks() int64 {
 
 // Write writes data at off, extending the file as needed. A write of more
 // than writeChunkBlocks blocks is split into several transactions, each
-// atomic.
+// atomic. data must not change while Write runs: its whole blocks are
+// hashed and stored from it as they are.
 func (v *Volume) Write(ino Ino, data []byte, off int64) (int, error) {
 	if off < 0 || uint64(off)+uint64(len(data)) > MaxFileSize {
 		if off >= 0 {
@@ -116,18 +117,20 @@ func (t *tx) write(ino Ino, data []byte, off int64, first, last uint64) error {
 	if err != nil {
 		return err
 	}
-	// The unit copies every block, so one buffer serves the whole write.
-	if len(v.scratch) != v.bs {
-		v.scratch = make([]byte, v.bs)
-	}
-	block := v.scratch
+	// The unit copies every block: a whole block goes from data straight
+	// into it, a partial one through one scratch buffer.
 	for b := first; b < last; b++ {
 		bstart := b * bs
 		lo := max(bstart, uint64(off))
 		hi := min(bstart+bs, uint64(off)+uint64(len(data)))
 		vb, mapped := m[b]
+		block := data[lo-uint64(off) : hi-uint64(off)]
 		if hi-lo < bs {
 			// A partial block keeps the rest of its old content.
+			if len(v.scratch) != v.bs {
+				v.scratch = make([]byte, v.bs)
+			}
+			block = v.scratch
 			clear(block)
 			if mapped {
 				old, err := v.readBlock(vb, nil)
@@ -136,8 +139,8 @@ func (t *tx) write(ino Ino, data []byte, off int64, first, last uint64) error {
 				}
 				copy(block, old)
 			}
+			copy(block[lo-bstart:], data[lo-uint64(off):hi-uint64(off)])
 		}
-		copy(block[lo-bstart:], data[lo-uint64(off):hi-uint64(off)])
 		if mapped {
 			err = t.rewriteBlock(ino, b, vb, block)
 		} else {

@@ -1,8 +1,8 @@
 package segment
 
 import (
+	"encoding/binary"
 	"fmt"
-	"math/bits"
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
@@ -57,11 +57,16 @@ func EncodeBlock(raw, dst []byte, compress bool) (stored []byte, flags uint8) {
 // values, text and structured data far fewer. Saying "random" costs a
 // 256-byte scan instead of an LZ4 attempt over the whole block.
 func looksRandom(b []byte) bool {
-	var seen [4]uint64
+	// One byte per value, set by independent stores (a bitset's
+	// read-modify-writes wait on each other), then summed eight at a time.
+	var seen [256]byte
 	for _, c := range b[:256] {
-		seen[c>>6] |= 1 << (c & 63)
+		seen[c] = 1
 	}
-	n := bits.OnesCount64(seen[0]) + bits.OnesCount64(seen[1]) + bits.OnesCount64(seen[2]) + bits.OnesCount64(seen[3])
+	n := uint64(0)
+	for i := 0; i < len(seen); i += 8 {
+		n += binary.LittleEndian.Uint64(seen[i:]) * 0x0101010101010101 >> 56
+	}
 	return n > 128
 }
 

@@ -91,6 +91,9 @@ type Table struct {
 	dirty      int          // dirty leaves
 	dirtyNodes int          // dirty interior nodes
 	flushBuf   []byte       // one block, for Flush to hand to put
+	// last is the leaf looked up last: runs of lookups (a write's new
+	// blocks have neighbouring DAT entries) find it without the map.
+	last *tableLeaf
 
 	// hits and misses count the block lookups the cache answered and
 	// those that read the device (metrics); atomic, so that they are read
@@ -283,9 +286,15 @@ func (t *Table) node(level int, index uint64) (*tableNode, error) {
 }
 
 func (t *Table) leaf(index uint64) (*tableLeaf, error) {
+	if l := t.last; l != nil && l.index == index {
+		t.hits.Add(1)
+		t.used(&l.tableBlock)
+		return l, nil
+	}
 	if l := t.leaves[index]; l != nil {
 		t.hits.Add(1)
 		t.used(&l.tableBlock)
+		t.last = l
 		return l, nil
 	}
 	t.misses.Add(1)
@@ -301,6 +310,9 @@ func (t *Table) leaf(index uint64) (*tableLeaf, error) {
 	t.cached(&l.tableBlock)
 	t.leaves[index] = l
 	t.evict()
+	if t.leaves[index] == l { // kept: a policy may drop what it just took
+		t.last = l
+	}
 	return l, nil
 }
 
@@ -313,6 +325,9 @@ func (t *Table) evict() {
 		e := t.policy.Evict()
 		level, index := int(e.Key>>56), e.Key&(1<<56-1)
 		if level == 0 {
+			if t.last != nil && t.last == t.leaves[index] {
+				t.last = nil
+			}
 			delete(t.leaves, index)
 		} else {
 			delete(t.nodes[level-1], index)
