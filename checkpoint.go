@@ -313,7 +313,7 @@ func (v *Volume) writeCheckpointLocked(change func() error) (segment.UnitRef, ui
 		}
 	}
 	if v.snapDirty {
-		first, err := v.writeSnapTable(func(raw []byte) (uint64, error) {
+		err := v.writeSnapTable(func(raw []byte) (uint64, error) {
 			vb, err := v.blocks.Alloc()
 			if err == nil {
 				err = v.writeMetaBlock(vb, raw, snapTableOwner)
@@ -323,7 +323,7 @@ func (v *Volume) writeCheckpointLocked(change func() error) (segment.UnitRef, ui
 		if err != nil {
 			return ref, 0, nil, v.fail(err)
 		}
-		v.snapFirst, v.snapDirty = first, false
+		v.snapDirty = false
 	}
 	// Blocks counts the DAT blocks in the usage table.
 	putTable := func(table uint64) segment.TablePut {
@@ -344,7 +344,7 @@ func (v *Volume) writeCheckpointLocked(change func() error) (segment.UnitRef, ui
 	sutRoot, sutDepth := v.sut.Root()
 	rec := checkpointRec{Number: v.ckptNo, TreeRoot: uint64(v.tree.Root()), NextIno: v.nextIno,
 		DAT: v.dat.State(), SUTRoot: sutRoot, SUTDepth: sutDepth, Time: time.Now().UnixNano(),
-		FreedNodes: v.ckptFreed, Durable: v.log.Durable, SnapTable: v.snapFirst, SnapCount: uint32(len(v.snaps))}
+		FreedNodes: v.ckptFreed, Durable: v.log.Durable, SnapTable: v.snapTableFirst(), SnapCount: uint32(len(v.snaps))}
 	enc := rec.encode()
 	// The record, then a copy of it as the next unit: if one flipped bit
 	// spoils the record, recovery reads the copy (the superblock says

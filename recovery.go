@@ -165,7 +165,6 @@ func (v *Volume) loadCheckpoint(ref segment.UnitRef) (*segment.Unit, *checkpoint
 	v.blocks = cow.NewBlocks(v.geo, v.dat, v.sut)
 	v.tree = btree.NewTree(v, btree.NodeID(c.TreeRoot), v.bs, v.mem.tree)
 	v.tree.SetSharing(liveSharing{v})
-	v.snapFirst = c.SnapTable
 	if err := v.loadSnapTable(c.SnapTable, int(c.SnapCount)); err != nil {
 		return nil, nil, fmt.Errorf("%w: checkpoint %d: %w", ErrIO, c.Number, err)
 	}

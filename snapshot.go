@@ -471,10 +471,9 @@ func (v *Volume) snapTableBlocks(n int) int {
 }
 
 // writeSnapTable writes the snapshot table as it is now, through put,
-// which stores one block as a new virtual block and returns it, and
-// returns its first block (0 for no snapshot). The blocks of the old
-// table go to freed.
-func (v *Volume) writeSnapTable(put func(raw []byte) (uint64, error)) (uint64, error) {
+// which stores one block as a new virtual block and returns it. The
+// blocks of the old table go to the checkpoint's dropped nodes.
+func (v *Volume) writeSnapTable(put func(raw []byte) (uint64, error)) error {
 	per := v.snapsPerBlock()
 	next := uint64(0)
 	var vbs []uint64
@@ -495,7 +494,7 @@ func (v *Volume) writeSnapTable(put func(raw []byte) (uint64, error)) (uint64, e
 		}
 		vb, err := put(b)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		vbs = append(vbs, vb)
 		next = vb
@@ -503,7 +502,15 @@ func (v *Volume) writeSnapTable(put func(raw []byte) (uint64, error)) (uint64, e
 	v.ckptFreed = append(v.ckptFreed, v.snapTable...)
 	slices.Reverse(vbs)
 	v.snapTable = vbs
-	return next, nil
+	return nil
+}
+
+// snapTableFirst is the first block of the snapshot table, 0 for none.
+func (v *Volume) snapTableFirst() uint64 {
+	if len(v.snapTable) == 0 {
+		return 0
+	}
+	return v.snapTable[0]
 }
 
 // loadSnapTable reads the table of n snapshots that starts at first.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/txfs/txfs/segment"
@@ -627,5 +628,46 @@ func TestSnapshotStatfs(t *testing.T) {
 	// metadata of as much data costs (as for a deleted file).
 	if got := avail() - before; got < st.SnapshotBytes*90/100 {
 		t.Errorf("deleting the snapshot gave statfs %d KiB, it held %d KiB alone", got>>10, st.SnapshotBytes>>10)
+	}
+}
+
+// TestSnapshotTableDamaged: a damaged block of the snapshot table is
+// found at Open, which refuses the volume with an I/O error naming it,
+// read-write and read-only, and never takes garbage for snapshots.
+func TestSnapshotTableDamaged(t *testing.T) {
+	dev := segment.NewMemDevice(16 << 20)
+	if err := Format(dev, FormatOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Open(dev, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAt(t, v, "f", []byte("data"), 0)
+	if err := v.CreateSnapshot("s"); err != nil {
+		t.Fatal(err)
+	}
+	v.mu.Lock()
+	e, err := v.dat.Live(v.snapTableFirst())
+	v.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := dev.ReadAt(b, int64(e.Addr)+int64(e.Len)/2); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x40
+	if _, err := dev.WriteAt(b, int64(e.Addr)+int64(e.Len)/2); err != nil {
+		t.Fatal(err)
+	}
+	for _, ro := range []bool{false, true} {
+		_, err := Open(dev, Options{ReadOnly: ro})
+		if !errors.Is(err, ErrIO) || !strings.Contains(err.Error(), "snapshot table block") {
+			t.Errorf("open (read-only %v) with a damaged snapshot table: %v", ro, err)
+		}
 	}
 }

@@ -133,11 +133,10 @@ type Volume struct {
 	packed    []byte     // one block, for compressing blocks under the lock
 
 	// snaps are the snapshots (snapshot.go); snapTable the blocks of
-	// their table in the last checkpoint, snapFirst the first of them;
-	// snapDirty: the next checkpoint writes the table.
+	// their table in the last checkpoint; snapDirty: the next checkpoint
+	// writes the table.
 	snaps      []snapshot
 	snapTable  []uint64
-	snapFirst  uint64
 	snapDirty  bool
 	frozen     bool                     // a snapshot operation's checkpoint is on its way: no transaction begins
 	views      map[string]*SnapshotView // the snapshots opened for reading (snapview.go)
@@ -574,7 +573,10 @@ func (t *tx) ref(vb uint64, delta int64) error {
 // snapshot shares the item, and with it the block).
 func (t *tx) mustCopy(ino Ino, b, vb uint64) (bool, error) {
 	path := cow.OwnPath
-	if shared, err := t.v.tree.PathShared(inode.BlockKey(ino, b)); err != nil {
+	if len(t.v.snaps) == 0 {
+		// Nothing is shared without a snapshot: no descent of the tree
+		// for every block an overwrite rewrites.
+	} else if shared, err := t.v.tree.PathShared(inode.BlockKey(ino, b)); err != nil {
 		return false, t.v.fail(err)
 	} else if shared {
 		path = cow.SharedPath
