@@ -203,7 +203,10 @@ func (v *Volume) snapshotCheckpoint(change func() error, leaves func() (int, err
 	fits := func() error {
 		leaves, err := leaves()
 		if err != nil {
-			return v.fail(err)
+			// A node it would free does not read back (damage): nothing
+			// has changed yet, so the operation is refused and the volume
+			// goes on.
+			return fmt.Errorf("%w: %w", ErrIO, err)
 		}
 		tables := v.snapTableBlocks(len(v.snaps) + 1)
 		if v.log.Room()-v.ckptCostWith(tables, leaves+2+tables) < v.reserveBytes(true) {
@@ -316,7 +319,7 @@ func (v *Volume) Snapshots() ([]SnapshotInfo, error) {
 	for _, s := range v.snaps {
 		excl, err := v.exclusiveBytes(s.root)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("snapshot %s: %w", s.name, err)
 		}
 		all, err := v.subtreeBytes(s.root, held)
 		if err != nil {

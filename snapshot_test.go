@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/txfs/txfs/btree"
 	"github.com/txfs/txfs/segment"
 )
 
@@ -669,5 +670,55 @@ func TestSnapshotTableDamaged(t *testing.T) {
 		if !errors.Is(err, ErrIO) || !strings.Contains(err.Error(), "snapshot table block") {
 			t.Errorf("open (read-only %v) with a damaged snapshot table: %v", ro, err)
 		}
+	}
+}
+
+// TestSnapshotDeleteDamaged: deleting a snapshot that holds a damaged
+// tree node of its own is refused with an I/O error before anything
+// changes; the volume goes on writing and the snapshot stays listed.
+func TestSnapshotDeleteDamaged(t *testing.T) {
+	v, dev := newTestVolume(t, 16<<20, Options{})
+	writeAt(t, v, "f", bytes.Repeat([]byte("x"), 20000), 0)
+	if err := v.CreateSnapshot("s"); err != nil {
+		t.Fatal(err)
+	}
+	// The live tree copies its root on this change: the old root is the
+	// snapshot's alone.
+	writeAt(t, v, "g", []byte("after"), 0)
+	if err := v.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	v.mu.Lock()
+	root := v.snaps[0].root
+	e, err := v.dat.Live(root)
+	refs := e.Refs
+	v.mu.Unlock()
+	if err != nil || refs != 1 {
+		t.Fatalf("the snapshot's root has %d references (%v); the test needs 1", refs, err)
+	}
+	b := make([]byte, 1)
+	off := int64(e.Addr) + int64(e.Len)/2
+	if _, err := dev.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x10
+	if _, err := dev.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	v.tree.Forget(btree.NodeID(root)) // read from the device again
+	if err := v.DeleteSnapshot("s"); !errors.Is(err, ErrIO) {
+		t.Fatalf("delete of a snapshot with a damaged node: %v, want ErrIO", err)
+	}
+	if _, err := v.Snapshots(); !errors.Is(err, ErrIO) || !strings.Contains(err.Error(), "snapshot s:") {
+		t.Errorf("listing with a damaged snapshot: %v", err)
+	}
+	if st, err := v.Status(); err != nil || st.Snapshots != 1 || st.SnapshotBytes != -1 {
+		t.Errorf("status with a damaged snapshot: %+v, %v", st, err)
+	}
+	writeAt(t, v, "h", []byte("the volume goes on"), 0)
+	// Put the byte back for the checker at the end of the test.
+	b[0] ^= 0x10
+	if _, err := dev.WriteAt(b, off); err != nil {
+		t.Fatal(err)
 	}
 }

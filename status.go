@@ -18,7 +18,8 @@ type Status struct {
 	// blocks: the cleaner gives it back by moving those blocks.
 	ReclaimableBytes int64
 	// Snapshots is the number of snapshots, and SnapshotBytes the stored
-	// bytes only they hold: what deleting every one of them frees.
+	// bytes only they hold: what deleting every one of them frees (-1:
+	// unknown, a snapshot's metadata is damaged).
 	Snapshots     int
 	SnapshotBytes int64
 	ReadOnly      bool
@@ -77,7 +78,10 @@ func (v *Volume) Status() (Status, error) {
 	st.Snapshots = len(v.snaps)
 	var err error
 	if st.SnapshotBytes, err = v.exclusiveBytes(v.snapshotRoots()...); err != nil {
-		return st, err
+		// A snapshot's metadata does not read back: the status still
+		// says everything else.
+		v.logf("status: the space only snapshots hold: %v", err)
+		st.SnapshotBytes = -1
 	}
 	c := &v.clean
 	st.Cleaner = CleanerStatus{Policy: c.policy.Name(), State: "idle", LowWatermark: c.low, HighWatermark: c.high,
