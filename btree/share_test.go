@@ -67,14 +67,7 @@ func (s *refStore) release(id NodeID) {
 	if s.refs[id]--; s.refs[id] > 0 {
 		return
 	}
-	b, err := s.LoadNode(id)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	r, err := DecodeRefs(id, b, s.blockSize)
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	r := s.nodeRefs(id)
 	for _, k := range r.Kids {
 		s.release(k)
 	}
@@ -85,6 +78,20 @@ func (s *refStore) release(id NodeID) {
 	if err := s.memStore.free(id); err != nil {
 		s.t.Fatal(err)
 	}
+}
+
+// nodeRefs reads node id and lists what it refers to.
+func (s *refStore) nodeRefs(id NodeID) NodeRefs {
+	s.t.Helper()
+	b, err := s.LoadNode(id)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	r, err := DecodeRefs(id, b, s.blockSize)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return r
 }
 
 func (s *refStore) newBlock() []byte {
@@ -114,14 +121,7 @@ func (s *refStore) verify(roots []NodeID) {
 			return
 		}
 		seen[id] = true
-		b, err := s.LoadNode(id)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		r, err := DecodeRefs(id, b, s.blockSize)
-		if err != nil {
-			s.t.Fatal(err)
-		}
+		r := s.nodeRefs(id)
 		for _, k := range r.Kids {
 			walk(k)
 		}
